@@ -1,0 +1,111 @@
+"""Every published MNIST recipe, run with our script on the full data, against its published figure.
+
+    python benchmarks/recipes.py --data ../shared/data/mnist [--only NAME ...] [--seeds 1 2 3]
+
+Each recipe is one command line of mnist_digit_recognition.py, run as a user would (a
+subprocess, its model directory in a temporary folder). The table of published and measured
+test accuracy, test loss and wall time is printed and written to
+benchmarks/results/recipes.json and recipes.md. Takes about an hour on 2 CPU cores.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPT = HERE.parent / "mnist_digit_recognition.py"
+
+# name: (flags, published test accuracy or None, where it was published)
+RECIPES = {
+    "cnn-bn-aug-adam-15": (
+        ["--epochs", "15", "--batch-size", "32"], 0.9940,
+        "CNN with batch norm, dropout and augmentation, Adam, 15 epochs, batch 32"),
+    "deep-cnn-rmsprop-aug-20": (
+        ["--arch", "deep-cnn", "--optimizer", "rmsprop", "--epochs", "20", "--batch-size", "64"],
+        0.9955, "730,602-parameter CNN, RMSprop, augmentation, ReduceLROnPlateau, 20 epochs, "
+                "batch 64"),
+    "cnn-bn-5": (
+        ["--no-augmentation", "--epochs", "5", "--batch-size", "64"], 0.99279,
+        "CNN with batch norm, no augmentation, Adam, 5 epochs, batch 64"),
+    "cnn-no-bn-5": (
+        ["--no-augmentation", "--no-batchnorm", "--epochs", "5", "--batch-size", "64"], 0.99029,
+        "CNN without batch norm, no augmentation, Adam, 5 epochs, batch 64"),
+    "mlp-rmsprop-5": (
+        ["--arch", "mlp", "--optimizer", "rmsprop", "--no-augmentation", "--epochs", "5",
+         "--batch-size", "128"], 0.9804, "Dense 512 network, RMSprop, 5 epochs, batch 128"),
+    "mlp-adam-10": (
+        ["--arch", "mlp", "--no-augmentation", "--epochs", "10", "--batch-size", "128"], None,
+        "Dense 512 network, Adam, 10 epochs, batch 128, validation split (none published)"),
+}
+
+
+def run_recipe(flags, data, seed, folder):
+    model_dir = Path(folder) / "model"
+    command = [sys.executable, str(SCRIPT), *flags, "--data", str(data), "--seed", str(seed),
+               "--model-dir", str(model_dir)]
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
+    metadata = json.loads((model_dir / "metadata.json").read_text())
+    return {"seed": seed, "test_accuracy": metadata["test_accuracy"],
+            "test_loss": metadata["test_loss"], "wall_seconds": metadata["wall_seconds"],
+            "process_seconds": round(time.perf_counter() - started, 1),
+            "precision": metadata["precision"], "parameters": metadata["model"]["parameters"],
+            "device": metadata["device"]}
+
+
+def markdown_table(results):
+    lines = ["| recipe | command flags | published | measured (per seed) | test loss | wall time |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, entry in results.items():
+        runs = entry["runs"]
+        published = f"{entry['published']:.3%}" if entry["published"] else "none"
+        accuracies = ", ".join(f"{r['test_accuracy']:.2%}" for r in runs)
+        losses = ", ".join(f"{r['test_loss']:.4f}" for r in runs)
+        minutes = ", ".join(f"{r['wall_seconds'] / 60:.1f} min" for r in runs)
+        lines.append(f"| {entry['description']} | `{' '.join(entry['flags'])}` | {published} | "
+                     f"{accuracies} | {losses} | {minutes} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=os.environ.get("MNIST_DATA"),
+                        help="MNIST as for the program's --data (default: $MNIST_DATA)")
+    parser.add_argument("--only", nargs="+", choices=sorted(RECIPES), help="run only these")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1], help="one run per seed")
+    parser.add_argument("--output", default=str(HERE / "results" / "recipes"),
+                        help="path prefix of the .json and .md results")
+    args = parser.parse_args()
+
+    results = {}
+    for name in args.only or RECIPES:
+        flags, published, description = RECIPES[name]
+        runs = []
+        for seed in args.seeds:
+            with tempfile.TemporaryDirectory() as folder:
+                runs.append(run_recipe(flags, args.data, seed, folder))
+            print(f"{name} seed {seed}: {runs[-1]['test_accuracy']:.2%} "
+                  f"(published {published or 'none'}), {runs[-1]['wall_seconds']:.0f} s",
+                  flush=True)
+        results[name] = {"description": description, "flags": flags, "published": published,
+                         "runs": runs}
+
+    table = markdown_table(results)
+    print("\n" + table)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    stamp = {"date": time.strftime("%Y-%m-%d"), "machine": next(iter(results.values()))["runs"][0]["device"]}
+    output.with_suffix(".json").write_text(json.dumps({**stamp, "recipes": results}, indent=2) + "\n")
+    output.with_suffix(".md").write_text(f"Measured {stamp['date']} on {stamp['machine']}.\n\n{table}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Training throughput of the default command against the literal published recipe, side by side.
+
+    python benchmarks/throughput.py --data ../shared/data/mnist [--rounds 3] [--steps 200]
+
+One process builds every configuration, warms each up (graph tracing, first batches), then
+measures them in alternating rounds and keeps each one's best round, so that a slow spell of
+the machine hits all configurations alike. Prints a table of training images per second and
+the ratio to the literal recipe (Keras' ImageDataGenerator.flow + model.fit, float32, batch 32),
+then the inference speed of a saved model on the 10,000 test images and its one-image latency.
+Writes everything to benchmarks/results/throughput.json.
+"""
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+import mnist_digit_recognition as mdr  # noqa: E402
+
+CONFIGURATIONS = [
+    # name, engine (None: no augmentation), mixed precision, batch size
+    ("literal ImageDataGenerator, float32, batch 32", "imagedatagenerator", False, 32),
+    ("default: layers engine, auto precision, batch 32", "layers", None, 32),
+    ("layers engine, float32, batch 32", "layers", False, 32),
+    ("no augmentation, float32, batch 32", None, False, 32),
+    ("no augmentation, auto precision, batch 32", None, None, 32),
+    ("layers engine, float32, batch 128", "layers", False, 128),
+    ("layers engine, auto precision, batch 128", "layers", None, 128),
+]
+
+
+def make_run(x, y, engine, mixed_precision, batch_size, seed=0):
+    """A compiled model and an endless batch source for one configuration."""
+    policy = mdr.choose_precision(mixed_precision)
+    model = mdr.compile_model(mdr.build_model("cnn", dtype=policy))
+    if engine == "imagedatagenerator":
+        data = mdr.make_image_data_generator().flow(x, y, batch_size=batch_size, seed=seed)
+    else:
+        augmenter = mdr.make_augmenter(seed=seed) if engine else None
+        data = mdr.make_train_dataset(x, y, batch_size, augmenter, seed).repeat()
+    return model, data, policy
+
+
+def images_per_second(model, data, steps, batch_size):
+    start = time.perf_counter()
+    model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def measure_training(x, y, rounds, steps):
+    runs = {name: make_run(x, y, engine, mixed, batch)
+            for name, engine, mixed, batch in CONFIGURATIONS}
+    batch_sizes = {name: batch for name, _, _, batch in CONFIGURATIONS}
+    for name, (model, data, _) in runs.items():  # warm-up: tracing and the first batches
+        images_per_second(model, data, 20, batch_sizes[name])
+    best = {name: 0.0 for name in runs}
+    for round_number in range(rounds):
+        for name, (model, data, _) in runs.items():
+            speed = images_per_second(model, data, steps, batch_sizes[name])
+            best[name] = max(best[name], speed)
+            print(f"round {round_number + 1}: {name}: {speed:,.0f} images/s", flush=True)
+    literal = best[CONFIGURATIONS[0][0]]
+    return [{"configuration": name, "precision": runs[name][2], "images_per_second": round(speed),
+             "ratio_to_literal": round(speed / literal, 3)} for name, speed in best.items()]
+
+
+def measure_inference(x_test):
+    """Scores of a float32 model saved and loaded as a user would, on the 10,000 test images."""
+    with tempfile.TemporaryDirectory() as folder:
+        model = mdr.compile_model(mdr.build_model("cnn"))
+        mdr.save_model_dir(model, Path(folder) / "model", {})
+        model = mdr.load_model(Path(folder) / "model")
+        model.predict(x_test[:1000], batch_size=mdr.EVAL_BATCH_SIZE, verbose=0)  # warm-up
+        batch_seconds = min(timed(lambda: model.predict(x_test, batch_size=mdr.EVAL_BATCH_SIZE,
+                                                        verbose=0)) for _ in range(3))
+        one = x_test[:1]
+        model(one, training=False)
+        latencies = sorted(timed(lambda: model(one, training=False)) for _ in range(200))
+    return {"test_images_per_second": round(len(x_test) / batch_seconds),
+            "one_image_latency_ms_median": round(1000 * latencies[len(latencies) // 2], 2)}
+
+
+def timed(function):
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=mdr.default_data_path(), help="as the program's --data")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; best counts")
+    parser.add_argument("--steps", type=int, default=200, help="training steps per measurement")
+    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "throughput.json"))
+    args = parser.parse_args()
+
+    (x_train, y_train), (x_test, _) = mdr.load_mnist(args.data)
+    x, y = x_train[:20000], y_train[:20000]
+    training = measure_training(x, y, args.rounds, args.steps)
+    inference = measure_inference(x_test)
+
+    width = max(len(row["configuration"]) for row in training)
+    print(f"\n{'configuration':<{width}}  {'precision':<15} {'images/s':>9}  vs literal")
+    for row in training:
+        print(f"{row['configuration']:<{width}}  {row['precision']:<15} "
+              f"{row['images_per_second']:>9,}  {row['ratio_to_literal']:.2f}x")
+    print(f"\ninference, saved float32 model: {inference['test_images_per_second']:,} test "
+          f"images/s; one image: {inference['one_image_latency_ms_median']} ms (median)")
+
+    result = {"machine": mdr.describe_device(), "platform": platform.platform(),
+              "versions": mdr.library_versions(), "rounds": args.rounds, "steps": args.steps,
+              "date": time.strftime("%Y-%m-%d"), "training": training, "inference": inference}
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()

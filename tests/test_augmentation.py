@@ -1,0 +1,78 @@
+"""Augmentation: both engines apply ImageDataGenerator's transforms; the tf.data one is seeded."""
+
+import numpy as np
+import pytest
+
+import mnist_digit_recognition as mdr
+
+
+@pytest.fixture(scope="module")
+def one_digit_many_times(small_npz):
+    (x_train, y_train), _ = mdr.load_mnist(small_npz)
+    return np.repeat(x_train[:1], 32, axis=0), np.repeat(y_train[:1], 32)
+
+
+def first_batch(dataset):
+    return next(iter(dataset))[0].numpy()
+
+
+def test_layers_engine_transforms_each_image_differently_every_epoch(one_digit_many_times):
+    x, y = one_digit_many_times
+    dataset = mdr.make_train_dataset(x, y, 32, mdr.make_augmenter(seed=1), seed=1)
+    epoch1, epoch2 = first_batch(dataset), first_batch(dataset)
+    assert epoch1.shape == (32, 28, 28, 1) and epoch1.dtype == np.float32
+    assert 0.0 <= epoch1.min() and epoch1.max() <= 1.0
+    distinct = {img.tobytes() for img in epoch1}
+    assert len(distinct) == 32, "every copy of the digit should get its own random transform"
+    assert not np.allclose(epoch1, epoch2), "a new epoch must draw new transforms"
+    # A transform moves ink around but keeps the digit: most of the ink survives.
+    assert 0.7 < epoch1.sum() / (x.sum()) < 1.3
+
+
+def test_layers_engine_is_reproducible_with_a_seed(one_digit_many_times):
+    x, y = one_digit_many_times
+    runs = [first_batch(mdr.make_train_dataset(x, y, 32, mdr.make_augmenter(seed=7), seed=7))
+            for _ in range(2)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_zero_ranges_leave_images_unchanged(one_digit_many_times):
+    x, y = one_digit_many_times
+    augmenter = mdr.make_augmenter(rotation_range=0, zoom_range=0, shift_range=0, seed=1)
+    batch = first_batch(mdr.make_train_dataset(x, y, 32, augmenter, seed=1))
+    np.testing.assert_allclose(batch, x, atol=1e-5)
+
+
+def test_shift_range_moves_the_centre_of_ink_by_up_to_that_fraction(one_digit_many_times):
+    x, y = one_digit_many_times
+    augmenter = mdr.make_augmenter(rotation_range=0, zoom_range=0, shift_range=0.1, seed=2)
+    batch = first_batch(mdr.make_train_dataset(x, y, 32, augmenter, seed=2))[..., 0]
+    columns = np.arange(28)
+    centre = (x[0, ..., 0].sum(axis=0) * columns).sum() / x[0].sum()
+    shifts = [(img.sum(axis=0) * columns).sum() / img.sum() - centre for img in batch]
+    assert max(abs(s) for s in shifts) <= 0.1 * 28 + 0.5
+    assert max(abs(s) for s in shifts) > 0.5
+
+
+def test_imagedatagenerator_engine_is_keras_own_class(one_digit_many_times):
+    from tensorflow.keras.preprocessing.image import ImageDataGenerator
+
+    x, y = one_digit_many_times
+    generator = mdr.make_image_data_generator(10, 0.1, 0.1)
+    assert isinstance(generator, ImageDataGenerator)
+    assert generator.rotation_range == 10 and generator.zoom_range == [0.9, 1.1]
+    assert generator.width_shift_range == 0.1 and generator.height_shift_range == 0.1
+    images, labels = generator.flow(x, y, batch_size=32, seed=1)[0]
+    assert images.shape == (32, 28, 28, 1)
+    assert len({img.tobytes() for img in images}) == 32
+
+
+@pytest.mark.parametrize("engine", ["layers", "imagedatagenerator"])
+def test_train_with_each_engine_returns_the_epoch_history(engine, small_npz):
+    (x_train, y_train), _ = mdr.load_mnist(small_npz)
+    model = mdr.compile_model(mdr.build_model("cnn"))
+    history = mdr.train(model, x_train[:320], y_train[:320], epochs=2, engine=engine,
+                        validation_split=0.1, seed=1, verbose=0)
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert all(row["epoch_seconds"] > 0 and "val_loss" in row for row in history)
+    assert history[-1]["learning_rate"] <= history[0]["learning_rate"]

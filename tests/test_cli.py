@@ -1,0 +1,184 @@
+"""The program as a user runs it: a subprocess that trains, saves and is then loaded elsewhere."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import our_stderr_lines, run_program, run_python
+
+
+@pytest.fixture(scope="module")
+def trained(small_npz, tmp_path_factory):
+    """One real training run on 600 images, 1 epoch: (its model dir, the finished process)."""
+    workdir = tmp_path_factory.mktemp("run")
+    result = run_program("--epochs", "1", "--batch-size", "32", "--data", small_npz,
+                         "--seed", "3", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    return workdir / "mnist_digit_recognition_model", result
+
+
+def test_training_writes_the_model_directory(trained):
+    model_dir, result = trained
+    assert (model_dir / "model.keras").is_file()
+    assert (model_dir / "saved_model" / "saved_model.pb").is_file()
+    assert (model_dir / "metadata.json").is_file()
+    leftovers = [p.name for p in model_dir.parent.iterdir() if p.name != model_dir.name]
+    assert leftovers == [], "staging or checkpoint folders were left behind"
+    assert "test accuracy" in result.stdout and "saved to" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_metadata_records_the_run(trained, small_npz, small_arrays):
+    import mnist_digit_recognition as mdr
+
+    model_dir, result = trained
+    metadata = json.loads((model_dir / "metadata.json").read_text())
+    assert 0.0 <= metadata["test_accuracy"] <= 1.0 and metadata["test_loss"] > 0
+    assert f"{metadata['test_accuracy']:.2%}" in result.stdout
+    assert metadata["settings"]["epochs"] == 1 and metadata["settings"]["batch_size"] == 32
+    assert metadata["settings"]["seed"] == 3 and metadata["settings"]["arch"] == "cnn"
+    assert metadata["model"]["parameters"] == 1_200_778
+    assert len(metadata["history"]) == 1
+    epoch = metadata["history"][0]
+    assert epoch["epoch"] == 1 and epoch["epoch_seconds"] > 0
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
+        assert key in epoch
+    assert metadata["data"]["sha256"] == mdr.mnist_checksum(small_arrays)
+    assert metadata["data"]["train_images"] == 540 and metadata["data"]["validation_images"] == 60
+    assert metadata["data"]["test_images"] == 300
+    assert set(metadata["versions"]) >= {"tensorflow", "keras", "numpy", "python"}
+    assert metadata["wall_seconds"] > 0
+    assert len(metadata["per_digit_accuracy"]) == 10
+    assert np.array(metadata["confusion_matrix"]).sum() == 300
+
+
+def test_saved_model_loads_elsewhere_with_plain_keras_and_tensorflow(trained, small_npz):
+    """A fresh process that never imports our script gets the same predictions both ways."""
+    model_dir, _ = trained
+    code = f"""
+import sys, numpy as np, keras, tensorflow as tf
+assert "mnist_digit_recognition" not in sys.modules
+x = np.load({str(small_npz)!r})["x_test"][:50].astype("float32")[..., None] / 255
+keras_model = keras.models.load_model({str(model_dir / "model.keras")!r})
+serving = tf.saved_model.load({str(model_dir / "saved_model")!r})
+a = keras_model.predict(x, verbose=0)
+b = serving.serve(tf.constant(x)).numpy()
+assert a.shape == (50, 10) and np.allclose(a.sum(axis=1), 1, atol=1e-4)
+assert (a.argmax(1) == b.argmax(1)).all(), "keras and SavedModel disagree"
+assert np.allclose(a, b, atol=1e-5)
+print("OK", a.argmax(1)[:10])
+"""
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("OK")
+
+
+def test_a_second_run_replaces_the_model_and_keeps_nothing_stale(trained, small_npz):
+    model_dir, _ = trained
+    before = json.loads((model_dir / "metadata.json").read_text())
+    result = run_program("--epochs", "1", "--data", small_npz, "--train-size", "200",
+                         "--no-augmentation", "--no-batchnorm", cwd=model_dir.parent)
+    assert result.returncode == 0, result.stderr
+    after = json.loads((model_dir / "metadata.json").read_text())
+    assert after["created"] >= before["created"]
+    assert after["settings"]["train_size"] == 200 and after["model"]["batchnorm"] is False
+    assert after["model"]["parameters"] == 1_199_882
+    assert sorted(p.name for p in model_dir.parent.iterdir()) == [model_dir.name]
+
+
+USAGE_ERRORS = [
+    (["--epochs", "0"], "--epochs"),
+    (["--epochs", "ten"], "--epochs"),
+    (["--batch-size", "-4"], "--batch-size"),
+    (["--conv-dropout", "1"], "--conv-dropout"),
+    (["--dense-dropout", "-0.1"], "--dense-dropout"),
+    (["--learning-rate", "0"], "--learning-rate"),
+    (["--learning-rate", "nan"], "--learning-rate"),
+    (["--validation-split", "1.5"], "--validation-split"),
+    (["--zoom-range", "2"], "--zoom-range"),
+    (["--rotation-range", "400"], "--rotation-range"),
+    (["--arch", "resnet"], "--arch"),
+    (["--optimizer", "adagrad"], "--optimizer"),
+    (["--augmentation-engine", "numpy"], "--augmentation-engine"),
+    (["--no-such-flag"], "--no-such-flag"),
+    (["--train-size", "0"], "--train-size"),
+]
+
+
+@pytest.mark.parametrize("flags, named", USAGE_ERRORS, ids=[" ".join(f) for f, _ in USAGE_ERRORS])
+def test_bad_flag_values_are_one_line_usage_errors(flags, named, tmp_path):
+    result = run_program(*flags, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = our_stderr_lines(result.stderr)
+    assert len(lines) == 1 and named in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def assert_one_line_error(result, *words, code=2):
+    lines = our_stderr_lines(result.stderr)
+    assert result.returncode == code, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def test_missing_data_path_fails_before_training(tmp_path):
+    result = run_program("--data", tmp_path / "nowhere.npz", cwd=tmp_path)
+    assert_one_line_error(result, "nowhere.npz", "--data")
+    assert "Epoch" not in result.stdout
+
+
+def test_model_dir_that_is_a_file_is_refused(tmp_path, small_npz):
+    (tmp_path / "taken").write_text("not a directory")
+    result = run_program("--data", small_npz, "--model-dir", tmp_path / "taken", cwd=tmp_path)
+    assert_one_line_error(result, "is a file")
+    assert (tmp_path / "taken").read_text() == "not a directory"
+
+
+def test_model_dir_holding_other_files_is_not_replaced(tmp_path, small_npz):
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "holiday.jpg").write_bytes(b"precious")
+    result = run_program("--data", small_npz, "--model-dir", other, cwd=tmp_path)
+    assert_one_line_error(result, "not a model")
+    assert (other / "holiday.jpg").read_bytes() == b"precious"
+
+
+def test_model_dir_below_a_file_is_unwritable(tmp_path, small_npz):
+    (tmp_path / "file").write_text("x")
+    result = run_program("--data", small_npz, "--model-dir", tmp_path / "file" / "model",
+                         cwd=tmp_path)
+    assert_one_line_error(result, "cannot write the model directory")
+
+
+def test_too_small_training_slice_for_the_validation_split(tmp_path, small_npz):
+    result = run_program("--data", small_npz, "--train-size", "1", cwd=tmp_path)
+    assert_one_line_error(result, "--validation-split")
+    result = run_program("--data", small_npz, "--train-size", "100000", cwd=tmp_path)
+    assert_one_line_error(result, "--train-size")
+
+
+def test_no_network_and_no_data_says_how_to_use_data(tmp_path):
+    """Keras' download cannot reach the network here (or in a sandbox): the message says
+    what to do. Where MNIST is already in Keras' cache, the download is not needed."""
+    from pathlib import Path
+
+    home = tmp_path / "home"  # an empty Keras cache
+    result = run_program("--epochs", "1", "--train-size", "100", cwd=tmp_path,
+                         env={"MNIST_DATA": "", "KERAS_HOME": str(home), "HOME": str(home),
+                              "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"})
+    assert_one_line_error(result, "could not download MNIST", "--data", code=1)
+    assert not Path(tmp_path / "mnist_digit_recognition_model").exists()
+
+
+def test_help_lists_the_flags_and_actions():
+    result = run_program("--help")
+    assert result.returncode == 0
+    for flag in ("--epochs", "--batch-size", "--no-batchnorm", "--conv-dropout", "--data",
+                 "--train-size", "--model-dir", "--seed", "--augmentation-engine", "predict",
+                 "evaluate"):
+        assert flag in result.stdout

@@ -1,0 +1,188 @@
+"""Using a trained model: predict on image files, evaluate, and the shipped model itself."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mnist_digit_recognition as mdr
+from conftest import ROOT, our_stderr_lines, run_program, run_python
+
+SHIPPED = ROOT / "mnist_digit_recognition_model"
+
+
+@pytest.fixture(scope="module")
+def shipped_model():
+    if not (SHIPPED / "model.keras").is_file():
+        pytest.skip("the repository's trained model is missing")
+    return mdr.load_model(SHIPPED)
+
+
+@pytest.fixture(scope="module")
+def test_digits(full_arrays):
+    """100 real test digits (uint8, light on dark) and their labels."""
+    return full_arrays["x_test"][:100], full_arrays["y_test"][:100]
+
+
+def save_image(path, pixels):
+    """Write uint8 pixels (H, W) or (H, W, 3) as PNG or JPEG with TensorFlow, BMP or GIF
+    with Pillow (TensorFlow decodes those but does not encode them)."""
+    pixels = pixels if pixels.ndim == 3 else pixels[..., np.newaxis]
+    suffix = Path(path).suffix
+    if suffix == ".png":
+        data = mdr.tf.io.encode_png(pixels).numpy()
+    elif suffix == ".jpg":
+        data = mdr.tf.io.encode_jpeg(pixels, quality=95).numpy()
+    else:
+        from PIL import Image
+
+        image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+        image.save(path)
+        return path
+    Path(path).write_bytes(data)
+    return path
+
+
+def enlarge(digit, factor):
+    return np.kron(digit, np.ones((factor, factor), np.uint8))
+
+
+def colourise(digit):
+    """Dark-blue ink on yellowish paper, as a photo of a note might look."""
+    ink = digit[..., np.newaxis].astype(np.float32) / 255
+    paper, pen = np.array([250, 240, 190]), np.array([20, 30, 120])
+    return np.round(paper * (1 - ink) + pen * ink).astype(np.uint8)
+
+
+VARIANTS = {
+    "png 28x28": (".png", lambda d: d, 0.97),
+    "png inverted": (".png", lambda d: 255 - d, 0.97),
+    "jpeg 3x": (".jpg", lambda d: enlarge(d, 3), 0.95),
+    "png 5x inverted": (".png", lambda d: 255 - enlarge(d, 5), 0.95),
+    "png colour 2x": (".png", lambda d: colourise(enlarge(d, 2)), 0.95),
+    "bmp": (".bmp", lambda d: d, 0.97),
+    "gif inverted": (".gif", lambda d: 255 - d, 0.97),
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_files_classify_like_the_arrays(variant, shipped_model, test_digits, tmp_path):
+    """Resizing and re-centring may change a few borderline digits, so the check allows a
+    small disagreement: at least 97% agreement at MNIST's own size, 95% when resized."""
+    suffix, transform, agreement = VARIANTS[variant]
+    digits, labels = test_digits
+    if suffix in (".bmp", ".gif"):
+        pytest.importorskip("PIL", reason="writing BMP and GIF test files needs Pillow")
+    paths = [save_image(tmp_path / f"{i}{suffix}", transform(d)) for i, d in enumerate(digits)]
+    from_files, probabilities = mdr.predict(shipped_model, paths)
+    from_arrays, _ = mdr.predict(shipped_model, digits)
+    assert probabilities.shape == (100, 10)
+    assert np.mean(from_files == from_arrays) >= agreement
+    assert np.mean(from_files == labels) >= agreement
+
+
+def test_to_mnist_form_keeps_an_mnist_digit_nearly_as_it_is(test_digits):
+    digits, _ = test_digits
+    for digit in digits[:20]:
+        prepared = mdr.to_mnist_form(digit)
+        assert prepared.shape == (28, 28) and prepared.dtype == np.float32
+        ys, xs = np.nonzero(prepared > 0.1)
+        assert ys.max() - ys.min() <= 21 and xs.max() - xs.min() <= 21  # fits the 20x20 box
+        assert np.abs(prepared - digit / 255).mean() < 0.08
+
+
+def test_blank_image_is_reported(tmp_path):
+    path = save_image(tmp_path / "blank.png", np.full((40, 40), 255, np.uint8))
+    with pytest.raises(mdr.UserError, match="no digit"):
+        mdr.read_image(path)
+
+
+def test_predict_accepts_arrays_of_every_documented_form(shipped_model, test_digits):
+    digits, _ = test_digits
+    expected, _ = mdr.predict(shipped_model, digits[:5])
+    for form in (digits[:5] / 255.0, digits[:5][..., np.newaxis]):
+        np.testing.assert_array_equal(mdr.predict(shipped_model, form)[0], expected)
+    assert mdr.predict(shipped_model, digits[0])[0].tolist() == expected[:1].tolist()
+    with pytest.raises(ValueError, match="shape"):
+        mdr.predict(shipped_model, np.zeros((3, 32, 32)))
+
+
+def test_predict_command_classifies_files_and_reports_bad_ones(test_digits, tmp_path):
+    if not (SHIPPED / "model.keras").is_file():
+        pytest.skip("the repository's trained model is missing")
+    digits, labels = test_digits
+    good = [save_image(tmp_path / f"digit{i}.png", 255 - enlarge(digits[i], 2)) for i in range(3)]
+    (tmp_path / "notes.txt").write_text("not an image")
+    result = run_program("predict", *good, tmp_path / "notes.txt", tmp_path / "missing.png",
+                         "--model-dir", SHIPPED)
+    assert result.returncode == 1
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 3
+    for line, path, label in zip(lines, good, labels):
+        assert line.startswith(f"{path}: {label} (") and line.endswith("%)")
+    errors = our_stderr_lines(result.stderr)
+    assert len(errors) == 2 and "Traceback" not in result.stderr
+    assert "notes.txt: not a PNG, JPEG, BMP or GIF image" in errors[0]
+    assert "missing.png: no such file" in errors[1]
+
+    result = run_program("predict", "--json", *good, "--model-dir", SHIPPED)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["digit"] for r in records] == labels[:3].tolist()
+    assert all(abs(sum(r["probabilities"]) - 1) < 1e-3 and r["probability"] > 0.5
+               for r in records)
+
+
+def test_predict_without_a_model_is_a_clear_error(tmp_path):
+    path = save_image(tmp_path / "x.png", np.zeros((28, 28), np.uint8))
+    result = run_program("predict", path, "--model-dir", tmp_path / "nothing")
+    assert result.returncode == 2
+    lines = our_stderr_lines(result.stderr)
+    assert len(lines) == 1 and "no model directory" in lines[0]
+
+
+def test_shipped_model_scores_at_least_99_5_percent(data_dir, tmp_path):
+    """`evaluate` on the repository's model, in a subprocess, on the full test set."""
+    if not (SHIPPED / "model.keras").is_file():
+        pytest.skip("the repository's trained model is missing")
+    import shutil
+
+    copy = tmp_path / "model"  # evaluate writes its reports; keep the repository's as they are
+    shutil.copytree(SHIPPED, copy)
+    result = run_program("evaluate", "--model-dir", copy, "--data", data_dir)
+    assert result.returncode == 0, result.stderr
+    accuracy = float(result.stdout.split("test accuracy")[1].split("%")[0])
+    assert accuracy >= 99.5
+    assert result.stdout.count("digit ") == 10
+    for name in ("confusion_matrix.png", "misclassified.png"):
+        assert (copy / name).stat().st_size > 1000
+
+
+def test_shipped_model_loads_with_plain_keras_in_another_process(data_dir):
+    if not (SHIPPED / "model.keras").is_file():
+        pytest.skip("the repository's trained model is missing")
+    code = f"""
+import sys, json, numpy as np, keras
+with np.load({str(data_dir / "mnist.npz")!r}) as data:
+    x, y = data["x_test"].astype("float32")[..., None] / 255, data["y_test"]
+model = keras.models.load_model({str(SHIPPED / "model.keras")!r})
+accuracy = float((model.predict(x, batch_size=1000, verbose=0).argmax(1) == y).mean())
+recorded = json.load(open({str(SHIPPED / "metadata.json")!r}))["test_accuracy"]
+assert "mnist_digit_recognition" not in sys.modules
+print(accuracy, recorded)
+"""
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    accuracy, recorded = map(float, result.stdout.split())
+    assert accuracy == pytest.approx(recorded, abs=1e-4) and accuracy >= 0.995
+
+
+def test_reports_are_pictures_of_the_right_size(test_digits):
+    digits, labels = test_digits
+    probabilities = np.eye(10)[(labels + np.arange(100) % 7 // 6) % 10]  # 14 mistakes
+    results = mdr.score(probabilities, labels)
+    reports = mdr.make_reports(digits[..., np.newaxis] / 255.0, labels, probabilities, results)
+    assert reports["confusion_matrix.png"].shape == (424, 424, 3)
+    assert reports["misclassified.png"].shape == (2 * 60, 10 * 60, 3)
+    assert sum(np.array(results["confusion_matrix"]).diagonal()) == 100 - 14

@@ -1,0 +1,111 @@
+"""Interruption and resume, divergence, reproducibility and safe saving (SPEC section 7)."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import mnist_digit_recognition as mdr
+from conftest import SCRIPT, our_stderr_lines, run_program
+
+
+def read_metadata(model_dir):
+    return json.loads((model_dir / "metadata.json").read_text())
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_run_keeps_the_old_model_and_resumes(how, small_npz, tmp_path):
+    flags = ["--data", small_npz, "--epochs", "3", "--seed", "1", "--batch-size", "32"]
+    first = run_program(*flags, "--epochs", "1", "--train-size", "200", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    model_dir = tmp_path / "mnist_digit_recognition_model"
+    old = (model_dir / "model.keras").read_bytes()
+
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *map(str, flags)], cwd=tmp_path, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**__import__("os").environ,
+                                                             "TF_CPP_MIN_LOG_LEVEL": "3"})
+    output = ""
+    for line in process.stdout:  # wait until the first epoch is finished and the second runs
+        output += line
+        if line.startswith("Epoch 2/3"):
+            break
+    time.sleep(1.0)
+    process.send_signal(how)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    lines = our_stderr_lines(stderr)
+    assert len(lines) == 1 and "interrupted after 1 finished epoch" in lines[0], stderr
+    assert "--resume" in lines[0] and "Traceback" not in stderr
+    assert (model_dir / "model.keras").read_bytes() == old, "the saved model was touched"
+
+    again = run_program(*flags, cwd=tmp_path)  # without --resume: refuses to throw work away
+    assert again.returncode == 2 and "--resume" in our_stderr_lines(again.stderr)[0]
+
+    resumed = run_program(*flags, "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Epoch 2/3" in resumed.stdout and "Epoch 1/3" not in resumed.stdout
+    metadata = read_metadata(model_dir)
+    assert [row["epoch"] for row in metadata["history"]] == [1, 2, 3]
+    assert not (tmp_path / "mnist_digit_recognition_model.partial").exists()
+
+
+def test_resume_needs_the_same_command(small_npz, tmp_path):
+    work = tmp_path / "mnist_digit_recognition_model.partial"
+    result = run_program("--data", small_npz, "--resume", cwd=tmp_path)
+    assert result.returncode == 2 and "no interrupted run" in our_stderr_lines(result.stderr)[0]
+    work.mkdir()
+    (work / "settings.json").write_text(json.dumps({"epochs": 4}))
+    result = run_program("--data", small_npz, "--resume", cwd=tmp_path)
+    lines = our_stderr_lines(result.stderr)
+    assert result.returncode == 2 and len(lines) == 1
+    assert "--epochs 4 (now 15)" in lines[0]
+
+
+def test_diverging_run_stops_and_keeps_the_saved_model(small_npz, tmp_path):
+    model_dir = tmp_path / "mnist_digit_recognition_model"
+    first = run_program("--data", small_npz, "--epochs", "1", "--train-size", "200", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    before = (model_dir / "metadata.json").read_text()
+    result = run_program("--data", small_npz, "--epochs", "3", "--no-batchnorm",
+                         "--optimizer", "sgd", "--learning-rate", "10000", cwd=tmp_path)
+    lines = our_stderr_lines(result.stderr)
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert "diverged" in lines[0] and "--learning-rate" in lines[0]
+    assert "Epoch 2/3" not in result.stdout, "training should stop at the first NaN"
+    assert (model_dir / "metadata.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist_digit_recognition_model"]
+
+
+def test_same_seed_gives_the_same_metrics(small_npz, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        result = run_program("--data", small_npz, "--epochs", "2", "--train-size", "300",
+                             "--seed", "11", "--model-dir", tmp_path / name, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        runs.append(read_metadata(tmp_path / name))
+    a, b = runs
+    assert a["test_loss"] == b["test_loss"] and a["test_accuracy"] == b["test_accuracy"]
+    assert [r["loss"] for r in a["history"]] == [r["loss"] for r in b["history"]]
+    assert [r["val_loss"] for r in a["history"]] == [r["val_loss"] for r in b["history"]]
+
+
+def test_failed_save_leaves_the_previous_model_intact(tmp_path):
+    model_dir = tmp_path / "model"
+    model = mdr.compile_model(mdr.build_model("mlp"))
+    mdr.save_model_dir(model, model_dir, {"test_accuracy": 0.5})
+    before = {p.name: p.read_bytes() for p in model_dir.iterdir() if p.is_file()}
+
+    other = mdr.compile_model(mdr.build_model("cnn"))
+    with pytest.raises(TypeError):  # metadata that cannot be written fails after the model files
+        mdr.save_model_dir(other, model_dir, {"not json": object()})
+    after = {p.name: p.read_bytes() for p in model_dir.iterdir() if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"], "staging folder left behind"
+    reloaded = mdr.load_model(model_dir)
+    assert reloaded.count_params() == model.count_params()
+    np.testing.assert_array_equal(reloaded.get_weights()[0], model.get_weights()[0])
