@@ -1,5 +1,6 @@
 """The model families of SPEC section 4: their layers and parameter counts."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -74,13 +75,30 @@ def test_mixed_precision_model_computes_in_bfloat16_and_outputs_float32():
     np.testing.assert_allclose(np.sum(output, axis=1), 1.0, rtol=1e-5)
 
 
-def test_float32_copy_keeps_weights_and_optimizer_state(small_npz):
+@pytest.mark.parametrize("shape", [(32, 26, 26, 8), (32, 16)], ids=["conv", "dense"])
+def test_fused_batchnorm_computes_what_keras_batchnorm_does(shape):
+    x = np.random.default_rng(0).normal(2.0, 3.0, shape).astype(np.float32)
+    stock = keras.layers.BatchNormalization(momentum=0.9)
+    fused = mdr.FusedBatchNormalization(momentum=0.9)
+    for layer in (stock, fused):
+        layer.build(shape)
+        layer.gamma.assign(np.linspace(0.5, 1.5, shape[-1]))
+        layer.beta.assign(np.linspace(-1, 1, shape[-1]))
+    np.testing.assert_allclose(fused(x, training=True), stock(x, training=True), atol=2e-5)
+    np.testing.assert_allclose(fused.moving_mean, stock.moving_mean, rtol=1e-5)
+    np.testing.assert_allclose(fused.moving_variance, stock.moving_variance, rtol=1e-5)
+    np.testing.assert_allclose(fused(x, training=False), stock(x, training=False), atol=1e-5)
+
+
+def test_saveable_copy_has_standard_layers_same_weights_and_optimizer_state(small_npz):
     (x_train, y_train), _ = mdr.load_mnist(small_npz)
     options = {"arch": "cnn", "batchnorm": True, "conv_dropout": 0.25, "dense_dropout": 0.5}
-    model = mdr.compile_model(mdr.build_model(**options, dtype="mixed_bfloat16"))
+    model = mdr.compile_model(mdr.build_model(**options, dtype="mixed_bfloat16",
+                                              fused_batchnorm=True))
     model.fit(x_train[:64], y_train[:64], batch_size=32, epochs=1, verbose=0)
-    copy = mdr.float32_copy(model, options)
-    assert copy.dtype_policy.name == "float32"
+    copy = mdr.saveable_copy(model, options)
+    assert layer_kinds(copy) == layer_kinds(mdr.build_model("cnn"))  # Keras' own BN layers
+    assert all(layer.dtype_policy.name == "float32" for layer in copy.layers)
     for a, b in zip(model.get_weights(), copy.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert int(copy.optimizer.iterations.numpy()) == 2

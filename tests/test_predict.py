@@ -89,7 +89,7 @@ def test_to_mnist_form_keeps_an_mnist_digit_nearly_as_it_is(test_digits):
         assert prepared.shape == (28, 28) and prepared.dtype == np.float32
         ys, xs = np.nonzero(prepared > 0.1)
         assert ys.max() - ys.min() <= 21 and xs.max() - xs.min() <= 21  # fits the 20x20 box
-        assert np.abs(prepared - digit / 255).mean() < 0.08
+        assert np.abs(prepared - digit / 255).mean() < 0.02  # a 1-pixel offset gives ~0.1
 
 
 def test_blank_image_is_reported(tmp_path):
