@@ -227,9 +227,10 @@ class FusedBatchNormalization(layers.BatchNormalization):
     """Keras' BatchNormalization, trained with TensorFlow's fused batch-norm kernel.
 
     Keras 3 normalises with a chain of separate mean, variance and arithmetic ops; TensorFlow's
-    single fused kernel (what tf.keras 2 used) trains the `cnn` a third faster on a CPU
-    (benchmarks/throughput.py). The arithmetic and the weights are the same, so the model that
-    is saved uses Keras' own layer and loads anywhere; inference runs Keras' code unchanged.
+    single fused kernel (what tf.keras 2 used) does it in one. On this project's 2-core CPU the
+    gain measured from nothing to 7% in float32 (benchmarks/throughput.py, noisy machines).
+    The arithmetic and the weights are the same, so the model that is saved uses Keras' own
+    layer and loads anywhere; inference runs Keras' code unchanged.
     """
 
     def call(self, inputs, training=None, mask=None):
@@ -319,46 +320,14 @@ OPTIMIZERS = {
 def compile_model(model, optimizer="adam", learning_rate=None):
     """Sparse categorical cross-entropy and accuracy; learning_rate None is Keras' default."""
     options = {} if learning_rate is None else {"learning_rate": learning_rate}
-    model.compile(optimizer=OPTIMIZERS[optimizer](**options),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    optimizer = OPTIMIZERS[optimizer](**options)
+    # float16 gradients underflow without loss scaling. Keras adds it by itself only under a
+    # global dtype policy; our layers carry their policy each.
+    if any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers):
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
     return model
-
-
-def cpu_info():
-    """(model name, set of feature flags) from /proc/cpuinfo; empty where there is none."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown CPU", set()
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    fields = {key.strip(): value.strip() for key, value in fields.items()}
-    return fields.get("model name", "unknown CPU"), set(fields.get("flags", "").split())
-
-
-def fast_precision_policy():
-    """The mixed-precision policy this hardware runs faster than float32, or "float32".
-
-    bfloat16 on GPUs of compute capability 8.0+ and on CPUs with AVX-512 BF16 or AMX
-    (oneDNN uses them for convolutions and matrix products); float16 on older tensor-core GPUs.
-    """
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        capability = tf.config.experimental.get_device_details(gpus[0]).get(
-            "compute_capability", (0, 0))
-        if capability >= (8, 0):
-            return "mixed_bfloat16"
-        return "mixed_float16" if capability >= (7, 0) else "float32"
-    _, flags = cpu_info()
-    return "mixed_bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "float32"
-
-
-def describe_device():
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
-                 for gpu in gpus]
-        return f"GPU: {', '.join(names)}"
-    return f"CPU: {cpu_info()[0]} ({os.cpu_count()} cores)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,12 +409,177 @@ def make_train_dataset(x, y, batch_size, augmenter=None, seed=None):
         dataset = dataset.map(lambda images, labels: (augmenter(images, training=True), labels),
                               num_parallel_calls=tf.data.AUTOTUNE,
                               deterministic=seed is not None)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return shard_by_data(dataset.prefetch(tf.data.AUTOTUNE))
 
 
 def make_eval_dataset(x, y):
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(EVAL_BATCH_SIZE).prefetch(
-        tf.data.AUTOTUNE)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(EVAL_BATCH_SIZE)
+    return shard_by_data(dataset.prefetch(tf.data.AUTOTUNE))
+
+
+def shard_by_data(dataset):
+    """Under tf.distribute, workers split each batch (the images are in memory, not files)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices, precision and distribution
+# ---------------------------------------------------------------------------------------------
+
+def cpu_info():
+    """(model name, set of feature flags) from /proc/cpuinfo; empty where there is none."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU", set()
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    return fields.get("model name", "unknown CPU"), set(fields.get("flags", "").split())
+
+
+def fast_precision_policy():
+    """The mixed-precision policy this hardware runs faster than float32, or "float32".
+
+    bfloat16 on GPUs of compute capability 8.0+ and on CPUs with AVX-512 BF16 or AMX
+    (oneDNN uses them for convolutions and matrix products); float16 on older tensor-core GPUs.
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        capability = tf.config.experimental.get_device_details(gpus[0]).get(
+            "compute_capability", (0, 0))
+        if capability >= (8, 0):
+            return "mixed_bfloat16"
+        return "mixed_float16" if capability >= (7, 0) else "float32"
+    _, flags = cpu_info()
+    return "mixed_bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "float32"
+
+
+def describe_device():
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+                 for gpu in gpus]
+        return f"GPU: {', '.join(names)}"
+    return f"CPU: {cpu_info()[0]} ({os.cpu_count()} cores)"
+
+
+def choose_precision(requested):
+    """"auto" (None) picks mixed precision where the hardware is fast at it; True forces it
+    (bfloat16 where the hardware has no fast kind), False keeps float32."""
+    fast = fast_precision_policy()
+    if requested is None:
+        return fast
+    if requested:
+        return fast if fast != "float32" else "mixed_bfloat16"
+    return "float32"
+
+
+DISTRIBUTE_MODES = ("auto", "none", "mirrored")
+
+
+def make_strategy(distribute="auto"):
+    """The tf.distribute strategy to train under.
+
+    auto: MultiWorkerMirroredStrategy when TF_CONFIG describes a cluster (TensorFlow's
+    convention), MirroredStrategy when more than one GPU is visible, else the default strategy
+    (one device). mirrored: MirroredStrategy over every GPU, or over the CPU's logical devices
+    when there is no GPU. none: the default strategy, whatever TF_CONFIG says.
+    """
+    if wants_cluster(distribute):
+        check_tf_config(os.environ["TF_CONFIG"])
+        patch_keras_for_multi_worker()
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if distribute == "mirrored" or (distribute == "auto" and len(gpus) > 1):
+        devices = gpus or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
+    return tf.distribute.get_strategy()
+
+
+def wants_cluster(distribute):
+    return distribute == "auto" and bool(os.environ.get("TF_CONFIG"))
+
+
+def check_tf_config(text):
+    try:
+        config = json.loads(text)
+        task, workers = config["task"], config["cluster"]
+        task_type, index = task["type"], int(task["index"])
+        if not 0 <= index < len(workers[task_type]):
+            raise IndexError
+    except (ValueError, KeyError, TypeError, IndexError):
+        raise UsageError("TF_CONFIG is not a valid cluster description (JSON with \"cluster\" "
+                         "and a \"task\" of it): fix it, or unset it to train on one machine") \
+            from None
+
+
+def is_multi_worker(strategy):
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def worker_name(strategy):
+    """This process's task in a cluster ("worker 1"), or None in a single process."""
+    resolver = strategy.cluster_resolver if is_multi_worker(strategy) else None
+    return f"{resolver.task_type} {resolver.task_id}" if resolver else None
+
+
+def is_chief(strategy):
+    """True in a single process, and in a cluster on the one task that writes the model:
+    "chief" if the cluster has one, else worker 0 (TensorFlow's multi-worker convention)."""
+    if not is_multi_worker(strategy):
+        return True
+    resolver = strategy.cluster_resolver
+    if "chief" in resolver.cluster_spec().as_dict():
+        return resolver.task_type == "chief"
+    return resolver.task_type == "worker" and resolver.task_id == 0
+
+
+def describe_distribution(strategy):
+    if is_multi_worker(strategy):
+        jobs = strategy.cluster_resolver.cluster_spec().as_dict()
+        workers = len(jobs.get("chief", [])) + len(jobs.get("worker", []))
+        return (f"MultiWorkerMirroredStrategy, {workers} workers, "
+                f"{strategy.num_replicas_in_sync} replicas")
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return f"MirroredStrategy, {strategy.num_replicas_in_sync} replicas"
+    return "one device"
+
+
+def patch_keras_for_multi_worker():
+    """Work around Keras 3's fit() under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+    fit() fails twice there: it averages its first batch across workers to build the model
+    (a structure the strategy cannot reduce), and it averages each scalar metric across workers
+    along an axis 0 that scalars lack. Build from this worker's own first batch instead, and
+    average metrics with no axis, as tf.distribute reduces scalars. Only multi-worker runs are
+    touched; Keras' own code handles every other strategy.
+    """
+    from keras.src.backend.tensorflow import trainer
+
+    if getattr(trainer.reduce_per_replica, "patched_for_multi_worker", False):
+        return
+    keras_reduce, keras_build = trainer.reduce_per_replica, trainer.TensorFlowTrainer._maybe_symbolic_build
+
+    def reduce_per_replica(values, strategy, reduction):
+        if is_multi_worker(strategy) and reduction in ("auto", "mean"):
+            return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return keras_reduce(values, strategy, reduction)
+
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if iterator is not None and is_multi_worker(self.distribute_strategy):
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda v: self.distribute_strategy.experimental_local_results(v)[0],
+                    next(batches))
+                break
+            iterator = None
+        return keras_build(self, iterator=iterator, data_batch=data_batch)
+
+    reduce_per_replica.patched_for_multi_worker = True
+    trainer.reduce_per_replica = reduce_per_replica
+    trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
 
 
 # ---------------------------------------------------------------------------------------------
@@ -686,12 +820,15 @@ def saveable_copy(model, build_options):
     loads without this one and which runs fast on any machine."""
     copy = build_model(**{**build_options, "dtype": "float32", "fused_batchnorm": False})
     copy.set_weights(model.get_weights())
-    copy.compile(optimizer=model.optimizer.from_config(model.optimizer.get_config()),
-                 loss=model.loss, metrics=["accuracy"])
+    optimizer = model.optimizer  # without the loss scaling that float16 training needed
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = optimizer.inner_optimizer
+    copy.compile(optimizer=optimizer.from_config(optimizer.get_config()), loss=model.loss,
+                 metrics=["accuracy"])
     # Carry the optimizer's state over too (its step count and learning rate among it), so
     # the saved model loads without warnings and can be trained further where it stopped.
     copy.optimizer.build(copy.trainable_variables)
-    for target, source in zip(copy.optimizer.variables, model.optimizer.variables):
+    for target, source in zip(copy.optimizer.variables, optimizer.variables):
         target.assign(source)
     return copy
 
@@ -701,6 +838,9 @@ def save_model_dir(model, model_dir, metadata, reports=None):
     sibling directory, then swap it into place: an interrupted or failed save leaves the
     previous model intact."""
     model_dir = Path(model_dir)
+    if model.optimizer is not None and not model.optimizer.built:
+        # An optimizer saved before its first step makes load_model warn that it skipped it.
+        model.optimizer.build(model.trainable_variables)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.new-", dir=model_dir.parent))
     try:
@@ -903,7 +1043,9 @@ def build_train_parser(prog):
                        help="dropout before the output layer (0 disables)")
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=positive_int, default=15)
-    training.add_argument("--batch-size", type=positive_int, default=32)
+    training.add_argument("--batch-size", type=positive_int, default=32,
+                          help="the global batch: under --distribute, replicas and workers "
+                               "split each batch between them")
     training.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
     training.add_argument("--learning-rate", type=number_in(0, 1e6, low_included=False),
                           default=None, help="initial learning rate (default: Keras' default "
@@ -918,6 +1060,11 @@ def build_train_parser(prog):
     training.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction,
                           default=None, help="compute in bfloat16/float16 with float32 weights "
                           "(default: where the hardware has fast support for it)")
+    training.add_argument("--distribute", choices=DISTRIBUTE_MODES, default="auto",
+                          help="auto: MirroredStrategy on more than one GPU, and "
+                               "MultiWorkerMirroredStrategy when TF_CONFIG describes a cluster; "
+                               "mirrored: MirroredStrategy over every GPU (or the CPU's logical "
+                               "devices); none: one device")
     training.add_argument("--tensorboard", metavar="DIR", default=None,
                           help="log training curves for TensorBoard into DIR")
     training.add_argument("--resume", action="store_true",
@@ -981,9 +1128,11 @@ def build_options(args, dtype=None):
             "dense_dropout": args.dense_dropout, "dtype": dtype}
 
 
-def prepare_work_dir(args):
-    """The folder of an in-progress run, `<model-dir>.partial`: checkpoint, log, settings."""
-    work_dir = Path(f"{Path(args.model_dir)}.partial")
+def prepare_work_dir(args, worker=None):
+    """The folder of an in-progress run, `<model-dir>.partial`: checkpoint, log, settings.
+    Each other worker of a cluster keeps its own, `<model-dir>.worker-N.partial`."""
+    suffix = f".{worker.replace(' ', '-')}.partial" if worker else ".partial"
+    work_dir = Path(f"{Path(args.model_dir)}{suffix}")
     settings_file = work_dir / "settings.json"
     settings = training_settings(args)
     if args.resume:
@@ -1006,8 +1155,8 @@ def prepare_work_dir(args):
     return work_dir
 
 
-def extra_callbacks(args):
-    if args.tensorboard:
+def extra_callbacks(args, chief=True):
+    if args.tensorboard and chief:
         return [keras.callbacks.TensorBoard(log_dir=args.tensorboard)]
     return []
 
@@ -1016,7 +1165,9 @@ def raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def run_training(args):
+def run_training(args, strategy):
+    """Train, evaluate and save as the flags say; return the metadata (None on a worker that
+    is not the chief)."""
     started = time.perf_counter()
     check_model_dir(args.model_dir)
     arrays = read_mnist_arrays(args.data)
@@ -1028,17 +1179,19 @@ def run_training(args):
                              f"{len(x_train):,} training images")
         x_train, y_train = x_train[:args.train_size], y_train[:args.train_size]
     n_val = validation_size(len(x_train), args.validation_split)
-    work_dir = prepare_work_dir(args)
+    chief = is_chief(strategy)
+    work_dir = prepare_work_dir(args, worker=None if chief else worker_name(strategy))
 
     if args.seed is not None:
         keras.utils.set_random_seed(args.seed)
         tf.config.experimental.enable_op_determinism()
     policy = choose_precision(args.mixed_precision)
-    model = compile_model(build_model(**build_options(args, policy), fused_batchnorm=True),
-                          args.optimizer, args.learning_rate)
+    with strategy.scope():
+        model = compile_model(build_model(**build_options(args, policy), fused_batchnorm=True),
+                              args.optimizer, args.learning_rate)
     print(f"Training {args.arch} ({model.count_params():,} parameters) on "
           f"{len(x_train) - n_val:,} images, validating on {n_val:,}; {describe_device()}, "
-          f"{policy}", flush=True)
+          f"{policy}, {describe_distribution(strategy)}", flush=True)
 
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
@@ -1046,7 +1199,8 @@ def run_training(args):
                         validation_split=args.validation_split, augment=args.augment,
                         engine=args.augmentation_engine, rotation_range=args.rotation_range,
                         zoom_range=args.zoom_range, shift_range=args.shift_range,
-                        seed=args.seed, work_dir=work_dir, callbacks=extra_callbacks(args))
+                        seed=args.seed, work_dir=work_dir,
+                        callbacks=extra_callbacks(args, chief))
     except KeyboardInterrupt:
         done = len(read_training_log(work_dir / "training_log.csv"))
         raise Interrupted(f"interrupted after {done} finished epoch(s): {args.model_dir} is "
@@ -1054,6 +1208,10 @@ def run_training(args):
     except TrainingDiverged:
         shutil.rmtree(work_dir, ignore_errors=True)
         raise
+    if not chief:  # the chief evaluates and writes the model directory
+        shutil.rmtree(work_dir, ignore_errors=True)
+        print(f"{worker_name(strategy)}: training finished; the chief writes {args.model_dir}")
+        return None
 
     model = saveable_copy(model, build_options(args))
     probabilities = model.predict(x_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
@@ -1066,6 +1224,7 @@ def run_training(args):
         "model": {**build_options(args), "dtype": "float32", "parameters": model.count_params()},
         "precision": policy,
         "device": describe_device(),
+        "distribution": describe_distribution(strategy),
         **results,
         "history": history,
         "data": {"source": str(args.data) if args.data else "keras download",
@@ -1081,7 +1240,7 @@ def run_training(args):
     return metadata
 
 
-def compare_batchnorm(args):
+def compare_batchnorm(args, strategy):
     """Train the network with and without batch norm (same seed, data and flags), keep both
     model directories, and print one side-by-side table."""
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(3), "big")
@@ -1092,7 +1251,10 @@ def compare_batchnorm(args):
             for name, settings in variants.items()}
     for run in runs.values():  # both directories are checked before either is trained
         check_model_dir(run.model_dir)
-    results = {name: finished_run(run) or run_training(run) for name, run in runs.items()}
+    results = {name: finished_run(run) or run_training(run, strategy)
+               for name, run in runs.items()}
+    if not is_chief(strategy):
+        return None
     print(f"\nBatch norm compared (seed {seed}):")
     header = ("", "parameters", "test accuracy", "test loss", "wall time", "model directory")
     rows = [(name, f"{m['model']['parameters']:,}", f"{m['test_accuracy']:.2%}",
@@ -1108,18 +1270,6 @@ def finished_run(args):
         return None
     metadata = read_metadata(args.model_dir)
     return metadata if metadata.get("settings") == training_settings(args) else None
-
-
-def choose_precision(requested):
-    """"auto" (None) picks mixed precision where the hardware is fast at it."""
-    fast = fast_precision_policy()
-    if requested is None:
-        policy = fast
-    elif requested:
-        policy = fast if fast != "float32" else "mixed_bfloat16"
-    else:
-        policy = "float32"
-    return policy
 
 
 def format_duration(seconds):
@@ -1143,7 +1293,8 @@ def print_summary(metadata, model_dir):
         ("data", f"{metadata['data']['train_images']:,} train, "
                  f"{metadata['data']['validation_images']:,} validation, "
                  f"{metadata['data']['test_images']:,} test ({metadata['data']['source']})"),
-        ("device", f"{metadata['device']}, {metadata['precision']}"),
+        ("device", f"{metadata['device']}, {metadata['precision']}, "
+                   f"{metadata['distribution']}"),
         ("test loss", f"{metadata['test_loss']:.4f}"),
         ("test accuracy", f"{metadata['test_accuracy']:.2%}"),
         ("wall time", format_duration(metadata["wall_seconds"])),
@@ -1169,10 +1320,22 @@ def print_table(rows):
 
 
 def run_train(args):
+    if args.compare_batchnorm and args.arch == "mlp":
+        raise UsageError("--compare-batchnorm: the mlp has no batch norm layers to compare; "
+                         "use --arch cnn or deep-cnn")
+    if wants_cluster(args.distribute):
+        check_tf_config(os.environ["TF_CONFIG"])
+        if args.augment and args.augmentation_engine != "layers":
+            raise UsageError("--augmentation-engine imagedatagenerator runs in one Python "
+                             "process; use the layers engine to train on several workers")
+        if args.seed is None:
+            raise UsageError("several workers need the same --seed N on each (they split the "
+                             "batches of one shuffled order)")
+    strategy = make_strategy(args.distribute)  # created once: a cluster allows no second one
     if args.compare_batchnorm:
-        compare_batchnorm(args)
+        compare_batchnorm(args, strategy)
     else:
-        run_training(args)
+        run_training(args, strategy)
     return 0
 
 

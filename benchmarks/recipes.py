@@ -1,11 +1,16 @@
 """Every published MNIST recipe, run with our script on the full data, against its published figure.
 
     python benchmarks/recipes.py --data ../shared/data/mnist [--only NAME ...] [--seeds 1 2 3]
+    python benchmarks/recipes.py --reuse cnn-bn-aug-adam-15=mnist_digit_recognition_model
+
 
 Each recipe is one command line of mnist_digit_recognition.py, run as a user would (a
 subprocess, its model directory in a temporary folder). The table of published and measured
 test accuracy, test loss and wall time is printed and written to
-benchmarks/results/recipes.json and recipes.md. Takes about an hour on 2 CPU cores.
+benchmarks/results/recipes.json and recipes.md. Takes two to three hours on 2 CPU cores;
+`--reuse NAME=MODEL_DIR` takes a recipe's result from a model directory already trained with
+exactly its flags (the shipped model is the first recipe's) instead of training it again; name
+a recipe more than once to report several runs of it.
 """
 
 import argparse
@@ -61,6 +66,24 @@ def run_recipe(flags, data, seed, folder):
             "device": metadata["device"]}
 
 
+def reused_run(flags, model_dir):
+    """A finished run's result, if its settings are the recipe's (seed and paths aside)."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    import mnist_digit_recognition as mdr
+
+    metadata = json.loads((Path(model_dir) / "metadata.json").read_text())
+    wanted = mdr.training_settings(mdr.build_train_parser("recipe").parse_args(flags))
+    ignored = {"data", "model_dir", "seed"}
+    different = {key for key, value in wanted.items()
+                 if key not in ignored and metadata["settings"].get(key) != value}
+    if different:
+        raise SystemExit(f"{model_dir} was trained with other settings: {sorted(different)}")
+    return {"seed": metadata["settings"]["seed"], "test_accuracy": metadata["test_accuracy"],
+            "test_loss": metadata["test_loss"], "wall_seconds": metadata["wall_seconds"],
+            "precision": metadata["precision"], "parameters": metadata["model"]["parameters"],
+            "device": metadata["device"], "reused": str(model_dir)}
+
+
 def markdown_table(results):
     lines = ["| recipe | command flags | published | measured (per seed) | test loss | wall time |",
              "| --- | --- | --- | --- | --- | --- |"]
@@ -81,15 +104,22 @@ def main():
                         help="MNIST as for the program's --data (default: $MNIST_DATA)")
     parser.add_argument("--only", nargs="+", choices=sorted(RECIPES), help="run only these")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1], help="one run per seed")
+    parser.add_argument("--reuse", nargs="+", default=[], metavar="NAME=MODEL_DIR",
+                        help="take these recipes' results from finished model directories "
+                             "(a NAME given more than once: one run each)")
     parser.add_argument("--output", default=str(HERE / "results" / "recipes"),
                         help="path prefix of the .json and .md results")
     args = parser.parse_args()
 
+    reuse = {}
+    for item in args.reuse:
+        name, model_dir = item.split("=", 1)
+        reuse.setdefault(name, []).append(model_dir)
     results = {}
     for name in args.only or RECIPES:
         flags, published, description = RECIPES[name]
-        runs = []
-        for seed in args.seeds:
+        runs = [reused_run(flags, model_dir) for model_dir in reuse.get(name, [])]
+        for seed in [] if runs else args.seeds:
             with tempfile.TemporaryDirectory() as folder:
                 runs.append(run_recipe(flags, args.data, seed, folder))
             print(f"{name} seed {seed}: {runs[-1]['test_accuracy']:.2%} "

@@ -97,3 +97,15 @@ def our_stderr_lines(stderr):
     noise = ("WARNING: All log messages before absl::InitializeLog()", "I0000 ", "W0000 ",
              "E0000 ", "To enable the following instructions")
     return [line for line in stderr.splitlines() if line.strip() and not line.startswith(noise)]
+
+
+def assert_one_line_error(result, *words, code=2):
+    """The program failed as SPEC section 7 asks: exit status `code`, exactly one line of its
+    own on stderr, holding each of `words`, and no traceback. Returns that line."""
+    lines = our_stderr_lines(result.stderr)
+    assert result.returncode == code, result.stderr
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]

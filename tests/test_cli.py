@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import our_stderr_lines, run_program, run_python
+from conftest import assert_one_line_error, run_program, run_python
 
 
 @pytest.fixture(scope="module")
@@ -87,81 +87,6 @@ def test_a_second_run_replaces_the_model_and_keeps_nothing_stale(trained, small_
     assert sorted(p.name for p in model_dir.parent.iterdir()) == [model_dir.name]
 
 
-USAGE_ERRORS = [
-    (["--epochs", "0"], "--epochs"),
-    (["--epochs", "ten"], "--epochs"),
-    (["--batch-size", "-4"], "--batch-size"),
-    (["--conv-dropout", "1"], "--conv-dropout"),
-    (["--dense-dropout", "-0.1"], "--dense-dropout"),
-    (["--learning-rate", "0"], "--learning-rate"),
-    (["--learning-rate", "nan"], "--learning-rate"),
-    (["--validation-split", "1.5"], "--validation-split"),
-    (["--zoom-range", "2"], "--zoom-range"),
-    (["--rotation-range", "400"], "--rotation-range"),
-    (["--arch", "resnet"], "--arch"),
-    (["--optimizer", "adagrad"], "--optimizer"),
-    (["--augmentation-engine", "numpy"], "--augmentation-engine"),
-    (["--no-such-flag"], "--no-such-flag"),
-    (["--train-size", "0"], "--train-size"),
-]
-
-
-@pytest.mark.parametrize("flags, named", USAGE_ERRORS, ids=[" ".join(f) for f, _ in USAGE_ERRORS])
-def test_bad_flag_values_are_one_line_usage_errors(flags, named, tmp_path):
-    result = run_program(*flags, cwd=tmp_path)
-    assert result.returncode == 2
-    lines = our_stderr_lines(result.stderr)
-    assert len(lines) == 1 and named in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
-    assert list(tmp_path.iterdir()) == []
-
-
-def assert_one_line_error(result, *words, code=2):
-    lines = our_stderr_lines(result.stderr)
-    assert result.returncode == code, result.stderr
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
-
-
-def test_missing_data_path_fails_before_training(tmp_path):
-    result = run_program("--data", tmp_path / "nowhere.npz", cwd=tmp_path)
-    assert_one_line_error(result, "nowhere.npz", "--data")
-    assert "Epoch" not in result.stdout
-
-
-def test_model_dir_that_is_a_file_is_refused(tmp_path, small_npz):
-    (tmp_path / "taken").write_text("not a directory")
-    result = run_program("--data", small_npz, "--model-dir", tmp_path / "taken", cwd=tmp_path)
-    assert_one_line_error(result, "is a file")
-    assert (tmp_path / "taken").read_text() == "not a directory"
-
-
-def test_model_dir_holding_other_files_is_not_replaced(tmp_path, small_npz):
-    other = tmp_path / "photos"
-    other.mkdir()
-    (other / "holiday.jpg").write_bytes(b"precious")
-    result = run_program("--data", small_npz, "--model-dir", other, cwd=tmp_path)
-    assert_one_line_error(result, "not a model")
-    assert (other / "holiday.jpg").read_bytes() == b"precious"
-
-
-def test_model_dir_below_a_file_is_unwritable(tmp_path, small_npz):
-    (tmp_path / "file").write_text("x")
-    result = run_program("--data", small_npz, "--model-dir", tmp_path / "file" / "model",
-                         cwd=tmp_path)
-    assert_one_line_error(result, "cannot write the model directory")
-
-
-def test_too_small_training_slice_for_the_validation_split(tmp_path, small_npz):
-    result = run_program("--data", small_npz, "--train-size", "1", cwd=tmp_path)
-    assert_one_line_error(result, "--validation-split")
-    result = run_program("--data", small_npz, "--train-size", "100000", cwd=tmp_path)
-    assert_one_line_error(result, "--train-size")
-
-
 def test_no_network_and_no_data_says_how_to_use_data(tmp_path):
     """Keras' download cannot reach the network here (or in a sandbox): the message says
     what to do. Where MNIST is already in Keras' cache, the download is not needed."""
@@ -180,5 +105,37 @@ def test_help_lists_the_flags_and_actions():
     assert result.returncode == 0
     for flag in ("--epochs", "--batch-size", "--no-batchnorm", "--conv-dropout", "--data",
                  "--train-size", "--model-dir", "--seed", "--augmentation-engine", "predict",
-                 "evaluate"):
+                 "evaluate", "--distribute", "--compare-batchnorm", "--resume"):
         assert flag in result.stdout
+
+
+def test_compare_batchnorm_trains_both_variants_and_prints_one_table(small_npz, tmp_path):
+    result = run_program("--compare-batchnorm", "--data", small_npz, "--train-size", "300",
+                         "--epochs", "1", "--seed", "3", "--no-augmentation", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with_bn = json.loads((tmp_path / "mnist_digit_recognition_model" / "metadata.json").read_text())
+    without = json.loads((tmp_path / "mnist_digit_recognition_model-no-batchnorm" /
+                          "metadata.json").read_text())
+    assert with_bn["model"]["batchnorm"] is True and without["model"]["batchnorm"] is False
+    assert with_bn["settings"]["seed"] == without["settings"]["seed"] == 3
+    assert with_bn["data"]["sha256"] == without["data"]["sha256"]
+    table = result.stdout.split("Batch norm compared (seed 3):")[1]
+    rows = table.strip().splitlines()
+    assert len(rows) == 3 and "test accuracy" in rows[0]
+    for row, metadata, parameters in ((rows[1], with_bn, "1,200,778"),
+                                      (rows[2], without, "1,199,882")):
+        assert parameters in row and f"{metadata['test_accuracy']:.2%}" in row
+        assert f"{metadata['test_loss']:.4f}" in row
+
+
+@pytest.mark.parametrize("arch, optimizer, parameters",
+                         [("deep-cnn", "rmsprop", 730_602), ("mlp", "sgd", 407_050)])
+def test_other_architectures_train_from_the_command_line(arch, optimizer, parameters, small_npz,
+                                                         tmp_path):
+    result = run_program("--arch", arch, "--optimizer", optimizer, "--data", small_npz,
+                         "--train-size", "200", "--epochs", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    metadata = json.loads((tmp_path / "mnist_digit_recognition_model" / "metadata.json")
+                          .read_text())
+    assert metadata["model"]["arch"] == arch and metadata["model"]["parameters"] == parameters
+    assert metadata["settings"]["optimizer"] == optimizer

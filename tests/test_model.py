@@ -105,3 +105,24 @@ def test_saveable_copy_has_standard_layers_same_weights_and_optimizer_state(smal
     bf16 = model.predict(x_train[:100], verbose=0).argmax(1)
     fp32 = copy.predict(x_train[:100], verbose=0).argmax(1)
     assert np.mean(bf16 == fp32) >= 0.95
+
+
+def test_float16_training_gets_loss_scaling_and_saves_without_it(small_npz):
+    """Keras scales the loss of float16 training only under a global dtype policy; our
+    per-layer policy must get it too, and the saved float32 copy must not carry it."""
+    (x_train, y_train), _ = mdr.load_mnist(small_npz)
+    options = {"arch": "mlp", "batchnorm": True, "conv_dropout": 0.25, "dense_dropout": 0.5}
+    model = mdr.compile_model(mdr.build_model(**options, dtype="mixed_float16"))
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    model.fit(x_train[:64], y_train[:64], batch_size=32, epochs=1, verbose=0)
+    copy = mdr.saveable_copy(model, options)
+    assert isinstance(copy.optimizer, keras.optimizers.Adam)
+    assert int(copy.optimizer.iterations.numpy()) == 2
+    assert not isinstance(mdr.compile_model(mdr.build_model("mlp")).optimizer,
+                          keras.optimizers.LossScaleOptimizer)
+
+
+def test_precision_flag_forces_either_way():
+    assert mdr.choose_precision(False) == "float32"
+    assert mdr.choose_precision(True) in ("mixed_bfloat16", "mixed_float16")
+    assert mdr.choose_precision(None) == mdr.fast_precision_policy()

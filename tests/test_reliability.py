@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import mnist_digit_recognition as mdr
-from conftest import SCRIPT, our_stderr_lines, run_program
+from conftest import SCRIPT, assert_one_line_error, our_stderr_lines, run_program
 
 
 def read_metadata(model_dir):
@@ -61,9 +61,7 @@ def test_resume_needs_the_same_command(small_npz, tmp_path):
     work.mkdir()
     (work / "settings.json").write_text(json.dumps({"epochs": 4}))
     result = run_program("--data", small_npz, "--resume", cwd=tmp_path)
-    lines = our_stderr_lines(result.stderr)
-    assert result.returncode == 2 and len(lines) == 1
-    assert "--epochs 4 (now 15)" in lines[0]
+    assert_one_line_error(result, "--epochs 4 (now 15)")
 
 
 def test_diverging_run_stops_and_keeps_the_saved_model(small_npz, tmp_path):
@@ -73,9 +71,7 @@ def test_diverging_run_stops_and_keeps_the_saved_model(small_npz, tmp_path):
     before = (model_dir / "metadata.json").read_text()
     result = run_program("--data", small_npz, "--epochs", "3", "--no-batchnorm",
                          "--optimizer", "sgd", "--learning-rate", "10000", cwd=tmp_path)
-    lines = our_stderr_lines(result.stderr)
-    assert result.returncode == 1 and len(lines) == 1, result.stderr
-    assert "diverged" in lines[0] and "--learning-rate" in lines[0]
+    assert_one_line_error(result, "diverged", "--learning-rate", code=1)
     assert "Epoch 2/3" not in result.stdout, "training should stop at the first NaN"
     assert (model_dir / "metadata.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist_digit_recognition_model"]

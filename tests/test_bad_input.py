@@ -1,0 +1,236 @@
+"""Every user mistake we know of, run as the user would (SPEC section 7).
+
+Each case is one command in a subprocess, in a folder that already holds a saved model. Each
+must end with exactly one line on stderr naming the problem, no traceback, a non-zero exit
+status (2 for usage errors), no training started, and the saved model untouched.
+"""
+
+import gzip
+import shutil
+
+import numpy as np
+import pytest
+
+import mnist_digit_recognition as mdr
+from conftest import assert_one_line_error, run_program, write_idx, write_idx_folder
+
+USAGE, FAILURE = 2, 1
+
+
+def npz_without(arrays, name):
+    return {key: value for key, value in arrays.items() if key != name}
+
+
+def make_npz(folder, arrays, name="mnist.npz"):
+    np.savez(folder / name, **arrays)
+    return folder / name
+
+
+def idx_folder(folder, arrays, breaker):
+    """An IDX folder of the small slice, broken by `breaker(folder)`."""
+    path = write_idx_folder(folder / "idx", arrays)
+    breaker(path)
+    return path
+
+
+def replace_idx(stem, raw=None, array=None):
+    def breaker(folder):
+        target = folder / f"{stem}.gz"
+        if array is not None:
+            write_idx(target, array)
+        else:
+            with gzip.open(target, "wb") as f:
+                f.write(raw)
+    return breaker
+
+
+def data_case(build):
+    """A training command on data that `build(folder, arrays)` writes."""
+    return lambda folder, arrays: ["--epochs", "1", "--data", build(folder, arrays)]
+
+
+def write_file(name, content):
+    def build(folder, arrays):
+        path = folder / name
+        path.write_bytes(content)
+        return path
+    return build
+
+
+def image(name, pixels=None, content=None):
+    def build(folder, arrays):
+        path = folder / name
+        if content is not None:
+            path.write_bytes(content)
+        elif pixels is not None:
+            path.write_bytes(mdr.tf.io.encode_png(pixels[..., np.newaxis]).numpy())
+        return path
+    return build
+
+
+def predict_case(build):
+    return lambda folder, arrays: ["predict", build(folder, arrays)]
+
+
+def flags(*words):
+    return lambda folder, arrays: list(words)
+
+
+def truncated_png(folder, arrays):
+    path = folder / "cut.png"
+    whole = mdr.tf.io.encode_png(arrays["x_test"][0][..., np.newaxis]).numpy()
+    path.write_bytes(whole[: len(whole) // 2])
+    return path
+
+
+def model_dir_that_is_a_file(folder, arrays):
+    (folder / "taken").write_text("not a directory")
+    return ["--epochs", "1", "--model-dir", folder / "taken"]
+
+
+def model_dir_below_a_file(folder, arrays):
+    (folder / "file").write_text("x")
+    return ["--epochs", "1", "--model-dir", folder / "file" / "model"]
+
+
+def model_dir_of_photos(folder, arrays):
+    (folder / "photos").mkdir()
+    (folder / "photos" / "holiday.jpg").write_bytes(b"precious")
+    return ["--epochs", "1", "--model-dir", folder / "photos"]
+
+
+def empty_model_dir(folder, arrays):
+    (folder / "empty").mkdir()
+    return ["evaluate", "--model-dir", folder / "empty"]
+
+
+def corrupt_model(folder, arrays):
+    (folder / "broken").mkdir()
+    (folder / "broken" / "model.keras").write_bytes(b"PK\x03\x04 not really a zip")
+    return ["evaluate", "--model-dir", folder / "broken"]
+
+
+def interrupted_run_without_resume(folder, arrays):
+    (folder / "mnist_digit_recognition_model.partial" / "backup").mkdir(parents=True)
+    return ["--epochs", "1"]
+
+
+# (name, the command's arguments, words its one stderr line must hold, exit status)
+CASES = [
+    # flags
+    ("epochs zero", flags("--epochs", "0"), ["--epochs"], USAGE),
+    ("epochs not a number", flags("--epochs", "ten"), ["--epochs"], USAGE),
+    ("negative batch size", flags("--batch-size", "-4"), ["--batch-size"], USAGE),
+    ("conv dropout of 1", flags("--conv-dropout", "1"), ["--conv-dropout"], USAGE),
+    ("negative dense dropout", flags("--dense-dropout", "-0.1"), ["--dense-dropout"], USAGE),
+    ("learning rate zero", flags("--learning-rate", "0"), ["--learning-rate"], USAGE),
+    ("learning rate nan", flags("--learning-rate", "nan"), ["--learning-rate"], USAGE),
+    ("validation split above 1", flags("--validation-split", "1.5"), ["--validation-split"], USAGE),
+    ("zoom range 2", flags("--zoom-range", "2"), ["--zoom-range"], USAGE),
+    ("rotation 400 degrees", flags("--rotation-range", "400"), ["--rotation-range"], USAGE),
+    ("unknown architecture", flags("--arch", "resnet"), ["--arch"], USAGE),
+    ("unknown optimizer", flags("--optimizer", "adagrad"), ["--optimizer"], USAGE),
+    ("unknown engine", flags("--augmentation-engine", "numpy"), ["--augmentation-engine"], USAGE),
+    ("unknown strategy", flags("--distribute", "tpu"), ["--distribute"], USAGE),
+    ("unknown flag", flags("--no-such-flag"), ["--no-such-flag"], USAGE),
+    ("train size zero", flags("--train-size", "0"), ["--train-size"], USAGE),
+    ("train size above the data", flags("--train-size", "100000"), ["--train-size"], USAGE),
+    ("too few images to hold any out", flags("--train-size", "1"), ["--validation-split"], USAGE),
+    ("compare batch norm of the mlp", flags("--compare-batchnorm", "--arch", "mlp"),
+     ["--compare-batchnorm"], USAGE),
+    ("resume with nothing to resume", flags("--resume"), ["no interrupted run"], USAGE),
+    ("interrupted run, no --resume", interrupted_run_without_resume, ["--resume"], USAGE),
+    # data files
+    ("data path missing", data_case(lambda d, a: d / "nowhere.npz"), ["nowhere.npz", "--data"],
+     USAGE),
+    ("empty npz", data_case(write_file("empty.npz", b"")), ["not a readable .npz"], FAILURE),
+    ("text file as npz", data_case(write_file("notes.npz", b"hello")), ["not a readable .npz"],
+     FAILURE),
+    ("truncated npz", data_case(lambda d, a: write_file("cut.npz", make_npz(d, a).read_bytes()[
+        :5000])(d, a)), ["not a readable .npz"], FAILURE),
+    ("npz without test labels", data_case(lambda d, a: make_npz(d, npz_without(a, "y_test"))),
+     ["lacks the array", "y_test"], FAILURE),
+    ("float images in npz", data_case(lambda d, a: make_npz(d, dict(a, x_train=a["x_train"] /
+                                                                    255.0))), ["uint8"], FAILURE),
+    ("IDX folder missing a file", data_case(lambda d, a: idx_folder(
+        d, a, lambda f: (f / "t10k-labels-idx1-ubyte.gz").unlink())),
+     ["t10k-labels-idx1-ubyte"], FAILURE),
+    ("empty IDX file", data_case(lambda d, a: idx_folder(
+        d, a, replace_idx("t10k-images-idx3-ubyte", raw=b""))), ["magic number"], FAILURE),
+    ("IDX wrong magic number", data_case(lambda d, a: idx_folder(
+        d, a, replace_idx("train-images-idx3-ubyte", raw=b"\0\0\x09\x03" + b"\0" * 16))),
+     ["magic number"], FAILURE),
+    ("IDX truncated", data_case(lambda d, a: idx_folder(
+        d, a, replace_idx("train-labels-idx1-ubyte",
+                          raw=b"\0\0\x08\x01" + (600).to_bytes(4, "big") + b"\0" * 10))),
+     ["truncated"], FAILURE),
+    ("IDX not gzip", data_case(lambda d, a: idx_folder(
+        d, a, lambda f: (f / "t10k-images-idx3-ubyte.gz").write_bytes(b"plain"))),
+     ["cannot be read"], FAILURE),
+    ("IDX images 27x27", data_case(lambda d, a: idx_folder(
+        d, a, replace_idx("train-images-idx3-ubyte", array=a["x_train"][:, :27, :27]))),
+     ["(N, 28, 28)"], FAILURE),
+    ("IDX labels out of range", data_case(lambda d, a: idx_folder(
+        d, a, replace_idx("train-labels-idx1-ubyte", array=a["y_train"] + 10))), ["0-9"],
+     FAILURE),
+    ("IDX counts differ", data_case(lambda d, a: idx_folder(
+        d, a, replace_idx("train-labels-idx1-ubyte", array=a["y_train"][:-1]))),
+     ["600 train images but 599 labels"], FAILURE),
+    # model directories
+    ("model dir is a file", model_dir_that_is_a_file, ["is a file"], USAGE),
+    ("model dir below a file", model_dir_below_a_file, ["cannot write the model directory"],
+     USAGE),
+    ("model dir holds other files", model_dir_of_photos, ["not a model"], USAGE),
+    ("evaluate: no model dir", flags("evaluate", "--model-dir", "nothing"),
+     ["no model directory"], USAGE),
+    ("evaluate: dir without a model", empty_model_dir, ["holds no model"], USAGE),
+    ("evaluate: corrupt model.keras", corrupt_model, ["cannot be loaded"], FAILURE),
+    # images for predict
+    ("predict: text file", predict_case(write_file("notes.txt", b"not an image")),
+     ["notes.txt", "not a PNG, JPEG, BMP or GIF"], FAILURE),
+    ("predict: missing file", predict_case(lambda d, a: d / "missing.png"),
+     ["missing.png", "no such file"], FAILURE),
+    ("predict: truncated PNG", predict_case(truncated_png), ["cut.png"], FAILURE),
+    ("predict: blank image", predict_case(image("blank.png", np.full((40, 40), 255, np.uint8))),
+     ["blank.png", "no digit"], FAILURE),
+]
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    """A model directory as a previous run leaves it (untrained: only its bytes matter)."""
+    folder = tmp_path_factory.mktemp("saved") / "mnist_digit_recognition_model"
+    mdr.save_model_dir(mdr.compile_model(mdr.build_model("mlp")), folder, {"test_accuracy": 0.5})
+    return folder
+
+
+def snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])
+def test_bad_input_is_one_clear_line(case, tmp_path, small_arrays, small_npz, saved_model):
+    name, arguments, words, status = case
+    shutil.copytree(saved_model, tmp_path / saved_model.name)
+    before = snapshot(tmp_path / saved_model.name)
+    args = arguments(tmp_path, small_arrays)
+    if "--data" not in args and args[:1] != ["predict"]:
+        args += ["--data", small_npz]
+
+    result = run_program(*args, cwd=tmp_path, env={"TF_CONFIG": ""})
+
+    assert_one_line_error(result, *words, code=status)
+    assert "Epoch" not in result.stdout, "training started before the mistake was found"
+    assert snapshot(tmp_path / saved_model.name) == before, "the saved model was touched"
+    assert not list(tmp_path.glob("*.partial")) or name == "interrupted run, no --resume"
+
+
+def test_the_table_covers_at_least_25_distinct_mistakes():
+    assert len({name for name, *_ in CASES}) == len(CASES) >= 25
+
+
+def test_invalid_tf_config_is_a_usage_error(tmp_path, small_npz):
+    result = run_program("--epochs", "1", "--data", small_npz, cwd=tmp_path,
+                         env={"TF_CONFIG": "{not json"})
+    assert_one_line_error(result, "TF_CONFIG", code=USAGE)

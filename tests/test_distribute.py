@@ -1,0 +1,107 @@
+"""tf.distribute on a CPU-only machine: MirroredStrategy over two logical CPU devices, and two
+worker processes on 127.0.0.1 joined by TF_CONFIG (MultiWorkerMirroredStrategy)."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import SCRIPT, assert_one_line_error, run_program, run_python
+
+# Without batch norm the network learns enough from 600 images in four epochs for test scores
+# to tell a working run from a broken one.
+FLAGS = ["--epochs", "4", "--seed", "4", "--no-batchnorm"]
+
+
+def metadata_of(model_dir):
+    return json.loads((model_dir / "metadata.json").read_text())
+
+
+def validation_losses(stdout):
+    return re.findall(r"val_loss: ([0-9.]+)", stdout)
+
+
+def test_mirrored_strategy_over_two_cpu_devices_trains_and_saves(small_npz, tmp_path):
+    """Two replicas in one process; the saved model loads in a process that never saw them."""
+    code = f"""
+import sys, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, {str(SCRIPT.parent)!r})
+import mnist_digit_recognition as mdr
+sys.exit(mdr.main(["--data", {str(small_npz)!r}, "--epochs", "1", "--distribute", "mirrored",
+                   "--seed", "2"]))
+"""
+    result = run_python(code, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "MirroredStrategy, 2 replicas" in result.stdout
+    model_dir = tmp_path / "mnist_digit_recognition_model"
+    assert metadata_of(model_dir)["distribution"] == "MirroredStrategy, 2 replicas"
+    check = run_python(f"""
+import keras, numpy as np
+model = keras.models.load_model({str(model_dir / "model.keras")!r})
+x = np.load({str(small_npz)!r})["x_test"][:10].astype("float32")[..., None] / 255
+print(model.predict(x, verbose=0).shape)
+""")
+    assert check.returncode == 0 and "(10, 10)" in check.stdout, check.stderr
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_train_together_and_only_the_chief_saves(small_npz, tmp_path):
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    workers = []
+    for index in range(2):
+        config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        workers.append(subprocess.Popen(
+            [sys.executable, str(SCRIPT), "--data", str(small_npz), *FLAGS], cwd=tmp_path,
+            env={**os.environ, "TF_CONFIG": config, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        outputs = [worker.communicate(timeout=400) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    for worker, (stdout, stderr) in zip(workers, outputs):
+        assert worker.returncode == 0, stderr
+        assert "MultiWorkerMirroredStrategy, 2 workers, 2 replicas" in stdout
+    (chief_out, _), (other_out, _) = outputs
+    assert "saved to" in chief_out and "the chief writes" in other_out
+    # The workers average their metrics, so both decide the learning rate from the same numbers.
+    assert validation_losses(chief_out) == validation_losses(other_out)
+    assert len(validation_losses(chief_out)) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist_digit_recognition_model"]
+
+    single = run_program("--data", small_npz, *FLAGS, "--model-dir", tmp_path / "single",
+                         "--distribute", "none", cwd=tmp_path)
+    assert single.returncode == 0, single.stderr
+    together = metadata_of(tmp_path / "mnist_digit_recognition_model")
+    alone = metadata_of(tmp_path / "single")
+    assert together["settings"]["batch_size"] == alone["settings"]["batch_size"] == 32
+    # Same global batch and data order; the workers differ from one process only in dropout's
+    # random draws, so they learn about as well.
+    assert alone["test_accuracy"] > 0.6
+    assert together["test_accuracy"] == pytest.approx(alone["test_accuracy"], abs=0.08)
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--seed", "1", "--augmentation-engine", "imagedatagenerator"], "--augmentation-engine"),
+    ([], "--seed"),
+], ids=["literal engine", "no seed"])
+def test_cluster_mistakes_are_found_before_joining_it(flags, named, small_npz, tmp_path):
+    config = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                         "task": {"type": "worker", "index": 0}})
+    result = run_program("--data", small_npz, *flags, cwd=tmp_path, env={"TF_CONFIG": config})
+    assert_one_line_error(result, named)
