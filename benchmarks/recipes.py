@@ -73,7 +73,7 @@ def reused_run(flags, model_dir):
 
     metadata = json.loads((Path(model_dir) / "metadata.json").read_text())
     wanted = mdr.training_settings(mdr.build_train_parser("recipe").parse_args(flags))
-    ignored = {"data", "model_dir", "seed"}
+    ignored = {"data", "model_dir", "seed", "distribute"}  # how it ran, not what it trained
     different = {key for key, value in wanted.items()
                  if key not in ignored and metadata["settings"].get(key) != value}
     if different:
