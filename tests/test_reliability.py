@@ -19,7 +19,9 @@ def read_metadata(model_dir):
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupted_run_keeps_the_old_model_and_resumes(how, small_npz, tmp_path):
-    flags = ["--data", small_npz, "--epochs", "3", "--seed", "1", "--batch-size", "32"]
+    # Batches of 4 make an epoch last seconds, so the signal sent one second into epoch 2 lands
+    # in epoch 2 (with batches of 32 a fast machine had finished it by then).
+    flags = ["--data", small_npz, "--epochs", "3", "--seed", "1", "--batch-size", "4"]
     first = run_program(*flags, "--epochs", "1", "--train-size", "200", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     model_dir = tmp_path / "mnist_digit_recognition_model"
@@ -69,8 +71,10 @@ def test_diverging_run_stops_and_keeps_the_saved_model(small_npz, tmp_path):
     first = run_program("--data", small_npz, "--epochs", "1", "--train-size", "200", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     before = (model_dir / "metadata.json").read_text()
+    # The largest rate the flag takes: at 10000 one run in three settled at a huge but finite
+    # loss instead of overflowing.
     result = run_program("--data", small_npz, "--epochs", "3", "--no-batchnorm",
-                         "--optimizer", "sgd", "--learning-rate", "10000", cwd=tmp_path)
+                         "--optimizer", "sgd", "--learning-rate", "999999", cwd=tmp_path)
     assert_one_line_error(result, "diverged", "--learning-rate", code=1)
     assert "Epoch 2/3" not in result.stdout, "training should stop at the first NaN"
     assert (model_dir / "metadata.json").read_text() == before
