@@ -676,12 +676,15 @@ def train(model, x_train, y_train, *, epochs=15, batch_size=32, validation_split
 
 
 def read_training_log(path):
-    """The CSVLogger rows as dicts of numbers, one per epoch (numbered from 1), last row wins."""
+    """The CSVLogger rows as dicts of numbers, one per epoch (numbered from 1), last row wins.
+    Values CSVLogger had none for ("NA": the val_ columns of a run without validation) are left
+    out."""
     epochs = {}
     if path.exists():
         with open(path, newline="") as f:
             for row in csv.DictReader(f):
-                values = {key: float(value) for key, value in row.items() if value not in ("", None)}
+                values = {key: float(value) for key, value in row.items()
+                          if value not in ("", None, "NA")}
                 epoch = int(values.pop("epoch")) + 1
                 epochs[epoch] = {"epoch": epoch, **values}
     return [epochs[epoch] for epoch in sorted(epochs)]

@@ -139,3 +139,16 @@ def test_other_architectures_train_from_the_command_line(arch, optimizer, parame
                           .read_text())
     assert metadata["model"]["arch"] == arch and metadata["model"]["parameters"] == parameters
     assert metadata["settings"]["optimizer"] == optimizer
+
+
+def test_training_without_a_validation_split(small_npz, tmp_path):
+    """--validation-split 0 trains on every image; ReduceLROnPlateau watches the training loss
+    and the history has no validation columns (Keras' CSVLogger writes them as "NA")."""
+    result = run_program("--data", small_npz, "--validation-split", "0", "--train-size", "200",
+                         "--epochs", "2", "--no-augmentation", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    metadata = json.loads((tmp_path / "mnist_digit_recognition_model" / "metadata.json")
+                          .read_text())
+    assert metadata["data"]["train_images"] == 200 and metadata["data"]["validation_images"] == 0
+    assert [row["epoch"] for row in metadata["history"]] == [1, 2]
+    assert all("loss" in row and "val_loss" not in row for row in metadata["history"])
