@@ -3,11 +3,10 @@
     python benchmarks/recipes.py --data ../shared/data/mnist [--only NAME ...] [--seeds 1 2 3]
     python benchmarks/recipes.py --reuse cnn-bn-aug-adam-15=mnist_digit_recognition_model
 
-
 Each recipe is one command line of mnist_digit_recognition.py, run as a user would (a
 subprocess, its model directory in a temporary folder). The table of published and measured
 test accuracy, test loss and wall time is printed and written to
-benchmarks/results/recipes.json and recipes.md. Takes two to three hours on 2 CPU cores;
+benchmarks/results/recipes.json and recipes.md. Takes about 40 minutes on 2 CPU cores;
 `--reuse NAME=MODEL_DIR` takes a recipe's result from a model directory already trained with
 exactly its flags (the shipped model is the first recipe's) instead of training it again; name
 a recipe more than once to report several runs of it.
