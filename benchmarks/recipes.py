@@ -7,10 +7,10 @@ Each recipe is one command line of mnist_digit_recognition.py, run as a user wou
 subprocess, its model directory in a temporary folder). The table of published and measured
 test accuracy, test loss and wall time is printed and written to
 benchmarks/results/recipes.json and recipes.md (with --only, the other recipes' earlier
-results stay in them). Takes about 40 minutes on 2 CPU cores;
-`--reuse NAME=MODEL_DIR` takes a recipe's result from a model directory already trained with
-exactly its flags (the shipped model is the first recipe's) instead of training it again; name
-a recipe more than once to report several runs of it.
+results stay in them). Takes 40 to 75 minutes on 2 CPU cores with one seed (the less where
+the CPU has fast bfloat16). `--reuse NAME=MODEL_DIR` takes a recipe's result from a model
+directory already trained with exactly its flags (the shipped model is the first recipe's)
+instead of training it again; name a recipe more than once to report several runs of it.
 """
 
 import argparse
