@@ -97,12 +97,8 @@ def earlier_results(output):
     path = output.with_suffix(".json")
     if not path.exists():
         return {}
-    earlier = json.loads(path.read_text())
-    kept = {name: entry for name, entry in earlier["recipes"].items()
+    return {name: entry for name, entry in json.loads(path.read_text())["recipes"].items()
             if name in RECIPES and entry["flags"] == RECIPES[name][0]}
-    for run in (run for entry in kept.values() for run in entry["runs"]):
-        run.setdefault("date", earlier.get("date", ""))  # files before runs had their own date
-    return kept
 
 
 def markdown_table(results):
@@ -155,7 +151,7 @@ def main():
     print("\n" + table)
     output.parent.mkdir(parents=True, exist_ok=True)
     runs = [run for entry in results.values() for run in entry["runs"]]
-    dates = sorted({day for run in runs for day in run.get("date", "").split(" to ")} - {""})
+    dates = sorted({run["date"] for run in runs})
     machines = sorted({run["device"] for run in runs})
     stamp = {"dates": dates, "machines": machines}
     output.with_suffix(".json").write_text(json.dumps({**stamp, "recipes": results}, indent=2) + "\n")
