@@ -217,7 +217,10 @@ def default_data_path():
 # Model
 # ---------------------------------------------------------------------------------------------
 
-ARCHITECTURES = ("cnn", "deep-cnn", "mlp")
+ARCHITECTURES = ("cnn", "classic-cnn", "deep-cnn", "mlp")
+# Each network's own dropout rates (after each convolutional block, before the output layer).
+ARCH_DROPOUT = {"cnn": (0.4, 0.4), "classic-cnn": (0.25, 0.5), "deep-cnn": (0.25, 0.5),
+                "mlp": (0.0, 0.0)}
 # Keras' default of 0.99 makes the inference statistics lag for hundreds of steps, so short
 # runs score near chance; 0.9 (PyTorch's default) settles within a few dozen.
 BN_MOMENTUM = 0.9
@@ -253,7 +256,7 @@ class FusedBatchNormalization(layers.BatchNormalization):
         return tf.cast(tf.reshape(outputs, tf.shape(inputs)), self.compute_dtype)
 
 
-def build_model(arch="cnn", batchnorm=True, conv_dropout=0.25, dense_dropout=0.5, dtype=None,
+def build_model(arch="cnn", batchnorm=True, conv_dropout=None, dense_dropout=None, dtype=None,
                 fused_batchnorm=False):
     """Build (uncompiled) one of the model families; `dtype` is a Keras dtype policy name.
 
@@ -264,11 +267,14 @@ def build_model(arch="cnn", batchnorm=True, conv_dropout=0.25, dense_dropout=0.5
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {ARCHITECTURES}, not {arch!r}")
     normalization = FusedBatchNormalization if fused_batchnorm else layers.BatchNormalization
+    conv_dropout = ARCH_DROPOUT[arch][0] if conv_dropout is None else conv_dropout
+    dense_dropout = ARCH_DROPOUT[arch][1] if dense_dropout is None else dense_dropout
 
     def maybe_batchnorm():
         return [normalization(momentum=BN_MOMENTUM, dtype=dtype)] if batchnorm else []
 
-    builders = {"cnn": cnn_layers, "deep-cnn": deep_cnn_layers, "mlp": mlp_layers}
+    builders = {"cnn": cnn_layers, "classic-cnn": classic_cnn_layers, "deep-cnn": deep_cnn_layers,
+                "mlp": mlp_layers}
     hidden = builders[arch](maybe_batchnorm, conv_dropout, dense_dropout, dtype)
     output = layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="probabilities")
     return keras.Sequential([keras.Input(IMAGE_SHAPE), *hidden, output],
@@ -276,6 +282,23 @@ def build_model(arch="cnn", batchnorm=True, conv_dropout=0.25, dense_dropout=0.5
 
 
 def cnn_layers(maybe_batchnorm, conv_dropout, dense_dropout, dtype):
+    """Seven convolutions, batch norm after each: 32C3-32C3-32C5S2, 64C3-64C3-64C5S2, 128C4."""
+    def conv(filters, kernel, strides=1):
+        padding = "same" if strides > 1 else "valid"
+        return [layers.Conv2D(filters, kernel, strides=strides, padding=padding,
+                              activation="relu", dtype=dtype), *maybe_batchnorm()]
+
+    return [
+        *conv(32, 3), *conv(32, 3), *conv(32, 5, strides=2),
+        layers.Dropout(conv_dropout, dtype=dtype),
+        *conv(64, 3), *conv(64, 3), *conv(64, 5, strides=2),
+        layers.Dropout(conv_dropout, dtype=dtype),
+        *conv(128, 4), layers.Flatten(dtype=dtype),
+        layers.Dropout(dense_dropout, dtype=dtype),
+    ]
+
+
+def classic_cnn_layers(maybe_batchnorm, conv_dropout, dense_dropout, dtype):
     """Conv32-BN-ReLU, Conv64-BN-ReLU, MaxPool, Dropout, Flatten, Dense128-BN-ReLU, Dropout."""
     return [
         layers.Conv2D(32, 3, dtype=dtype), *maybe_batchnorm(), layers.ReLU(dtype=dtype),
@@ -645,7 +668,7 @@ def anneal_last_epochs(epochs, factor=0.5, min_lr=MIN_LEARNING_RATE):
 
 def train(model, x_train, y_train, *, epochs=15, batch_size=32, validation_split=0.1,
           augment=True, engine="layers", rotation_range=10, zoom_range=0.1, shift_range=0.1,
-          seed=None, work_dir=None, verbose=None, callbacks=()):
+          seed=None, work_dir=None, verbose=None, callbacks=(), lr_decay=None):
     """Fit a compiled model; return the per-epoch history as a list of dicts.
 
     The validation split drives ReduceLROnPlateau (halve the rate after one epoch without
@@ -671,7 +694,8 @@ def train(model, x_train, y_train, *, epochs=15, batch_size=32, validation_split
     standard_callbacks = [
         EpochTimer(),
         # Before ReduceLROnPlateau, which logs the rate each epoch ran at before it cuts it.
-        anneal_last_epochs(epochs),
+        anneal_last_epochs(epochs) if not lr_decay else keras.callbacks.LearningRateScheduler(
+            lambda epoch, rate: max(rate * lr_decay, min(rate, MIN_LEARNING_RATE)) if epoch else rate),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss" if validation else "loss",
                                           factor=0.5, patience=1, min_lr=MIN_LEARNING_RATE),
         keras.callbacks.TerminateOnNaN(),
@@ -1060,9 +1084,9 @@ def build_train_parser(prog):
     model.add_argument("--compare-batchnorm", action="store_true",
                        help="train with and without batch norm (same seed and data), keep both "
                             "(the second in MODEL_DIR-no-batchnorm) and print them side by side")
-    model.add_argument("--conv-dropout", type=number_in(0, 1), default=0.25,
+    model.add_argument("--conv-dropout", type=number_in(0, 1), default=None,
                        help="dropout after the convolutional block (0 disables)")
-    model.add_argument("--dense-dropout", type=number_in(0, 1), default=0.5,
+    model.add_argument("--dense-dropout", type=number_in(0, 1), default=None,
                        help="dropout before the output layer (0 disables)")
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=positive_int, default=15)
