@@ -1,22 +1,18 @@
-"""Train, evaluate, save and use a handwritten-digit recogniser on MNIST.
+"""Train, evaluate, save, use and serve a handwritten-digit recogniser on MNIST.
 
     python mnist_digit_recognition.py --epochs 15 --batch-size 32     # train (the default action)
     python mnist_digit_recognition.py evaluate                        # score the saved model
     python mnist_digit_recognition.py predict my_digit.png            # classify image files
+    python mnist_digit_recognition.py serve                           # draw digits in a browser
 
 Training loads MNIST, holds out part of the training images for validation, builds a
-convolutional network (batch norm and dropout configurable), trains it with random rotation,
-zoom and shift of the images (the augmentation of Keras' ImageDataGenerator, done in the
-tf.data graph by default), lowers the learning rate when the validation loss stops improving,
-evaluates once on the test set and saves the model directory:
-
-    mnist_digit_recognition_model/
-        model.keras      keras.models.load_model("mnist_digit_recognition_model/model.keras")
-        saved_model/     tf.saved_model.load(...), TensorFlow Serving
-        metadata.json    settings, test loss and accuracy, per-epoch history, versions
-
-The file reads top to bottom: data, model, augmentation, training, evaluation, saving and
-loading, prediction, command line. Importing it only defines things:
+convolutional network, trains it on randomly rotated, zoomed and shifted images (the
+augmentation of Keras' ImageDataGenerator, done in the tf.data graph), lowers the learning rate
+when the validation loss stops improving and over the last third of the epochs, evaluates once
+on the test set and saves the model directory (model.keras, saved_model/, model.tflite,
+metadata.json and pictures). The file reads top to bottom: the recipe, data, model,
+augmentation, training, evaluation, saving and loading, prediction, serving, command line.
+Importing it only defines things:
 
     import mnist_digit_recognition as mdr
     (x_train, y_train), (x_test, y_test) = mdr.load_mnist("path/to/mnist.npz")
@@ -25,9 +21,13 @@ loading, prediction, command line. Importing it only defines things:
 """
 
 import argparse
-import csv
+import contextlib
+import dataclasses
 import gzip
 import hashlib
+import http.server
+import io
+import ipaddress
 import json
 import math
 import os
@@ -38,19 +38,88 @@ import socket
 import struct
 import sys
 import tempfile
+import threading
 import time
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
-if __name__ == "__main__":
-    # Run as a program: keep TensorFlow's C++ start-up chatter out of the user's terminal.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-import keras
 import numpy as np
-import tensorflow as tf
-from keras import layers
+
+# TensorFlow and Keras take seconds to import: the command line imports them only once its
+# flags are known to be good (so --help and a mistyped flag answer at once); importing this
+# module as a library imports them straight away (see the end of the file).
+tf = keras = None
+
+
+def import_tensorflow(quiet=False):
+    """Import TensorFlow and Keras into this module. `quiet` (the command line) keeps
+    TensorFlow's C++ start-up lines, which ignore its log level, out of the terminal."""
+    global tf, keras
+    if keras is not None:
+        return
+    if not quiet:
+        import keras as keras_module
+        import tensorflow as tf_module
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        sys.stderr.flush()
+        saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        try:
+            import keras as keras_module
+            import tensorflow as tf_module
+        finally:
+            os.dup2(saved_stderr, 2)
+            os.close(saved_stderr)
+            os.close(devnull)
+    tf, keras = tf_module, keras_module
+
+
+# ---------------------------------------------------------------------------------------------
+# The recipe: every training default, in one place. The flags, --help, metadata.json and
+# --resume read it; `train()` takes it.
+# ---------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    # the network
+    arch: str = "cnn"                   # cnn, classic-cnn, deep-cnn or mlp (see build_model)
+    batchnorm: bool = True              # BatchNormalization after each convolution
+    conv_dropout: float | None = None   # after each convolutional block; None: ARCH_DROPOUT's
+    dense_dropout: float | None = None  # before the output layer; None: ARCH_DROPOUT's
+    bn_momentum: float = 0.9            # Keras' 0.99 lags for hundreds of steps: short runs
+                                        # would score near chance
+    # the optimisation
+    epochs: int = 15
+    batch_size: int = 32                # global: under tf.distribute the replicas split it
+    optimizer: str = "adam"             # adam, rmsprop or sgd
+    learning_rate: float | None = None  # None: Keras' default for the optimizer (0.001)
+    validation_split: float = 0.1       # held out of the training images to steer the rate
+    plateau_patience: int = 1           # epochs without a lower validation loss, then...
+    lr_factor: float = 0.5              # ...the rate is multiplied by this (ReduceLROnPlateau)
+    final_halvings: float = 1 / 3       # and at the start of each of this last part of the
+                                        # epochs: every run ends at a small rate
+    lr_decay: float = 1.0               # per-epoch factor on top (1: none)
+    min_learning_rate: float = 1e-5
+    # the augmentation (ImageDataGenerator's meaning)
+    augment: bool = True
+    rotation_range: float = 10.0        # degrees, either way
+    zoom_range: float = 0.1             # a zoom in [1 - z, 1 + z], height and width apart
+    shift_range: float = 0.1            # a fraction of the width and of the height
+    augmentation_engine: str = "layers"  # layers: in the tf.data graph; imagedatagenerator:
+                                         # Keras' literal ImageDataGenerator (slower)
+    seed: int | None = None             # weights, shuffling, augmentation; same seed, same run
+
+
+RECIPE = Recipe()
+ARCHITECTURES = ("cnn", "classic-cnn", "deep-cnn", "mlp")
+# Each network's own dropout (after each convolutional block, before the output layer): the
+# cnn's from the study in benchmarks/default_network.py, the others' as published.
+ARCH_DROPOUT = {"cnn": (0.4, 0.4), "classic-cnn": (0.25, 0.5), "deep-cnn": (0.25, 0.5),
+                "mlp": (0.0, 0.0)}
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+AUGMENTATION_ENGINES = ("layers", "imagedatagenerator")
 
 DEFAULT_MODEL_DIR = "mnist_digit_recognition_model"
 IMAGE_SHAPE = (28, 28, 1)
@@ -80,6 +149,7 @@ IDX_FILES = {
     "x_test": "t10k-images-idx3-ubyte",
     "y_test": "t10k-labels-idx1-ubyte",
 }
+NOT_MNIST = "expected a Keras-layout mnist.npz or a folder with the four IDX files"
 
 
 def read_mnist_arrays(path=None):
@@ -123,25 +193,21 @@ def read_npz(path):
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = sorted(set(IDX_FILES) - set(npz.files))
-            if missing:
-                raise UserError(f"{path} lacks the array(s) {', '.join(missing)}: expected a "
-                                "Keras-layout mnist.npz (x_train, y_train, x_test, y_test)")
-            return {name: npz[name] for name in IDX_FILES}
-    except UserError:
-        raise
-    except Exception as error:  # zipfile, zlib, numpy format and pickle errors
-        raise UserError(f"{path} is not a readable .npz file ({error}): expected a "
-                        "Keras-layout mnist.npz") from None
+            if not missing:
+                return {name: npz[name] for name in IDX_FILES}
+    except Exception:  # zip, zlib and numpy format errors (numpy's pickle advice is no help)
+        raise UserError(f"{path} is not a readable .npz file, so not MNIST: {NOT_MNIST}") from None
+    raise UserError(f"{path} lacks the array(s) {', '.join(missing)}: {NOT_MNIST} "
+                    "(x_train, y_train, x_test, y_test)")
 
 
 def read_idx_folder(folder):
     arrays = {}
     for name, stem in IDX_FILES.items():
-        candidates = [folder / stem, folder / f"{stem}.gz"]
-        found = next((p for p in candidates if p.is_file()), None)
+        found = next((p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()), None)
         if found is None:
-            raise UserError(f"{folder} has no {stem} or {stem}.gz: an IDX folder needs all "
-                            f"four files ({', '.join(IDX_FILES.values())})")
+            raise UserError(f"{folder} has no {stem} or {stem}.gz: {NOT_MNIST} "
+                            f"({', '.join(IDX_FILES.values())})")
         arrays[name] = read_idx(found)
     return arrays
 
@@ -149,19 +215,17 @@ def read_idx_folder(folder):
 def read_idx(path):
     """Parse one IDX file (http://yann.lecun.com/exdb/mnist/ format), gzipped or not."""
     try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as f:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
             data = f.read()
     except (OSError, EOFError, zlib.error) as error:
         raise UserError(f"{path} cannot be read ({error}): is it truncated or not gzip?") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08 or data[3] not in (1, 3):
+    if len(data) < 4 or data[:3] != b"\0\0\x08" or data[3] not in (1, 3):
         raise UserError(f"{path} is not an MNIST IDX file (wrong magic number "
                         f"{data[:4].hex() or 'empty'}; expected 00000801 or 00000803)")
-    ndim = data[3]
-    header = 4 + 4 * ndim
+    header = 4 + 4 * data[3]
     if len(data) < header:
         raise UserError(f"{path} is truncated (its header is incomplete)")
-    shape = struct.unpack(f">{ndim}I", data[4:header])
+    shape = struct.unpack(f">{data[3]}I", data[4:header])
     expected = header + math.prod(shape)
     if len(data) != expected:
         problem = "is truncated" if len(data) < expected else "has extra bytes"
@@ -199,151 +263,89 @@ def normalize_images(images):
     return (np.asarray(images, dtype=np.float32) / 255.0)[..., np.newaxis]
 
 
-def load_mnist(path=None):
+def load_mnist(path=None, arrays=None):
     """Return ((x_train, y_train), (x_test, y_test)) as Keras does, normalised for the network.
 
-    Images are float32 (N, 28, 28, 1) in [0, 1], labels uint8. `path`: see read_mnist_arrays.
+    Images are float32 (N, 28, 28, 1) in [0, 1], labels uint8. `path`: see read_mnist_arrays;
+    or pass arrays already read.
     """
-    arrays = read_mnist_arrays(path)
+    arrays = read_mnist_arrays(path) if arrays is None else arrays
     return ((normalize_images(arrays["x_train"]), arrays["y_train"]),
             (normalize_images(arrays["x_test"]), arrays["y_test"]))
-
-
-def default_data_path():
-    return os.environ.get("MNIST_DATA") or None
 
 
 # ---------------------------------------------------------------------------------------------
 # Model
 # ---------------------------------------------------------------------------------------------
 
-ARCHITECTURES = ("cnn", "classic-cnn", "deep-cnn", "mlp")
-# Each network's own dropout rates (after each convolutional block, before the output layer).
-ARCH_DROPOUT = {"cnn": (0.4, 0.4), "classic-cnn": (0.25, 0.5), "deep-cnn": (0.25, 0.5),
-                "mlp": (0.0, 0.0)}
-# Keras' default of 0.99 makes the inference statistics lag for hundreds of steps, so short
-# runs score near chance; 0.9 (PyTorch's default) settles within a few dozen.
-BN_MOMENTUM = 0.9
+def build_model(arch=RECIPE.arch, batchnorm=True, conv_dropout=None, dense_dropout=None,
+                dtype=None, bn_momentum=RECIPE.bn_momentum):
+    """Build (uncompiled) one of the networks; `dtype` is a Keras dtype policy name.
 
-
-class FusedBatchNormalization(layers.BatchNormalization):
-    """Keras' BatchNormalization, trained with TensorFlow's fused batch-norm kernel.
-
-    Keras 3 normalises with a chain of separate mean, variance and arithmetic ops; TensorFlow's
-    single fused kernel (what tf.keras 2 used) does it in one. On this project's 2-core CPU the
-    gain measured from nothing to 7% in float32 (benchmarks/throughput.py, noisy machines).
-    The arithmetic and the weights are the same, so the model that is saved uses Keras' own
-    layer and loads anywhere; inference runs Keras' code unchanged.
-    """
-
-    def call(self, inputs, training=None, mask=None):
-        if not (training and self.trainable) or mask is not None or self.axis != [-1] \
-                or inputs.shape.rank not in (2, 4):
-            return super().call(inputs, training=training, mask=mask)
-        channels = inputs.shape[-1]
-        images = tf.reshape(tf.cast(inputs, "float32"), [-1, 1, 1, channels]) \
-            if inputs.shape.rank == 2 else tf.cast(inputs, "float32")
-        outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-            images, self.gamma if self.scale else tf.ones([channels]),
-            self.beta if self.center else tf.zeros([channels]),
-            epsilon=self.epsilon, is_training=True)[:3]
-        # The kernel returns the unbiased variance; Keras' moving average uses the biased one.
-        count = tf.cast(tf.size(images) // channels, "float32")
-        variance *= (count - 1) / count
-        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1 - self.momentum))
-        self.moving_variance.assign(
-            self.moving_variance * self.momentum + variance * (1 - self.momentum))
-        return tf.cast(tf.reshape(outputs, tf.shape(inputs)), self.compute_dtype)
-
-
-def build_model(arch="cnn", batchnorm=True, conv_dropout=None, dense_dropout=None, dtype=None,
-                fused_batchnorm=False):
-    """Build (uncompiled) one of the model families; `dtype` is a Keras dtype policy name.
-
-    The output layer always computes in float32, so probabilities stay exact under mixed
-    precision. `fused_batchnorm` trains faster (FusedBatchNormalization); a model to save or
-    share is built without it.
+    Dropout None is the network's own (ARCH_DROPOUT). The output layer always computes in
+    float32, so probabilities stay exact under mixed precision.
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {ARCHITECTURES}, not {arch!r}")
-    normalization = FusedBatchNormalization if fused_batchnorm else layers.BatchNormalization
     conv_dropout = ARCH_DROPOUT[arch][0] if conv_dropout is None else conv_dropout
     dense_dropout = ARCH_DROPOUT[arch][1] if dense_dropout is None else dense_dropout
+    L = keras.layers
 
-    def maybe_batchnorm():
-        return [normalization(momentum=BN_MOMENTUM, dtype=dtype)] if batchnorm else []
+    def batch_norm():
+        return [L.BatchNormalization(momentum=bn_momentum, dtype=dtype)] if batchnorm else []
 
-    builders = {"cnn": cnn_layers, "classic-cnn": classic_cnn_layers, "deep-cnn": deep_cnn_layers,
-                "mlp": mlp_layers}
-    hidden = builders[arch](maybe_batchnorm, conv_dropout, dense_dropout, dtype)
-    output = layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="probabilities")
+    def conv(filters, kernel, strides=1, padding="valid", activation="relu"):
+        return [L.Conv2D(filters, kernel, strides=strides, padding=padding,
+                         activation=activation, dtype=dtype)]
+
+    def dropout(rate):
+        return [L.Dropout(rate, dtype=dtype)]
+
+    if arch == "cnn":  # C. Deotte's seven convolutions, batch norm after each; 3x3 strided
+        # convolutions where his are 5x5: as accurate, and 1.1x as fast (benchmarks/)
+        hidden = [*conv(32, 3), *batch_norm(), *conv(32, 3), *batch_norm(),
+                  *conv(32, 3, 2, "same"), *batch_norm(), *dropout(conv_dropout),
+                  *conv(64, 3), *batch_norm(), *conv(64, 3), *batch_norm(),
+                  *conv(64, 3, 2, "same"), *batch_norm(), *dropout(conv_dropout),
+                  *conv(128, 4), *batch_norm(), L.Flatten(dtype=dtype), *dropout(dense_dropout)]
+    elif arch == "classic-cnn":  # the network of the published 99.40% recipe
+        relu = L.ReLU(dtype=dtype)
+        hidden = [*conv(32, 3, activation=None), *batch_norm(), relu,
+                  *conv(64, 3, activation=None), *batch_norm(), L.ReLU(dtype=dtype),
+                  L.MaxPooling2D(2, dtype=dtype), *dropout(conv_dropout), L.Flatten(dtype=dtype),
+                  L.Dense(128, dtype=dtype), *batch_norm(), L.ReLU(dtype=dtype),
+                  *dropout(dense_dropout)]
+    elif arch == "deep-cnn":  # the 730,602-parameter network of the published RMSprop recipe
+        hidden = [*conv(32, 3), *conv(32, 3), L.MaxPooling2D(2, dtype=dtype),
+                  *dropout(conv_dropout), *conv(64, 3, padding="same"),
+                  *conv(64, 3, padding="same"), L.MaxPooling2D(2, dtype=dtype),
+                  *dropout(conv_dropout), *conv(128, 3, padding="same"), *dropout(conv_dropout),
+                  L.Flatten(dtype=dtype), L.Dense(128, activation="relu", dtype=dtype),
+                  *batch_norm(), *dropout(dense_dropout)]
+    else:  # mlp: the dense baseline, no batch norm or dropout
+        hidden = [L.Flatten(dtype=dtype), L.Dense(512, activation="relu", dtype=dtype)]
+    output = L.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="probabilities")
     return keras.Sequential([keras.Input(IMAGE_SHAPE), *hidden, output],
                             name=arch.replace("-", "_"))
 
 
-def cnn_layers(maybe_batchnorm, conv_dropout, dense_dropout, dtype):
-    """Seven convolutions, batch norm after each: 32C3-32C3-32C5S2, 64C3-64C3-64C5S2, 128C4."""
-    def conv(filters, kernel, strides=1):
-        padding = "same" if strides > 1 else "valid"
-        return [layers.Conv2D(filters, kernel, strides=strides, padding=padding,
-                              activation="relu", dtype=dtype), *maybe_batchnorm()]
-
-    return [
-        *conv(32, 3), *conv(32, 3), *conv(32, 5, strides=2),
-        layers.Dropout(conv_dropout, dtype=dtype),
-        *conv(64, 3), *conv(64, 3), *conv(64, 5, strides=2),
-        layers.Dropout(conv_dropout, dtype=dtype),
-        *conv(128, 4), layers.Flatten(dtype=dtype),
-        layers.Dropout(dense_dropout, dtype=dtype),
-    ]
+def dropout_rates(recipe):
+    """(after each convolutional block, before the output) of the recipe: its own, or ARCH_DROPOUT's."""
+    own = ARCH_DROPOUT[recipe.arch]
+    return tuple(own[i] if rate is None else rate
+                 for i, rate in enumerate((recipe.conv_dropout, recipe.dense_dropout)))
 
 
-def classic_cnn_layers(maybe_batchnorm, conv_dropout, dense_dropout, dtype):
-    """Conv32-BN-ReLU, Conv64-BN-ReLU, MaxPool, Dropout, Flatten, Dense128-BN-ReLU, Dropout."""
-    return [
-        layers.Conv2D(32, 3, dtype=dtype), *maybe_batchnorm(), layers.ReLU(dtype=dtype),
-        layers.Conv2D(64, 3, dtype=dtype), *maybe_batchnorm(), layers.ReLU(dtype=dtype),
-        layers.MaxPooling2D(2, dtype=dtype),
-        layers.Dropout(conv_dropout, dtype=dtype),
-        layers.Flatten(dtype=dtype),
-        layers.Dense(128, dtype=dtype), *maybe_batchnorm(), layers.ReLU(dtype=dtype),
-        layers.Dropout(dense_dropout, dtype=dtype),
-    ]
+def build_model_for(recipe, dtype=None):
+    return build_model(recipe.arch, recipe.batchnorm, *dropout_rates(recipe), dtype,
+                       recipe.bn_momentum)
 
 
-def deep_cnn_layers(maybe_batchnorm, conv_dropout, dense_dropout, dtype):
-    """The 730,602-parameter network of the published RMSprop recipe (one BN layer)."""
-    def conv(filters, padding="valid"):
-        return layers.Conv2D(filters, 3, padding=padding, activation="relu", dtype=dtype)
-
-    return [
-        conv(32), conv(32), layers.MaxPooling2D(2, dtype=dtype),
-        layers.Dropout(conv_dropout, dtype=dtype),
-        conv(64, "same"), conv(64, "same"), layers.MaxPooling2D(2, dtype=dtype),
-        layers.Dropout(conv_dropout, dtype=dtype),
-        conv(128, "same"), layers.Dropout(conv_dropout, dtype=dtype),
-        layers.Flatten(dtype=dtype),
-        layers.Dense(128, activation="relu", dtype=dtype), *maybe_batchnorm(),
-        layers.Dropout(dense_dropout, dtype=dtype),
-    ]
-
-
-def mlp_layers(maybe_batchnorm, conv_dropout, dense_dropout, dtype):
-    """The dense baseline: Flatten, Dense512-ReLU (no batch norm or dropout)."""
-    return [layers.Flatten(dtype=dtype), layers.Dense(512, activation="relu", dtype=dtype)]
-
-
-OPTIMIZERS = {
-    "adam": keras.optimizers.Adam,
-    "rmsprop": keras.optimizers.RMSprop,
-    "sgd": keras.optimizers.SGD,
-}
-
-
-def compile_model(model, optimizer="adam", learning_rate=None):
-    """Sparse categorical cross-entropy and accuracy; learning_rate None is Keras' default."""
-    options = {} if learning_rate is None else {"learning_rate": learning_rate}
-    optimizer = OPTIMIZERS[optimizer](**options)
+def compile_model(model, recipe=RECIPE):
+    """Sparse categorical cross-entropy and accuracy, with the recipe's optimizer and rate."""
+    options = {} if recipe.learning_rate is None else {"learning_rate": recipe.learning_rate}
+    optimizer = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,
+                 "sgd": keras.optimizers.SGD}[recipe.optimizer](**options)
     # float16 gradients underflow without loss scaling. Keras adds it by itself only under a
     # global dtype policy; our layers carry their policy each.
     if any(layer.dtype_policy.name == "mixed_float16" for layer in model.layers):
@@ -357,43 +359,27 @@ def compile_model(model, optimizer="adam", learning_rate=None):
 # Augmentation
 # ---------------------------------------------------------------------------------------------
 
-AUGMENTATION_ENGINES = ("layers", "imagedatagenerator")
-
-
-class RandomAffine(layers.Layer):
-    """ImageDataGenerator's random rotation, zoom and shift as one Keras preprocessing layer.
+def make_augmenter(recipe=RECIPE, seed=None):
+    """ImageDataGenerator's random rotation, zoom and shift as one function on a batch.
 
     Keras' RandomRotation, RandomZoom and RandomTranslation layers would resample each image
     three times, blurring it a little each time (measured: test loss 0.030 against 0.023 after
-    6 epochs); this layer composes the three into one affine transform and resamples once, as
-    ImageDataGenerator does, at half the cost. Ranges have ImageDataGenerator's meaning:
-    degrees, a zoom factor in [1 - z, 1 + z] drawn for height and width independently, and
-    shifts as fractions of the image size; the nearest edge pixel fills the corners.
+    6 epochs); this composes the three into one affine transform and resamples once, as
+    ImageDataGenerator does, at half the cost. The nearest edge pixel fills the corners.
     """
+    seeds = keras.random.SeedGenerator(seed)
+    rotation, zoom, shift = recipe.rotation_range, recipe.zoom_range, recipe.shift_range
 
-    def __init__(self, rotation_range=10.0, zoom_range=0.1, shift_range=0.1, seed=None,
-                 **kwargs):
-        super().__init__(**kwargs)
-        self.rotation_range, self.zoom_range, self.shift_range = (
-            rotation_range, zoom_range, shift_range)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, images, training=True):
-        if not training:
-            return images
-        batch = keras.ops.shape(images)[0]
-        height, width = images.shape[1], images.shape[2]
+    def augment(images):
+        batch, height, width = keras.ops.shape(images)[0], images.shape[1], images.shape[2]
 
         def uniform(limit, centre=0.0):
-            return keras.random.uniform((batch,), centre - limit, centre + limit,
-                                        seed=self.seed_generator)
+            return keras.random.uniform((batch,), centre - limit, centre + limit, seed=seeds)
 
-        angle = uniform(self.rotation_range) * (math.pi / 180)
-        zoom_x, zoom_y = uniform(self.zoom_range, 1.0), uniform(self.zoom_range, 1.0)
-        shift_x, shift_y = uniform(self.shift_range) * width, uniform(self.shift_range) * height
-        # The transform maps each output pixel to the input point it samples:
-        # input = centre + rotation @ zoom @ (output - centre) + shift.
+        angle = uniform(rotation) * (math.pi / 180)
+        zoom_x, zoom_y = uniform(zoom, 1.0), uniform(zoom, 1.0)
+        shift_x, shift_y = uniform(shift) * width, uniform(shift) * height
+        # Each output pixel samples the input at centre + rotation @ zoom @ (out - centre) + shift.
         cos, sin = keras.ops.cos(angle), keras.ops.sin(angle)
         a0, a1, b0, b1 = cos * zoom_x, -sin * zoom_y, sin * zoom_x, cos * zoom_y
         centre_x, centre_y = (width - 1) / 2, (height - 1) / 2
@@ -403,25 +389,16 @@ class RandomAffine(layers.Layer):
         transforms = keras.ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
         return keras.ops.image.affine_transform(images, transforms, interpolation="bilinear",
                                                 fill_mode="nearest")
-
-    def get_config(self):
-        return {**super().get_config(), "rotation_range": self.rotation_range,
-                "zoom_range": self.zoom_range, "shift_range": self.shift_range,
-                "seed": self.seed}
+    return augment
 
 
-def make_augmenter(rotation_range=10, zoom_range=0.1, shift_range=0.1, seed=None):
-    """The `layers` engine's augmentation: a RandomAffine layer, applied in the tf.data graph."""
-    return RandomAffine(rotation_range, zoom_range, shift_range, seed=seed, name="augmentation")
-
-
-def make_image_data_generator(rotation_range=10, zoom_range=0.1, shift_range=0.1):
-    """Keras' literal ImageDataGenerator with the same parameters (a Python loop over images)."""
+def make_image_data_generator(recipe=RECIPE):
+    """Keras' literal ImageDataGenerator with the recipe's ranges (a Python loop over images)."""
     from tensorflow.keras.preprocessing.image import ImageDataGenerator
 
-    return ImageDataGenerator(rotation_range=rotation_range, zoom_range=zoom_range,
-                              width_shift_range=shift_range, height_shift_range=shift_range,
-                              fill_mode="nearest")
+    return ImageDataGenerator(rotation_range=recipe.rotation_range, zoom_range=recipe.zoom_range,
+                              width_shift_range=recipe.shift_range,
+                              height_shift_range=recipe.shift_range, fill_mode="nearest")
 
 
 def make_train_dataset(x, y, batch_size, augmenter=None, seed=None):
@@ -429,15 +406,13 @@ def make_train_dataset(x, y, batch_size, augmenter=None, seed=None):
     dataset = tf.data.Dataset.from_tensor_slices((x, y))
     dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
     if augmenter is not None:
-        dataset = dataset.map(lambda images, labels: (augmenter(images, training=True), labels),
-                              num_parallel_calls=tf.data.AUTOTUNE,
-                              deterministic=seed is not None)
+        dataset = dataset.map(lambda images, labels: (augmenter(images), labels),
+                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)
     return shard_by_data(dataset.prefetch(tf.data.AUTOTUNE))
 
 
 def make_eval_dataset(x, y):
-    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(EVAL_BATCH_SIZE)
-    return shard_by_data(dataset.prefetch(tf.data.AUTOTUNE))
+    return shard_by_data(tf.data.Dataset.from_tensor_slices((x, y)).batch(EVAL_BATCH_SIZE))
 
 
 def shard_by_data(dataset):
@@ -445,6 +420,20 @@ def shard_by_data(dataset):
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
+
+
+def augmented_examples(x, recipe=RECIPE, versions=7, seed=0):
+    """Each of the images x (N, 28, 28, 1) followed by `versions` augmented copies of it, as
+    the recipe's engine makes them for training: (N, 1 + versions, 28, 28)."""
+    repeated = np.repeat(x, versions, axis=0)
+    if recipe.augmentation_engine == "imagedatagenerator":
+        flow = make_image_data_generator(recipe).flow(repeated, batch_size=len(repeated),
+                                                      shuffle=False, seed=seed)
+        augmented = next(flow)
+    else:
+        augmented = np.asarray(make_augmenter(recipe, seed)(tf.constant(repeated)))
+    augmented = augmented.reshape(len(x), versions, 28, 28)
+    return np.concatenate([x.reshape(len(x), 1, 28, 28), augmented], axis=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -609,25 +598,8 @@ def patch_keras_for_multi_worker():
 # Training
 # ---------------------------------------------------------------------------------------------
 
-class EpochTimer(keras.callbacks.Callback):
-    """Adds `epoch_seconds` to each epoch's logs (and so to the progress bar and CSV log)."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["epoch_seconds"] = round(time.perf_counter() - self._start, 3)
-
-
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite: nothing worth saving was learned."""
-
-
-class Interrupted(UserError):
-    """Ctrl-C or SIGTERM during training (exit status 130, as a shell reports Ctrl-C)."""
-
-    exit_code = 130
 
 
 def validation_size(n_images, validation_split):
@@ -649,193 +621,233 @@ def split_validation(x, y, validation_split):
     return (x[:-n_val], y[:-n_val]), (x[-n_val:], y[-n_val:])
 
 
-MIN_LEARNING_RATE = 1e-5
+def learning_rate_schedule(recipe):
+    """The fixed part of the schedule: `lr_decay` every epoch, and `lr_factor` at the start of
+    each of the last `final_halvings` of the epochs; never below min_learning_rate (nor raising
+    a rate set below it). ReduceLROnPlateau's cuts follow the noise of the validation loss and
+    may come late or never (in three runs of the old default, after epoch 5, 7 and 8, and the
+    later the worse: 99.49%, 99.38%, 99.32%); this makes every run end at a small rate."""
+    first_halving = recipe.epochs - round(recipe.epochs * recipe.final_halvings)
+
+    def schedule(epoch, rate):
+        factor = (recipe.lr_decay if epoch else 1.0) * (
+            recipe.lr_factor if epoch >= first_halving else 1.0)
+        return max(rate * factor, min(rate, recipe.min_learning_rate))
+    return schedule
 
 
-def anneal_last_epochs(epochs, factor=0.5, min_lr=MIN_LEARNING_RATE):
-    """Halve the learning rate at the start of each of the last third of the epochs.
+def epoch_logger(rows, path=None):
+    """A callback that appends each epoch's metrics and duration to `rows` and, given a path,
+    keeps them there as JSON so that a resumed run reports the epochs before the interruption."""
+    started = []
 
-    This comes on top of ReduceLROnPlateau's cuts, which follow the noise of the validation
-    loss and may come late or never: in three runs of the default command without it, the
-    first cut came after epoch 5, 7 and 8, and the later it came the lower the test accuracy
-    (99.49%, 99.38%, 99.32%); without a validation split the training loss, which keeps
-    falling, rarely triggers one. With it every run ends its training at a small rate.
+    def on_epoch_end(epoch, logs):
+        del rows[epoch:]  # an epoch redone after an interruption replaces its first record
+        rows.append({"epoch": epoch + 1, **{key: float(value) for key, value in logs.items()},
+                     "epoch_seconds": round(time.perf_counter() - started[-1], 3)})
+        if path:
+            write_atomically(path, json.dumps(rows, indent=1))
+    return keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: started.append(time.perf_counter()),
+        on_epoch_end=on_epoch_end)
+
+
+@contextlib.contextmanager
+def sigterm_as_ctrl_c():
+    """SIGTERM (a stopped container, `kill`) stops training as Ctrl-C does; restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def train(model, x_train, y_train, recipe=RECIPE, *, work_dir=None, callbacks=(), verbose=None):
+    """Fit a compiled model to the data as the recipe says; return the history, a dict per epoch.
+
+    The validation split drives ReduceLROnPlateau, on top of learning_rate_schedule. With a
+    `work_dir`, a checkpoint after every epoch (Keras' BackupAndRestore) and the history so far
+    are kept there, and calling train again with it resumes an interrupted run. Ctrl-C and
+    SIGTERM raise KeyboardInterrupt.
     """
-    first = epochs - round(epochs / 3)
-    return keras.callbacks.LearningRateScheduler(
-        lambda epoch, rate: max(rate * factor, min(rate, min_lr)) if epoch >= first else rate)
-
-
-def train(model, x_train, y_train, *, epochs=15, batch_size=32, validation_split=0.1,
-          augment=True, engine="layers", rotation_range=10, zoom_range=0.1, shift_range=0.1,
-          seed=None, work_dir=None, verbose=None, callbacks=(), lr_decay=None):
-    """Fit a compiled model; return the per-epoch history as a list of dicts.
-
-    The validation split drives ReduceLROnPlateau (halve the rate after one epoch without
-    a lower validation loss) and each of the last third of the epochs halves it once more.
-    `work_dir` keeps a BackupAndRestore checkpoint and a CSV log of the epochs, so that calling
-    train again with the same work_dir resumes an interrupted run.
-    """
-    (x_fit, y_fit), validation = split_validation(x_train, y_train, validation_split)
+    (x_fit, y_fit), validation = split_validation(x_train, y_train, recipe.validation_split)
     if verbose is None:  # a live progress bar on a terminal, a line per epoch in a log file
         verbose = 1 if sys.stdout.isatty() else 2
-    if augment and engine == "imagedatagenerator":
-        generator = make_image_data_generator(rotation_range, zoom_range, shift_range)
-        train_data = generator.flow(x_fit, y_fit, batch_size=batch_size, shuffle=True, seed=seed)
+    if recipe.augment and recipe.augmentation_engine == "imagedatagenerator":
+        train_data = make_image_data_generator(recipe).flow(
+            x_fit, y_fit, batch_size=recipe.batch_size, shuffle=True, seed=recipe.seed)
     else:
-        augmenter = make_augmenter(rotation_range, zoom_range, shift_range, seed) if augment else None
-        train_data = make_train_dataset(x_fit, y_fit, batch_size, augmenter, seed)
-    validation_data = make_eval_dataset(*validation) if validation else None
-
-    temporary = work_dir is None
-    work_dir = Path(tempfile.mkdtemp(prefix="mnist-train-") if temporary else work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    log_path = work_dir / "training_log.csv"
+        augmenter = make_augmenter(recipe, recipe.seed) if recipe.augment else None
+        train_data = make_train_dataset(x_fit, y_fit, recipe.batch_size, augmenter, recipe.seed)
+    history_file = Path(work_dir) / "history.json" if work_dir else None
+    history = json.loads(history_file.read_text()) if history_file and history_file.exists() \
+        else []
     standard_callbacks = [
-        EpochTimer(),
-        # Before ReduceLROnPlateau, which logs the rate each epoch ran at before it cuts it.
-        anneal_last_epochs(epochs) if not lr_decay else keras.callbacks.LearningRateScheduler(
-            lambda epoch, rate: max(rate * lr_decay, min(rate, MIN_LEARNING_RATE)) if epoch else rate),
+        keras.callbacks.LearningRateScheduler(learning_rate_schedule(recipe)),
+        # After the scheduler: it logs the rate each epoch ran at, before it cuts it.
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss" if validation else "loss",
-                                          factor=0.5, patience=1, min_lr=MIN_LEARNING_RATE),
+                                          factor=recipe.lr_factor,
+                                          patience=recipe.plateau_patience,
+                                          min_lr=recipe.min_learning_rate),
         keras.callbacks.TerminateOnNaN(),
-        # Two alternating checkpoints: a signal during a save cannot spoil the last good one.
-        keras.callbacks.BackupAndRestore(str(work_dir / "backup"), double_checkpoint=True),
-        keras.callbacks.CSVLogger(str(log_path), append=True),
+        epoch_logger(history, history_file),
     ]
-    try:
-        model.fit(train_data, epochs=epochs, validation_data=validation_data, shuffle=False,
-                  verbose=verbose,
+    if work_dir:  # two alternating checkpoints: a signal during a save spoils neither
+        standard_callbacks.append(keras.callbacks.BackupAndRestore(
+            str(Path(work_dir) / "backup"), double_checkpoint=True))
+    with sigterm_as_ctrl_c():
+        model.fit(train_data, epochs=recipe.epochs, shuffle=False, verbose=verbose,
+                  validation_data=make_eval_dataset(*validation) if validation else None,
                   callbacks=standard_callbacks + list(callbacks))
-        history = read_training_log(log_path)
-    finally:
-        if temporary:
-            shutil.rmtree(work_dir, ignore_errors=True)
     diverged = [row["epoch"] for row in history if not math.isfinite(row.get("loss", 0.0))]
     if diverged:
         raise TrainingDiverged(f"training diverged (the loss stopped being a number in epoch "
-                               f"{diverged[0]}): try a smaller --learning-rate; the saved "
-                               "model was not changed")
+                               f"{diverged[0]}): try a smaller --learning-rate")
     return history
 
 
-def read_training_log(path):
-    """The CSVLogger rows as dicts of numbers, one per epoch (numbered from 1), last row wins.
-    Values CSVLogger had none for ("NA": the val_ columns of a run without validation) are left
-    out."""
-    epochs = {}
-    if path.exists():
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                values = {key: float(value) for key, value in row.items()
-                          if value not in ("", None, "NA")}
-                epoch = int(values.pop("epoch")) + 1
-                epochs[epoch] = {"epoch": epoch, **values}
-    return [epochs[epoch] for epoch in sorted(epochs)]
-
-
 # ---------------------------------------------------------------------------------------------
-# Evaluation
+# Evaluation and the pictures a person reads
 # ---------------------------------------------------------------------------------------------
 
 def evaluate(model, x_test, y_test):
-    """Test loss, accuracy, per-digit accuracy and confusion matrix of a model."""
-    return score(model.predict(x_test, batch_size=EVAL_BATCH_SIZE, verbose=0), y_test)
-
-
-def score(probabilities, labels):
-    """The metrics of predicted probabilities (N, 10) against the true labels (N,)."""
+    """Test loss, accuracy, per-digit accuracy and confusion matrix of a model, and its
+    predicted probabilities (N, 10)."""
+    probabilities = model.predict(x_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
     predicted = probabilities.argmax(axis=1)
-    loss = float(np.mean(keras.losses.sparse_categorical_crossentropy(labels, probabilities)))
-    confusion = tf.math.confusion_matrix(labels, predicted, num_classes=NUM_CLASSES).numpy()
+    loss = keras.losses.sparse_categorical_crossentropy(y_test, probabilities)
+    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    np.add.at(confusion, (y_test, predicted), 1)
     per_digit = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
     return {
-        "test_loss": loss,
-        "test_accuracy": float(np.mean(predicted == labels)),
+        "test_loss": float(np.mean(loss)),
+        "test_accuracy": float(np.mean(predicted == y_test)),
         "per_digit_accuracy": {str(d): float(a) for d, a in enumerate(per_digit)},
         "confusion_matrix": confusion.tolist(),
-    }
+    }, probabilities
 
 
-# Reports are drawn with NumPy and encoded with tf.io, so no plotting library is needed.
-# Digits for labels come from a 3x5 pixel font: each string is a glyph's rows, top to bottom.
-DIGIT_FONT = ("111101101101111", "010110010010111", "111001111100111", "111001111001111",
-              "101101111001001", "111100111001111", "111100111101111", "111001001001001",
-              "111101111101111", "111101111001111")
-GREEN, RED, BLACK, WHITE = (0, 150, 0), (220, 0, 0), (0, 0, 0), (255, 255, 255)
+def confusion_matrix_text(confusion):
+    """The confusion matrix as lines of text: rows the true digit, columns the predicted."""
+    lines = ["true \\ predicted " + "".join(f"{d:>6}" for d in range(NUM_CLASSES))]
+    lines += [f"{true:>16} " + "".join(f"{n:>6}" for n in row)
+              for true, row in enumerate(confusion)]
+    return "\n".join(lines)
 
 
-def draw_number(canvas, number, top, left, colour, scale=2):
-    """Write the decimal digits of `number` into an RGB uint8 canvas."""
-    for i, character in enumerate(str(number)):
-        glyph = np.array([int(bit) for bit in DIGIT_FONT[int(character)]]).reshape(5, 3)
-        mask = np.kron(glyph, np.ones((scale, scale), dtype=int)) > 0
-        x = left + i * 4 * scale
-        canvas[top:top + 5 * scale, x:x + 3 * scale][mask] = colour
+def draw_reports(folder, results=None, x_test=None, y_test=None, probabilities=None,
+                 history=None, examples=None):
+    """Write the pictures of a model beside it (those whose data is given): confusion_matrix.png,
+    misclassified.png, training_curves.png, augmentation.png. Each replaces its old file only
+    once complete. Returns {file name: the OSError that kept it from being written}."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no window
+    from matplotlib import pyplot
+
+    figures = {}
+    if results is not None:
+        figures["confusion_matrix.png"] = confusion_figure(pyplot, results["confusion_matrix"])
+    if probabilities is not None:
+        figures["misclassified.png"] = mistakes_figure(pyplot, x_test, y_test, probabilities)
+    if history:
+        figures["training_curves.png"] = curves_figure(pyplot, history)
+    if examples is not None:
+        figures["augmentation.png"] = augmentation_figure(pyplot, examples)
+    failures = {}
+    for name, figure in figures.items():
+        partial = Path(folder) / f".{name}.partial"
+        try:
+            figure.savefig(partial, format="png", dpi=100, bbox_inches="tight")
+            os.replace(partial, Path(folder) / name)
+        except OSError as error:
+            failures[name] = error
+            with contextlib.suppress(OSError):
+                partial.unlink()
+        pyplot.close(figure)
+    return failures
 
 
-def confusion_matrix_image(confusion, cell=40, margin=24):
-    """Rows: true digit; columns: predicted. Correct counts shaded blue, mistakes red."""
+def confusion_figure(pyplot, confusion):
+    from matplotlib.colors import LogNorm
+
     confusion = np.asarray(confusion)
-    size = margin + NUM_CLASSES * cell
-    canvas = np.full((size, size, 3), 255, np.uint8)
-    worst_mistake = max(1, (confusion - np.diag(np.diag(confusion))).max())
-    for true in range(NUM_CLASSES):
-        draw_number(canvas, true, margin + true * cell + cell // 2 - 5, 6, BLACK)
-        draw_number(canvas, true, 7, margin + true * cell + cell // 2 - 3, BLACK)
-        for predicted in range(NUM_CLASSES):
-            count = int(confusion[true, predicted])
-            if true == predicted:
-                strength = count / max(1, confusion[true].sum())
-                colour = (255 * (1 - 0.75 * strength), 255 * (1 - 0.45 * strength), 255)
-            else:
-                strength = np.log1p(count) / np.log1p(worst_mistake)
-                colour = (255, 255 * (1 - 0.8 * strength), 255 * (1 - 0.8 * strength))
-            top, left = margin + true * cell, margin + predicted * cell
-            canvas[top + 1:top + cell, left + 1:left + cell] = np.array(colour, np.uint8)
-            if count:
-                text = str(count)
-                draw_number(canvas, count, top + cell // 2 - 5,
-                            left + (cell - (len(text) * 8 - 2)) // 2,
-                            WHITE if strength > 0.6 else BLACK)
-    return canvas
+    mistakes = int(confusion.sum() - confusion.trace())
+    figure, axes = pyplot.subplots(figsize=(7.5, 6.2))
+    image = axes.imshow(np.ma.masked_equal(confusion, 0), cmap="Blues",
+                        norm=LogNorm(vmin=1, vmax=max(2, confusion.max())))
+    for (true, predicted), count in np.ndenumerate(confusion):
+        if count:
+            dark = count > np.sqrt(confusion.max())
+            axes.text(predicted, true, str(count), ha="center", va="center", fontsize=9,
+                      color="white" if dark else "black",
+                      fontweight="normal" if true == predicted else "bold")
+    axes.set(xticks=range(NUM_CLASSES), yticks=range(NUM_CLASSES),
+             xlabel="predicted digit", ylabel="true digit",
+             title=f"Test images by true and predicted digit ({mistakes} mistakes "
+                   f"in {confusion.sum():,})")
+    figure.colorbar(image, ax=axes, label="images (log scale)")
+    return figure
 
 
-def misclassified_image(images, labels, probabilities, columns=10, max_images=100, scale=2):
-    """The most confident mistakes, most confident first: the true digit in green at the top
-    left of each tile, the predicted one in red at the top right."""
+def mistakes_figure(pyplot, images, labels, probabilities, columns=8, most=32):
+    """The most confident mistakes first, each titled in words (readable without colour)."""
     predicted = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predicted != labels)
-    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:max_images]
-    tile = 28 * scale + 4
+    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:most]
     rows = max(1, math.ceil(len(wrong) / columns))
-    canvas = np.full((rows * tile, columns * tile, 3), 255, np.uint8)
-    for position, index in enumerate(wrong):
-        top, left = (position // columns) * tile + 2, (position % columns) * tile + 2
-        digit = np.kron(images[index][..., 0], np.ones((scale, scale)))
-        canvas[top:top + 28 * scale, left:left + 28 * scale] = \
-            np.round(digit * 255).astype(np.uint8)[..., np.newaxis]
-        draw_number(canvas, int(labels[index]), top + 2, left + 2, GREEN)
-        draw_number(canvas, int(predicted[index]), top + 2, left + 28 * scale - 8, RED)
-    return canvas
+    figure, axes = pyplot.subplots(rows, columns, figsize=(columns * 1.45, rows * 1.65),
+                                   squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, index in zip(axes.flat, wrong):
+        axis.imshow(images[index].reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
+        axis.set_title(f"true {labels[index]}, predicted\n{predicted[index]} "
+                       f"({probabilities[index, predicted[index]]:.0%})", fontsize=8)
+    figure.suptitle(f"The {len(wrong)} most confident mistakes on the test set"
+                    if len(wrong) else "No mistakes on the test set")
+    return figure
 
 
-def write_png(path, canvas):
-    tf.io.write_file(str(path), tf.io.encode_png(canvas))
+def curves_figure(pyplot, history):
+    epochs = [row["epoch"] for row in history]
+    figure, axes = pyplot.subplots(1, 3, figsize=(13, 3.8))
+    for axis, metric in zip(axes, ("loss", "accuracy")):
+        axis.plot(epochs, [row[metric] for row in history], "o-",
+                  label="training (augmented, dropout on)")
+        if all(f"val_{metric}" in row for row in history):
+            axis.plot(epochs, [row[f"val_{metric}"] for row in history], "s--",
+                      label="validation (held-out images)")
+        axis.legend()
+    axes[2].plot(epochs, [row["learning_rate"] for row in history], "o-")
+    for axis, title in zip(axes, ("loss (log scale)", "accuracy", "learning rate (log scale)")):
+        axis.set(xlabel="epoch", title=title)
+        axis.xaxis.get_major_locator().set_params(integer=True)
+        axis.grid(alpha=0.3)
+    axes[0].set_yscale("log")
+    axes[2].set_yscale("log")
+    return figure
 
 
-def make_reports(x_test, y_test, probabilities, results):
-    """The report pictures a model directory holds: {file name: RGB uint8 array}."""
-    return {"confusion_matrix.png": confusion_matrix_image(results["confusion_matrix"]),
-            "misclassified.png": misclassified_image(x_test, y_test, probabilities)}
-
-
-def write_reports(folder, reports):
-    """Write each picture beside the model, replacing the old one only once it is complete."""
-    for name, canvas in reports.items():
-        partial = Path(folder) / f".{name}.partial"
-        write_png(partial, canvas)
-        os.replace(partial, Path(folder) / name)
+def augmentation_figure(pyplot, examples):
+    rows, columns = examples.shape[:2]
+    figure, axes = pyplot.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.15),
+                                   squeeze=False)
+    for (row, column), axis in np.ndenumerate(axes):
+        axis.imshow(examples[row, column], cmap="gray_r", vmin=0, vmax=1)
+        axis.set_xticks([])
+        axis.set_yticks([])
+    axes[0, 0].set_title("original", fontsize=9)
+    axes[0, 1].set_title("augmented versions →", fontsize=9, loc="left")
+    figure.suptitle("Training digits, and random rotations, zooms and shifts of them as the "
+                    "network sees them", fontsize=10)
+    return figure
 
 
 # ---------------------------------------------------------------------------------------------
@@ -862,40 +874,51 @@ def check_model_dir(model_dir):
                          "choose a writable --model-dir") from None
 
 
-def saveable_copy(model, build_options):
-    """The trained weights in a float32 model of Keras' standard layers, which any script
-    loads without this one and which runs fast on any machine."""
-    copy = build_model(**{**build_options, "dtype": "float32", "fused_batchnorm": False})
+def saveable_copy(model, recipe):
+    """A model trained in mixed precision, as a float32 model with the same weights and
+    optimizer state (without float16's loss scaling): it runs fast on any machine."""
+    copy = build_model_for(recipe, dtype="float32")
     copy.set_weights(model.get_weights())
-    optimizer = model.optimizer  # without the loss scaling that float16 training needed
+    optimizer = model.optimizer
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         optimizer = optimizer.inner_optimizer
     copy.compile(optimizer=optimizer.from_config(optimizer.get_config()), loss=model.loss,
                  metrics=["accuracy"])
-    # Carry the optimizer's state over too (its step count and learning rate among it), so
-    # the saved model loads without warnings and can be trained further where it stopped.
     copy.optimizer.build(copy.trainable_variables)
     for target, source in zip(copy.optimizer.variables, optimizer.variables):
         target.assign(source)
     return copy
 
 
-def save_model_dir(model, model_dir, metadata, reports=None):
-    """Write model.keras, saved_model/, metadata.json and the report pictures into a temporary
-    sibling directory, then swap it into place: an interrupted or failed save leaves the
-    previous model intact."""
+def new_sibling_dir(path, kind):
+    """An empty folder beside `path` with the permissions any mkdir gives (mkdtemp's are
+    private, which would keep other users and serving containers from reading the model)."""
+    folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.{kind}-", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    return folder
+
+
+def save_model_dir(model, model_dir, metadata, pictures=None):
+    """Write model.keras, saved_model/, model.tflite, metadata.json and the pictures
+    (draw_reports' arguments) into a new sibling folder, then swap it into place: an
+    interrupted or failed save leaves the previous model intact."""
     model_dir = Path(model_dir)
     if model.optimizer is not None and not model.optimizer.built:
         # An optimizer saved before its first step makes load_model warn that it skipped it.
         model.optimizer.build(model.trainable_variables)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.new-", dir=model_dir.parent))
+    staging = new_sibling_dir(model_dir, "new")
     try:
         model.save(staging / "model.keras")
         model.export(str(staging / "saved_model"), verbose=False)
+        with contextlib.redirect_stdout(io.StringIO()):  # the converter's progress lines
+            model.export(str(staging / "model.tflite"), format="litert", verbose=False)
         (staging / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-        for name, canvas in (reports or {}).items():
-            write_png(staging / name, canvas)
+        failures = draw_reports(staging, **(pictures or {}))
+        if failures:
+            raise next(iter(failures.values()))
         replace_directory(staging, model_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -916,6 +939,12 @@ def replace_directory(new, target):
     shutil.rmtree(old, ignore_errors=True)
 
 
+def write_atomically(path, text):
+    partial = Path(f"{path}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
 def load_model(model_dir=DEFAULT_MODEL_DIR):
     """Load a saved model.keras (plain keras.models.load_model works as well)."""
     path = Path(model_dir)
@@ -928,7 +957,8 @@ def load_model(model_dir=DEFAULT_MODEL_DIR):
     try:
         return keras.models.load_model(path / "model.keras")
     except Exception as error:
-        raise UserError(f"{path / 'model.keras'} cannot be loaded ({error}): "
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{path / 'model.keras'} cannot be loaded ({reason}): "
                         "train the model again") from None
 
 
@@ -945,39 +975,29 @@ def library_versions():
 
 
 # ---------------------------------------------------------------------------------------------
-# Prediction on arrays and image files
+# Prediction on arrays, image files and pictures people take
 # ---------------------------------------------------------------------------------------------
 
-def read_image(path):
-    """Decode a PNG, JPEG, BMP or GIF file into MNIST's form: (28, 28) float32 in [0, 1]."""
+def decode_picture(data):
+    """INTERIM"""
+    from PIL import Image, ImageOps
+
     try:
-        image = tf.io.decode_image(tf.io.read_file(str(path)), expand_animations=False)
-    except (tf.errors.OpError, ValueError) as error:
-        reason = "no such file" if isinstance(error, tf.errors.NotFoundError) else \
-            "not a PNG, JPEG, BMP or GIF image"
-        raise UserError(f"{path}: {reason}") from None
-    try:
-        return to_mnist_form(image.numpy())
-    except ValueError as error:
-        raise UserError(f"{path}: {error}") from None
+        with Image.open(io.BytesIO(data)) as image:
+            image = ImageOps.exif_transpose(image)
+            image.load()
+            rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255
+    except Exception:
+        raise ValueError("not a PNG, JPEG, BMP or GIF image") from None
+    grey = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+    return grey * rgba[..., 3] + (1 - rgba[..., 3])
 
 
-def to_mnist_form(image):
-    """A picture of one digit, any size, colour or grey, either polarity -> MNIST's 28x28.
-
-    As MNIST was made: light ink on black, cropped to the ink, scaled to fit a 20x20 box
-    keeping its aspect ratio, then placed in 28x28 with its centre of mass at the centre.
-    """
-    image = image.astype(np.float32) / 255.0
-    if image.ndim == 2:
-        image = image[..., np.newaxis]
-    if image.shape[-1] in (2, 4):  # composite a transparent background onto white
-        alpha = image[..., -1:]
-        image = image[..., :-1] * alpha + (1.0 - alpha)
-    grey = tf.image.rgb_to_grayscale(image).numpy()[..., 0] if image.shape[-1] == 3 else image[..., 0]
+def find_digits(grey):
+    """INTERIM"""
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     background = float(np.median(border))
-    if background > 0.5:  # dark ink on a light background: invert to MNIST's polarity
+    if background > 0.5:
         grey, background = 1.0 - grey, 1.0 - background
     ink = np.clip(grey - background, 0.0, None)
     if ink.max() < 0.1:
@@ -987,25 +1007,42 @@ def to_mnist_form(image):
     ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
     scale = 20.0 / max(ink.shape)
     size = (max(1, round(ink.shape[0] * scale)), max(1, round(ink.shape[1] * scale)))
-    digit = tf.image.resize(ink[..., np.newaxis], size, antialias=True).numpy()[..., 0]
-    digit = np.clip(digit, 0.0, 1.0)
+    digit = np.clip(tf.image.resize(ink[..., np.newaxis], size, antialias=True).numpy()[..., 0], 0, 1)
     centre_y = (digit.sum(axis=1) * np.arange(size[0])).sum() / digit.sum()
     centre_x = (digit.sum(axis=0) * np.arange(size[1])).sum() / digit.sum()
-    # MNIST's digits have their centre of mass at pixel (14, 14), not at the exact middle 13.5.
     top = int(np.clip(round(14 - centre_y), 0, 28 - size[0]))
     left = int(np.clip(round(14 - centre_x), 0, 28 - size[1]))
     canvas = np.zeros((28, 28), np.float32)
     canvas[top:top + size[0], left:left + size[1]] = digit
-    return canvas
+    return [canvas]
+
+
+def read_picture(path):
+    """The digits in one image file, in MNIST's form, left to right: (K, 28, 28) float32."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder, not an image: pass the image files in it "
+                        f"(e.g. {path / '*.png'})") from None
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot be read ({error.strerror})") from None
+    try:
+        return np.stack(find_digits(decode_picture(data)))
+    except ValueError as error:
+        raise UserError(f"{path}: {error}") from None
 
 
 def prepare_images(images):
     """File paths or arrays ((28, 28), (N, 28, 28) or (N, 28, 28, 1); uint8 0-255 or float
-    0-1) -> the network's (N, 28, 28, 1) float32 input."""
+    0-1) -> the network's (N, 28, 28, 1) float32 input. A file holding several digits
+    contributes its largest."""
     if isinstance(images, (str, os.PathLike)):
         images = [images]
     if isinstance(images, (list, tuple)) and images and isinstance(images[0], (str, os.PathLike)):
-        return np.stack([read_image(path) for path in images])[..., np.newaxis]
+        return np.stack([largest(read_picture(path)) for path in images])[..., np.newaxis]
     array = np.asarray(images)
     if array.ndim == 2:
         array = array[np.newaxis]
@@ -1016,42 +1053,157 @@ def prepare_images(images):
     return normalize_images(array[..., 0]) if array.dtype == np.uint8 else array.astype(np.float32)
 
 
+def largest(digits):
+    """Of the digits found in one picture, the one with the most ink."""
+    return digits[int(np.argmax(digits.sum(axis=(1, 2))))]
+
+
 def predict(model, images):
     """Classify images (arrays or file paths): return (digits, probabilities of shape (N, 10))."""
     probabilities = model.predict(prepare_images(images), batch_size=EVAL_BATCH_SIZE, verbose=0)
     return probabilities.argmax(axis=1), probabilities
 
 
+def describe_prediction(digits, probabilities):
+    """What `predict --json` and the server answer for one picture: its largest digit's
+    class and probabilities, and, where it holds several, all of them left to right."""
+    main = int(np.argmax(digits.sum(axis=(1, 2))))
+    answer = {"digit": int(probabilities[main].argmax()),
+              "probability": round(float(probabilities[main].max()), 6),
+              "probabilities": [round(float(p), 6) for p in probabilities[main]]}
+    if len(digits) > 1:
+        answer["digits"] = [int(p.argmax()) for p in probabilities]
+    return answer
+
+
+# ---------------------------------------------------------------------------------------------
+# Serving: a page to draw digits on, and an HTTP API
+# ---------------------------------------------------------------------------------------------
+
+MAX_REQUEST_BYTES = 1_000_000
+PAGE = """PAGE_PLACEHOLDER"""
+
+
+def pixels_from_json(body):
+    """The 28x28 grey image of a JSON request {"pixels": [[...28 numbers 0-255...] x 28]}."""
+    try:
+        pixels = np.array(json.loads(body)["pixels"], dtype=np.float64)
+    except (ValueError, TypeError, KeyError):
+        pixels = None
+    if pixels is None or pixels.shape != (28, 28) or not np.all((pixels >= 0) & (pixels <= 255)):
+        raise ValueError('expected JSON {"pixels": [...]}: 28 rows of 28 numbers from 0 to 255')
+    return (pixels / 255).astype(np.float32)
+
+
+def make_server(model, host, port, health):
+    """A threading HTTP server: GET / the drawing page, POST /predict an image file's bytes or
+    JSON pixels, GET /healthz `health`. One model, shared by every request thread."""
+    lock = threading.Lock()
+
+    def classify(body, content_type):
+        grey = pixels_from_json(body) if content_type.startswith("application/json") \
+            else decode_picture(body)
+        digits = np.stack(find_digits(grey))
+        with lock:
+            probabilities = np.asarray(model.predict_on_batch(digits[..., np.newaxis]))
+        return describe_prediction(digits, probabilities)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        timeout = 30  # seconds a client may take over its request, so none holds a thread
+
+        def reply(self, status, body, content_type="application/json"):
+            body = body if isinstance(body, bytes) else (json.dumps(body) + "\n").encode()
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            if status == 405:
+                self.send_header("Allow", "POST" if self.path == "/predict" else "GET")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def refuse(self, status, message):
+            self.reply(status, {"error": message})
+
+        def do_GET(self):
+            if self.path == "/":
+                self.reply(200, PAGE.encode(), "text/html; charset=utf-8")
+            elif self.path == "/healthz":
+                self.reply(200, health)
+            elif self.path == "/predict":
+                self.refuse(405, "POST an image file's bytes or JSON pixels to /predict")
+            else:
+                self.refuse(404, f"no such page: {self.path}")
+
+        def do_POST(self):
+            if self.path != "/predict":
+                known = self.path in ("/", "/healthz")
+                return self.refuse(405 if known else 404, f"no POST to {self.path}")
+            length = self.headers.get("Content-Length", "")
+            if not length.isdigit():
+                return self.refuse(411, "a POST needs a Content-Length")
+            if int(length) > MAX_REQUEST_BYTES:
+                self.close_connection = True  # and the body is never read
+                return self.refuse(413, f"the body is over {MAX_REQUEST_BYTES:,} bytes")
+            body = self.rfile.read(int(length))
+            try:
+                answer = classify(body, self.headers.get("Content-Type", ""))
+            except ValueError as error:
+                return self.refuse(400, str(error))
+            self.reply(200, answer)
+
+        def method_not_allowed(self):
+            self.refuse(405, f"{self.command} is not allowed here")
+
+        do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = method_not_allowed
+
+    try:
+        server = http.server.ThreadingHTTPServer((host, port), Handler)
+    except OSError as error:
+        raise UsageError(f"cannot listen on {host}:{port} ({error.strerror}): choose another "
+                         "--port or --host") from None
+    server.daemon_threads = True
+    return server
+
+
+def is_loopback(host):
+    try:
+        return all(ipaddress.ip_address(info[4][0]).is_loopback
+                   for info in socket.getaddrinfo(host, None))
+    except (OSError, ValueError):
+        return False
+
+
 # ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------
 
+class Interrupted(UserError):
+    """Ctrl-C or SIGTERM during training (exit status 130, as a shell reports Ctrl-C)."""
+
+    exit_code = 130
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line (and exit status 2), without the usage block."""
+    """argparse that reports a bad flag as a UsageError: one line, exit status 2."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-def positive_int(text):
-    value = int_value(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text!r}")
-    return value
+def whole_number(minimum):
+    """An argparse type for a whole number >= minimum."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, not {text!r}")
+        return value
+    return parse
 
 
-def non_negative_int(text):
-    value = int_value(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, not {text!r}")
-    return value
-
-
-def int_value(text):
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+positive_int = whole_number(1)
 
 
 def number_in(low, high, *, high_included=False, low_included=True):
@@ -1071,118 +1223,153 @@ def number_in(low, high, *, high_included=False, low_included=True):
 
 
 def build_train_parser(prog):
+    r = RECIPE
+    own = {arch: rates for arch, rates in ARCH_DROPOUT.items() if arch != "mlp"}
     parser = ArgumentParser(
-        prog=prog,
-        description="Train a digit recogniser on MNIST, evaluate it on the test set and save it. "
-                    "Other actions: 'predict FILE...' classifies image files, 'evaluate' scores "
-                    "a saved model (each has its own --help).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        prog=prog, description="Train a digit recogniser on MNIST, evaluate it on the test set "
+        "and save it. Other actions, each with its own --help: 'evaluate' scores a saved model, "
+        "'predict FILE...' classifies image files, 'serve' opens a page to draw digits on. "
+        "The action comes first: mnist_digit_recognition.py predict --json d.png")
     model = parser.add_argument_group("model")
-    model.add_argument("--arch", choices=ARCHITECTURES, default="cnn", help="model family")
+    model.add_argument("--arch", choices=ARCHITECTURES, default=r.arch,
+                       help=f"the network (default: {r.arch}; README describes each)")
     model.add_argument("--no-batchnorm", dest="batchnorm", action="store_false",
-                       help="leave out the BatchNormalization layers")
+                       help="leave out every BatchNormalization layer (default: keep them)")
     model.add_argument("--compare-batchnorm", action="store_true",
                        help="train with and without batch norm (same seed and data), keep both "
                             "(the second in MODEL_DIR-no-batchnorm) and print them side by side")
-    model.add_argument("--conv-dropout", type=number_in(0, 1), default=None,
-                       help="dropout after the convolutional block (0 disables)")
-    model.add_argument("--dense-dropout", type=number_in(0, 1), default=None,
-                       help="dropout before the output layer (0 disables)")
+    for which, index, where in (("conv", 0, "after each convolutional block"),
+                                ("dense", 1, "before the output layer")):
+        rates = ", ".join(f"{arch} {rates[index]:g}" for arch, rates in own.items())
+        model.add_argument(f"--{which}-dropout", type=number_in(0, 1), default=None,
+                           metavar="R", help=f"dropout {where}; 0 disables (default: the "
+                                             f"network's own: {rates})")
     training = parser.add_argument_group("training")
-    training.add_argument("--epochs", type=positive_int, default=15)
-    training.add_argument("--batch-size", type=positive_int, default=32,
-                          help="the global batch: under --distribute, replicas and workers "
-                               "split each batch between them")
-    training.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
+    training.add_argument("--epochs", type=positive_int, default=r.epochs,
+                          help=f"passes over the training images (default: {r.epochs})")
+    training.add_argument("--batch-size", type=positive_int, default=r.batch_size,
+                          help=f"images per step (default: {r.batch_size}); under --distribute "
+                               "the replicas and workers split each batch")
+    training.add_argument("--optimizer", choices=OPTIMIZERS, default=r.optimizer,
+                          help=f"(default: {r.optimizer})")
     training.add_argument("--learning-rate", type=number_in(0, 1e6, low_included=False),
-                          default=None, help="initial learning rate (default: Keras' default "
-                          "for the optimizer, 0.001 for adam and rmsprop)")
-    training.add_argument("--validation-split", type=number_in(0, 1), default=0.1,
-                          help="fraction of the training images held out to drive "
-                               "ReduceLROnPlateau (the test set is used only for the final "
-                               "evaluation); 0 trains on all of them and lets the plateau "
-                               "watch the training loss")
-    training.add_argument("--seed", type=non_negative_int, default=None,
-                          help="seed for weights, shuffling and augmentation; on CPU the same "
-                               "seed gives the same metrics")
+                          metavar="X", help="initial learning rate (default: Keras' default "
+                                            "for the optimizer, 0.001 for all three)")
+    training.add_argument("--validation-split", type=number_in(0, 1), metavar="F",
+                          default=r.validation_split,
+                          help="fraction of the training images held out to drive the "
+                               f"learning-rate schedule (default: {r.validation_split}); the "
+                               "test set is used only for the final evaluation; 0 trains on all")
+    training.add_argument("--seed", type=whole_number(0), default=r.seed,
+                          help="seed for weights, shuffling and augmentation; on a CPU the same "
+                               "seed gives the same metrics (default: none, a new run each time)")
     training.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction,
-                          default=None, help="compute in bfloat16/float16 with float32 weights "
-                          "(default: where the hardware has fast support for it)")
+                          help="compute in bfloat16/float16 with float32 weights (default: only "
+                               "where the hardware is fast at it)")
     training.add_argument("--distribute", choices=DISTRIBUTE_MODES, default="auto",
-                          help="auto: MirroredStrategy on more than one GPU, and "
+                          help="auto (the default): MirroredStrategy on more than one GPU, and "
                                "MultiWorkerMirroredStrategy when TF_CONFIG describes a cluster; "
                                "mirrored: MirroredStrategy over every GPU (or the CPU's logical "
                                "devices); none: one device")
-    training.add_argument("--tensorboard", metavar="DIR", default=None,
+    training.add_argument("--tensorboard", metavar="DIR",
                           help="log training curves for TensorBoard into DIR")
     training.add_argument("--resume", action="store_true",
                           help="continue an interrupted run (same command) from its last "
                                "finished epoch")
     augmentation = parser.add_argument_group("augmentation (ImageDataGenerator's meaning)")
     augmentation.add_argument("--no-augmentation", dest="augment", action="store_false",
-                              help="train on the images as they are")
+                              help="train on the images as they are (default: augment)")
     augmentation.add_argument("--rotation-range", type=number_in(0, 180, high_included=True),
-                              default=10.0, help="random rotation, degrees")
-    augmentation.add_argument("--zoom-range", type=number_in(0, 1), default=0.1,
-                              help="random zoom in [1-F, 1+F]")
-    augmentation.add_argument("--shift-range", type=number_in(0, 1), default=0.1,
-                              help="random shift, fraction of width and height")
+                              default=r.rotation_range, metavar="DEG",
+                              help=f"random rotation, degrees (default: {r.rotation_range:g})")
+    augmentation.add_argument("--zoom-range", type=number_in(0, 1), default=r.zoom_range,
+                              metavar="F", help=f"random zoom in [1-F, 1+F] (default: "
+                                                f"{r.zoom_range:g})")
+    augmentation.add_argument("--shift-range", type=number_in(0, 1), default=r.shift_range,
+                              metavar="F", help="random shift, fraction of width and height "
+                                                f"(default: {r.shift_range:g})")
     augmentation.add_argument("--augmentation-engine", choices=AUGMENTATION_ENGINES,
-                              default="layers", help="'layers': Keras preprocessing layers in "
-                              "the tf.data graph; 'imagedatagenerator': Keras' literal "
-                              "ImageDataGenerator")
-    add_data_and_model_dir_flags(parser)
-    parser.add_argument("--train-size", type=positive_int, default=None,
-                        help="use only the first N training images (quick trials)")
+                              default=r.augmentation_engine,
+                              help="layers (the default): one transform in the tf.data graph; "
+                                   "imagedatagenerator: Keras' literal ImageDataGenerator")
+    add_data_flag(parser)
+    parser.add_argument("--model-dir", default=DEFAULT_MODEL_DIR,
+                        help=f"where to save the model (default: {DEFAULT_MODEL_DIR})")
+    parser.add_argument("--train-size", type=positive_int, metavar="N",
+                        help="use only the first N training images, for quick trials "
+                             "(default: all 60,000)")
     return parser
 
 
-def add_data_and_model_dir_flags(parser):
-    parser.add_argument("--data", default=default_data_path(),
+def add_data_flag(parser):
+    parser.add_argument("--data", default=os.environ.get("MNIST_DATA") or None, metavar="PATH",
                         help="a Keras-layout mnist.npz or a folder with the four IDX files "
                              "(default: $MNIST_DATA, else Keras' download and cache)")
-    parser.add_argument("--model-dir", default=DEFAULT_MODEL_DIR,
-                        help="the model directory to write or read")
+
+
+def add_model_dir_flag(parser):
+    parser.add_argument("--model-dir", help=f"the model to use (default: {DEFAULT_MODEL_DIR} "
+                        "in the working directory, else the one beside this script)")
 
 
 def build_evaluate_parser(prog):
-    parser = ArgumentParser(prog=prog, description="Test loss and accuracy of a saved model.",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_data_and_model_dir_flags(parser)
+    parser = ArgumentParser(prog=prog, description="Test loss, accuracy, per-digit accuracy and "
+                            "confusion matrix of a saved model; redraws its confusion_matrix.png, "
+                            "misclassified.png and training_curves.png.")
+    add_data_flag(parser)
+    add_model_dir_flag(parser)
     return parser
 
 
 def build_predict_parser(prog):
-    parser = ArgumentParser(prog=prog, description="Classify digit images (PNG, JPEG, BMP, GIF; "
-                            "any size, colour or grey, either polarity).",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = ArgumentParser(prog=prog, description="Classify digit pictures (PNG, JPEG, BMP, "
+                            "GIF; any size, colour or grey, either polarity). A picture with "
+                            "several digits gets its largest, and all of them left to right.")
     parser.add_argument("files", nargs="+", metavar="FILE")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object per file instead of text")
-    parser.add_argument("--model-dir", default=DEFAULT_MODEL_DIR, help="the model to use")
+    add_model_dir_flag(parser)
     return parser
 
 
+def build_serve_parser(prog):
+    parser = ArgumentParser(prog=prog, description="Serve a page to draw digits on and see the "
+                            "model's probabilities, and POST /predict (an image file's bytes or "
+                            'JSON {"pixels": 28 rows of 28 numbers 0-255}). Ctrl-C stops it.')
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: 127.0.0.1, this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="(default: 8000)")
+    add_model_dir_flag(parser)
+    return parser
+
+
+def resolve_model_dir(model_dir):
+    """--model-dir, else the default one in the working directory, else the one beside this
+    script (the model the repository ships)."""
+    if model_dir is not None:
+        return Path(model_dir)
+    here, beside = Path(DEFAULT_MODEL_DIR), Path(__file__).resolve().parent / DEFAULT_MODEL_DIR
+    return beside if not is_model_dir(here) and is_model_dir(beside) else here
+
+
+def recipe_from(args):
+    return Recipe(**{field.name: getattr(args, field.name) for field in dataclasses.fields(Recipe)
+                     if hasattr(args, field.name)})
+
+
 def training_settings(args):
-    """The flags that define a training run (what metadata records and --resume must match)."""
-    settings = {key: value for key, value in vars(args).items()
-                if key not in ("resume", "tensorboard", "compare_batchnorm")}
-    settings["data"] = str(args.data) if args.data else None
-    return settings
-
-
-def build_options(args, dtype=None):
-    return {"arch": args.arch, "batchnorm": args.batchnorm, "conv_dropout": args.conv_dropout,
-            "dense_dropout": args.dense_dropout, "dtype": dtype}
+    """What defines a training run: metadata records it, --resume must match it."""
+    return {**dataclasses.asdict(recipe_from(args)), "mixed_precision": args.mixed_precision,
+            "distribute": args.distribute, "data": str(args.data) if args.data else None,
+            "train_size": args.train_size, "model_dir": str(args.model_dir)}
 
 
 def prepare_work_dir(args, worker=None):
-    """The folder of an in-progress run, `<model-dir>.partial`: checkpoint, log, settings.
+    """The folder of an in-progress run, `<model-dir>.partial`: checkpoint, history, settings.
     Each other worker of a cluster keeps its own, `<model-dir>.worker-N.partial`."""
     suffix = f".{worker.replace(' ', '-')}.partial" if worker else ".partial"
     work_dir = Path(f"{Path(args.model_dir)}{suffix}")
-    settings_file = work_dir / "settings.json"
-    settings = training_settings(args)
+    settings_file, settings = work_dir / "settings.json", training_settings(args)
     if args.resume:
         if not settings_file.is_file():
             raise UsageError(f"--resume: no interrupted run in {work_dir}; "
@@ -1203,89 +1390,103 @@ def prepare_work_dir(args, worker=None):
     return work_dir
 
 
-def extra_callbacks(args, chief=True):
-    if args.tensorboard and chief:
-        return [keras.callbacks.TensorBoard(log_dir=args.tensorboard)]
-    return []
-
-
-def raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-def run_training(args, strategy):
-    """Train, evaluate and save as the flags say; return the metadata (None on a worker that
-    is not the chief)."""
-    started = time.perf_counter()
+def prepare_training(args, strategy):
+    """Everything before the first step, each mistake found before any training: the data,
+    the model directory, the work folder, the seeds and the compiled model."""
+    run = argparse.Namespace(args=args, recipe=recipe_from(args), started=time.perf_counter(),
+                             chief=is_chief(strategy), strategy=strategy)
     check_model_dir(args.model_dir)
-    arrays = read_mnist_arrays(args.data)
-    x_train, y_train = normalize_images(arrays["x_train"]), arrays["y_train"]
-    x_test, y_test = normalize_images(arrays["x_test"]), arrays["y_test"]
+    run.arrays = read_mnist_arrays(args.data)
+    (x_train, y_train), (run.x_test, run.y_test) = load_mnist(arrays=run.arrays)
     if args.train_size:
         if args.train_size > len(x_train):
             raise UsageError(f"--train-size {args.train_size:,} is more than the "
                              f"{len(x_train):,} training images")
         x_train, y_train = x_train[:args.train_size], y_train[:args.train_size]
-    n_val = validation_size(len(x_train), args.validation_split)
-    chief = is_chief(strategy)
-    work_dir = prepare_work_dir(args, worker=None if chief else worker_name(strategy))
-
+    run.x_train, run.y_train = x_train, y_train
+    run.n_val = validation_size(len(x_train), run.recipe.validation_split)
+    if run.recipe.batch_size > len(x_train) - run.n_val:
+        raise UsageError(f"--batch-size {run.recipe.batch_size:,} is more than the "
+                         f"{len(x_train) - run.n_val:,} images to train on: one step per epoch "
+                         "would learn next to nothing; use a smaller --batch-size")
+    run.work_dir = prepare_work_dir(args, None if run.chief else worker_name(strategy))
     if args.seed is not None:
         keras.utils.set_random_seed(args.seed)
         tf.config.experimental.enable_op_determinism()
-    policy = choose_precision(args.mixed_precision)
+    run.policy = choose_precision(args.mixed_precision)
     with strategy.scope():
-        model = compile_model(build_model(**build_options(args, policy), fused_batchnorm=True),
-                              args.optimizer, args.learning_rate)
-    print(f"Training {args.arch} ({model.count_params():,} parameters) on "
-          f"{len(x_train) - n_val:,} images, validating on {n_val:,}; {describe_device()}, "
-          f"{policy}, {describe_distribution(strategy)}", flush=True)
+        run.model = compile_model(build_model_for(run.recipe, run.policy), run.recipe)
+    print(f"Training {run.recipe.arch} ({run.model.count_params():,} parameters) on "
+          f"{len(x_train) - run.n_val:,} images, validating on {run.n_val:,}; "
+          f"{describe_device()}, {run.policy}, {describe_distribution(strategy)}", flush=True)
+    return run
 
-    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+
+def fit(run, callbacks=()):
+    """Train; an interruption or divergence ends in one line saying what became of the work."""
+    callbacks = [*callbacks, *([keras.callbacks.TensorBoard(log_dir=run.args.tensorboard)]
+                               if run.args.tensorboard and run.chief else [])]
     try:
-        history = train(model, x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                        validation_split=args.validation_split, augment=args.augment,
-                        engine=args.augmentation_engine, rotation_range=args.rotation_range,
-                        zoom_range=args.zoom_range, shift_range=args.shift_range,
-                        seed=args.seed, work_dir=work_dir,
-                        callbacks=extra_callbacks(args, chief))
+        return train(run.model, run.x_train, run.y_train, run.recipe, work_dir=run.work_dir,
+                     callbacks=callbacks)
     except KeyboardInterrupt:
-        done = len(read_training_log(work_dir / "training_log.csv"))
-        raise Interrupted(f"interrupted after {done} finished epoch(s): {args.model_dir} is "
-                          "unchanged; run the same command with --resume to continue") from None
-    except TrainingDiverged:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        raise
-    if not chief:  # the chief evaluates and writes the model directory
-        shutil.rmtree(work_dir, ignore_errors=True)
-        print(f"{worker_name(strategy)}: training finished; the chief writes {args.model_dir}")
-        return None
+        done = len(json.loads((run.work_dir / "history.json").read_text())) \
+            if (run.work_dir / "history.json").exists() else 0
+        if not done:
+            shutil.rmtree(run.work_dir, ignore_errors=True)
+            raise Interrupted(f"interrupted in the first epoch: {run.args.model_dir} is as it "
+                              "was, and there is nothing to resume") from None
+        raise Interrupted(f"interrupted after {done} finished epoch{'s' * (done > 1)}: "
+                          f"{run.args.model_dir} is as it was; run the same command with "
+                          "--resume to continue") from None
+    except TrainingDiverged as error:
+        shutil.rmtree(run.work_dir, ignore_errors=True)
+        kept = "the saved model was not changed" if is_model_dir(run.args.model_dir) \
+            else "nothing was saved"
+        raise TrainingDiverged(f"{error}; {kept}") from None
 
-    model = saveable_copy(model, build_options(args))
-    probabilities = model.predict(x_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
-    results = score(probabilities, y_test)
-    wall_seconds = time.perf_counter() - started
+
+def finish(run, history):
+    """Evaluate once on the test set, save the model directory, print the summary."""
+    if not run.chief:  # the chief evaluates and writes the model directory
+        shutil.rmtree(run.work_dir, ignore_errors=True)
+        print(f"{worker_name(run.strategy)}: training finished; the chief writes "
+              f"{run.args.model_dir}")
+        return None
+    model = run.model if run.policy == "float32" else saveable_copy(run.model, run.recipe)
+    results, probabilities = evaluate(model, run.x_test, run.y_test)
     metadata = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
-        "settings": training_settings(args),
-        "model": {**build_options(args), "dtype": "float32", "parameters": model.count_params()},
-        "precision": policy,
+        "settings": training_settings(run.args),
+        "model": {"arch": run.recipe.arch, "batchnorm": run.recipe.batchnorm,
+                  **dict(zip(("conv_dropout", "dense_dropout"), dropout_rates(run.recipe))),
+                  "dtype": "float32", "parameters": model.count_params()},
+        "precision": run.policy,
         "device": describe_device(),
-        "distribution": describe_distribution(strategy),
+        "distribution": describe_distribution(run.strategy),
         **results,
         "history": history,
-        "data": {"source": str(args.data) if args.data else "keras download",
-                 "sha256": mnist_checksum(arrays), "train_images": len(x_train) - n_val,
-                 "validation_images": n_val, "test_images": len(x_test)},
+        "data": {"source": str(run.args.data) if run.args.data else "keras download",
+                 "sha256": mnist_checksum(run.arrays), "train_images": len(run.x_train) - run.n_val,
+                 "validation_images": run.n_val, "test_images": len(run.x_test)},
         "versions": library_versions(),
-        "wall_seconds": round(wall_seconds, 1),
+        "wall_seconds": round(time.perf_counter() - run.started, 1),
     }
-    save_model_dir(model, args.model_dir, metadata,
-                   make_reports(x_test, y_test, probabilities, results))
-    shutil.rmtree(work_dir, ignore_errors=True)
-    print_summary(metadata, args.model_dir)
+    examples = augmented_examples(run.x_train[:6], run.recipe) if run.recipe.augment else None
+    save_model_dir(model, run.args.model_dir, metadata, pictures={
+        "results": results, "x_test": run.x_test, "y_test": run.y_test,
+        "probabilities": probabilities, "history": history, "examples": examples})
+    shutil.rmtree(run.work_dir, ignore_errors=True)
+    print_summary(metadata, run.args.model_dir)
     return metadata
+
+
+def run_training(args, strategy, callbacks=()):
+    """Train, evaluate and save as the flags say; return the metadata (None on a worker that
+    is not the chief). `callbacks`: more Keras callbacks for fit (benchmarks observe with them)."""
+    run = prepare_training(args, strategy)
+    return finish(run, fit(run, callbacks))
 
 
 def compare_batchnorm(args, strategy):
@@ -1308,7 +1509,10 @@ def compare_batchnorm(args, strategy):
     rows = [(name, f"{m['model']['parameters']:,}", f"{m['test_accuracy']:.2%}",
              f"{m['test_loss']:.4f}", format_duration(m["wall_seconds"]), runs[name].model_dir)
             for name, m in results.items()]
-    print_columns([header, *rows])
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(f"{cell:<{w}}" if i in (0, len(row) - 1) else f"{cell:>{w}}"
+                        for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
     return results
 
 
@@ -1326,51 +1530,41 @@ def format_duration(seconds):
 
 
 def print_summary(metadata, model_dir):
-    settings, model = metadata["settings"], metadata["model"]
+    settings, model, data = metadata["settings"], metadata["model"], metadata["data"]
     augmentation = (f"{settings['augmentation_engine']} (rotation {settings['rotation_range']:g} "
                     f"deg, zoom {settings['zoom_range']:g}, shift {settings['shift_range']:g})"
                     if settings["augment"] else "none")
-    learning_rate = settings["learning_rate"] or "default"
-    rows = [
+    epochs = len(metadata["history"])
+    print_table([
         ("model", f"{model['arch']}, batch norm {'on' if model['batchnorm'] else 'off'}, "
                   f"dropout {model['conv_dropout']:g}/{model['dense_dropout']:g}"),
         ("parameters", f"{model['parameters']:,}"),
-        ("training", f"{len(metadata['history'])} epochs, batch {settings['batch_size']}, "
-                     f"{settings['optimizer']} (learning rate {learning_rate})"),
+        ("training", f"{epochs} epoch{'s' * (epochs != 1)}, batch {settings['batch_size']}, "
+                     f"{settings['optimizer']} (learning rate "
+                     f"{settings['learning_rate'] or 'default'})"),
         ("augmentation", augmentation),
-        ("data", f"{metadata['data']['train_images']:,} train, "
-                 f"{metadata['data']['validation_images']:,} validation, "
-                 f"{metadata['data']['test_images']:,} test ({metadata['data']['source']})"),
+        ("data", f"{data['train_images']:,} train, {data['validation_images']:,} validation, "
+                 f"{data['test_images']:,} test ({data['source']})"),
         ("device", f"{metadata['device']}, {metadata['precision']}, "
                    f"{metadata['distribution']}"),
         ("test loss", f"{metadata['test_loss']:.4f}"),
         ("test accuracy", f"{metadata['test_accuracy']:.2%}"),
         ("wall time", format_duration(metadata["wall_seconds"])),
-        ("saved to", f"{model_dir}/"),
-    ]
-    print_table(rows)
-
-
-def print_columns(rows):
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(f"{cell:<{w}}" if i == 0 else f"{cell:>{w}}" if i < len(row) - 1
-                        else str(cell) for i, (cell, w) in enumerate(zip(row, widths))))
+        ("saved to", f"{Path(model_dir).resolve()}/"),
+    ])
 
 
 def print_table(rows):
     width = max(len(name) for name, _ in rows)
     line = "-" * (width + 2 + max(len(value) for _, value in rows))
-    print(line)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
-    print(line, flush=True)
+    print(line, *(f"{name:<{width}}  {value}" for name, value in rows), line, sep="\n",
+          flush=True)
 
 
 def run_train(args):
     if args.compare_batchnorm and args.arch == "mlp":
         raise UsageError("--compare-batchnorm: the mlp has no batch norm layers to compare; "
-                         "use --arch cnn or deep-cnn")
+                         "use another --arch")
     if wants_cluster(args.distribute):
         check_tf_config(os.environ["TF_CONFIG"])
         if args.augment and args.augmentation_engine != "layers":
@@ -1380,54 +1574,82 @@ def run_train(args):
             raise UsageError("several workers need the same --seed N on each (they split the "
                              "batches of one shuffled order)")
     strategy = make_strategy(args.distribute)  # created once: a cluster allows no second one
-    if args.compare_batchnorm:
-        compare_batchnorm(args, strategy)
-    else:
-        run_training(args, strategy)
+    (compare_batchnorm if args.compare_batchnorm else run_training)(args, strategy)
     return 0
 
 
 def run_evaluate(args):
-    model = load_model(args.model_dir)
-    arrays = read_mnist_arrays(args.data)
-    x_test, y_test = normalize_images(arrays["x_test"]), arrays["y_test"]
-    probabilities = model.predict(x_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
-    results = score(probabilities, y_test)
-    write_reports(args.model_dir, make_reports(x_test, y_test, probabilities, results))
-    rows = [("model", str(args.model_dir)),
-            ("test loss", f"{results['test_loss']:.4f}"),
-            ("test accuracy", f"{results['test_accuracy']:.2%}")]
-    rows += [(f"digit {digit}", f"{accuracy:.2%}")
-             for digit, accuracy in results["per_digit_accuracy"].items()]
-    rows.append(("reports", f"{Path(args.model_dir) / 'confusion_matrix.png'}, misclassified.png"))
-    print_table(rows)
+    model_dir = resolve_model_dir(args.model_dir)
+    model = load_model(model_dir)
+    _, (x_test, y_test) = load_mnist(args.data)
+    results, probabilities = evaluate(model, x_test, y_test)
+    print_table([("model", str(model_dir)), ("test loss", f"{results['test_loss']:.4f}"),
+                 ("test accuracy", f"{results['test_accuracy']:.2%}"),
+                 *[(f"digit {digit}", f"{accuracy:.2%}")
+                   for digit, accuracy in results["per_digit_accuracy"].items()]])
+    print(confusion_matrix_text(results["confusion_matrix"]), flush=True)
+    failures = draw_reports(model_dir, results, x_test, y_test, probabilities,
+                            history=read_metadata(model_dir).get("history"))
+    if failures:
+        error = next(iter(failures.values()))
+        print(f"warning: could not write {', '.join(failures)} in {model_dir} "
+              f"({error.strerror or error}); the scores above stand", file=sys.stderr)
     return 0
 
 
 def run_predict(args):
-    model = load_model(args.model_dir)
-    failures = 0
-    for path in args.files:
+    model = load_model(resolve_model_dir(args.model_dir))
+    pictures, failures = [], 0
+    for path in args.files:  # read every file first, then classify all digits in one go
         try:
-            image = read_image(path)
+            pictures.append((path, read_picture(path)))
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
             failures += 1
-            continue
-        digits, probabilities = predict(model, image)
-        digit, probability = int(digits[0]), float(probabilities[0, digits[0]])
-        if args.json:
-            print(json.dumps({"file": path, "digit": digit, "probability": round(probability, 6),
-                              "probabilities": [round(float(p), 6) for p in probabilities[0]]}))
-        else:
-            print(f"{path}: {digit} ({probability:.1%})")
+    if pictures:
+        everything = np.concatenate([digits for _, digits in pictures])[..., np.newaxis]
+        probabilities = model.predict(everything, batch_size=EVAL_BATCH_SIZE, verbose=0)
+        start = 0
+        for path, digits in pictures:
+            answer = describe_prediction(digits, probabilities[start:start + len(digits)])
+            start += len(digits)
+            if args.json:
+                print(json.dumps({"file": path, **answer}))
+            else:
+                several = (f"; {len(answer['digits'])} digits found, left to right "
+                           f"{''.join(map(str, answer['digits']))}") if "digits" in answer else ""
+                print(f"{path}: {answer['digit']} ({answer['probability']:.1%}){several}")
     return 1 if failures else 0
+
+
+def run_serve(args):
+    model_dir = resolve_model_dir(args.model_dir)
+    model = load_model(model_dir)
+    metadata = read_metadata(model_dir)
+    server = make_server(model, args.host, args.port, {
+        "status": "ok", "model": str(model_dir), "arch": metadata.get("model", {}).get("arch"),
+        "test_accuracy": metadata.get("test_accuracy")})
+    if not is_loopback(args.host):
+        print(f"warning: serving on {args.host}, beyond this machine, without authentication: "
+              "anyone who can reach it can use it", file=sys.stderr)
+    print(f"Serving {model_dir} on http://{args.host}:{server.server_port}/ (Ctrl-C stops it)",
+          flush=True)
+    try:
+        with sigterm_as_ctrl_c():
+            server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    print("Server stopped.", flush=True)
+    return 0
 
 
 ACTIONS = {
     "train": (build_train_parser, run_train),
     "evaluate": (build_evaluate_parser, run_evaluate),
     "predict": (build_predict_parser, run_predict),
+    "serve": (build_serve_parser, run_serve),
 }
 
 
@@ -1436,8 +1658,14 @@ def main(argv=None):
     action = argv.pop(0) if argv and argv[0] in ACTIONS else "train"
     build_parser, run = ACTIONS[action]
     prog = "mnist_digit_recognition.py" + ("" if action == "train" else f" {action}")
-    args = build_parser(prog).parse_args(argv)
     try:
+        misplaced = next((word for word in argv if word in ACTIONS), None) \
+            if action == "train" else None
+        if misplaced:
+            raise UsageError(f"the action comes first: mnist_digit_recognition.py {misplaced} "
+                             f"[its flags and files] (see {misplaced} --help)")
+        args = build_parser(prog).parse_args(argv)
+        import_tensorflow(quiet=__name__ == "__main__")
         return run(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -1446,3 +1674,5 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.exit(main())
+else:
+    import_tensorflow()

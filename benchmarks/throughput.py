@@ -12,6 +12,7 @@ Writes everything to benchmarks/results/throughput.json.
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -22,31 +23,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import mnist_digit_recognition as mdr  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from default_network import build_candidate  # noqa: E402
+
+# name, recipe changes, strided kernel of the cnn (None: as built), mixed precision (None: auto). The first is
+# the literal published recipe, the second the default command.
 CONFIGURATIONS = [
-    # name, engine (None: no augmentation), mixed precision (None: auto), fused batch norm,
-    # batch size. The first is the literal published recipe, the second the default command.
-    ("literal: ImageDataGenerator, Keras BN, float32, batch 32", "imagedatagenerator", False,
-     False, 32),
-    ("default: layers engine, fused BN, auto precision, batch 32", "layers", None, True, 32),
-    ("layers engine, Keras BN, float32, batch 32", "layers", False, False, 32),
-    ("layers engine, fused BN, float32, batch 32", "layers", False, True, 32),
-    ("layers engine, fused BN, mixed precision, batch 32", "layers", True, True, 32),
-    ("no augmentation, fused BN, auto precision, batch 32", None, None, True, 32),
-    ("layers engine, fused BN, auto precision, batch 128", "layers", None, True, 128),
+    ("literal: classic-cnn, Keras' ImageDataGenerator, float32, batch 32",
+     {"arch": "classic-cnn", "augmentation_engine": "imagedatagenerator"}, None, False),
+    ("default: cnn, augmentation in tf.data, auto precision, batch 32", {}, None, None),
+    ("cnn with 5x5 strided convolutions (C. Deotte's)", {}, 5, None),
+    ("cnn without batch norm", {"batchnorm": False}, None, None),
+    ("classic-cnn, augmentation in tf.data", {"arch": "classic-cnn"}, None, None),
+    ("the default with --no-augmentation", {"augment": False}, None, None),
+    ("the default with --mixed-precision (bfloat16)", {}, None, True),
+    ("the default with --batch-size 128", {"batch_size": 128}, None, None),
 ]
 
 
-def make_run(x, y, engine, mixed_precision, fused_batchnorm, batch_size, seed=0):
-    """A compiled model and an endless batch source for one configuration."""
+def make_run(x, y, changes, strided_kernel, mixed_precision, seed=0):
+    """A compiled model, an endless batch source and the precision of one configuration."""
+    recipe = mdr.Recipe(**changes)
     policy = mdr.choose_precision(mixed_precision)
-    model = mdr.compile_model(mdr.build_model("cnn", dtype=policy,
-                                              fused_batchnorm=fused_batchnorm))
-    if engine == "imagedatagenerator":
-        data = mdr.make_image_data_generator().flow(x, y, batch_size=batch_size, seed=seed)
+    model = build_candidate(mdr, recipe, strided_kernel, policy)
+    if recipe.augment and recipe.augmentation_engine == "imagedatagenerator":
+        data = mdr.make_image_data_generator(recipe).flow(x, y, batch_size=recipe.batch_size,
+                                                          seed=seed)
     else:
-        augmenter = mdr.make_augmenter(seed=seed) if engine else None
-        data = mdr.make_train_dataset(x, y, batch_size, augmenter, seed).repeat()
-    return model, data, policy
+        augmenter = mdr.make_augmenter(recipe, seed) if recipe.augment else None
+        data = mdr.make_train_dataset(x, y, recipe.batch_size, augmenter, seed).repeat()
+    return model, data, policy, recipe.batch_size
 
 
 def images_per_second(model, data, steps, batch_size):
@@ -57,13 +63,12 @@ def images_per_second(model, data, steps, batch_size):
 
 def measure_training(x, y, rounds, steps):
     runs = {name: make_run(x, y, *options) for name, *options in CONFIGURATIONS}
-    batch_sizes = {name: options[-1] for name, *options in CONFIGURATIONS}
-    for name, (model, data, _) in runs.items():  # warm-up: tracing and the first batches
-        images_per_second(model, data, 20, batch_sizes[name])
+    for model, data, _, batch_size in runs.values():  # warm-up: tracing, the first batches
+        images_per_second(model, data, 20, batch_size)
     best = {name: 0.0 for name in runs}
     for round_number in range(rounds):
-        for name, (model, data, _) in runs.items():
-            speed = images_per_second(model, data, steps, batch_sizes[name])
+        for name, (model, data, _, batch_size) in runs.items():
+            speed = images_per_second(model, data, steps, batch_size)
             best[name] = max(best[name], speed)
             print(f"round {round_number + 1}: {name}: {speed:,.0f} images/s", flush=True)
     literal = best[CONFIGURATIONS[0][0]]
@@ -90,7 +95,7 @@ def measure_augmentation_alone(x, y, batches=300):
 def measure_inference(x_test):
     """Scores of a float32 model saved and loaded as a user would, on the 10,000 test images."""
     with tempfile.TemporaryDirectory() as folder:
-        model = mdr.compile_model(mdr.build_model("cnn"))
+        model = mdr.compile_model(mdr.build_model("cnn"))  # the default network
         mdr.save_model_dir(model, Path(folder) / "model", {})
         model = mdr.load_model(Path(folder) / "model")
         model.predict(x_test[:1000], batch_size=mdr.EVAL_BATCH_SIZE, verbose=0)  # warm-up
@@ -111,7 +116,8 @@ def timed(function):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=mdr.default_data_path(), help="as the program's --data")
+    parser.add_argument("--data", default=os.environ.get("MNIST_DATA"),
+                        help="as the program's --data (default: $MNIST_DATA)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; best counts")
     parser.add_argument("--steps", type=int, default=100, help="training steps per measurement")
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "throughput.json"))

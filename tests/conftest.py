@@ -99,6 +99,17 @@ def our_stderr_lines(stderr):
     return [line for line in stderr.splitlines() if line.strip() and not line.startswith(noise)]
 
 
+def run_main(capsys, *args):
+    """Run the command line in this process (no TensorFlow start-up): (exit status, stdout
+    lines, stderr lines)."""
+    import mnist_digit_recognition as mdr
+
+    capsys.readouterr()
+    status = mdr.main([str(arg) for arg in args])
+    captured = capsys.readouterr()
+    return status, captured.out.splitlines(), captured.err.splitlines()
+
+
 def assert_one_line_error(result, *words, code=2):
     """The program failed as SPEC section 7 asks: exit status `code`, exactly one line of its
     own on stderr, holding each of `words`, and no traceback. Returns that line."""

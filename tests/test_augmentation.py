@@ -38,14 +38,16 @@ def test_layers_engine_is_reproducible_with_a_seed(one_digit_many_times):
 
 def test_zero_ranges_leave_images_unchanged(one_digit_many_times):
     x, y = one_digit_many_times
-    augmenter = mdr.make_augmenter(rotation_range=0, zoom_range=0, shift_range=0, seed=1)
+    augmenter = mdr.make_augmenter(mdr.Recipe(rotation_range=0, zoom_range=0, shift_range=0),
+                                   seed=1)
     batch = first_batch(mdr.make_train_dataset(x, y, 32, augmenter, seed=1))
     np.testing.assert_allclose(batch, x, atol=1e-5)
 
 
 def test_shift_range_moves_the_centre_of_ink_by_up_to_that_fraction(one_digit_many_times):
     x, y = one_digit_many_times
-    augmenter = mdr.make_augmenter(rotation_range=0, zoom_range=0, shift_range=0.1, seed=2)
+    augmenter = mdr.make_augmenter(mdr.Recipe(rotation_range=0, zoom_range=0, shift_range=0.1),
+                                   seed=2)
     batch = first_batch(mdr.make_train_dataset(x, y, 32, augmenter, seed=2))[..., 0]
     columns = np.arange(28)
     centre = (x[0, ..., 0].sum(axis=0) * columns).sum() / x[0].sum()
@@ -58,7 +60,7 @@ def test_imagedatagenerator_engine_is_keras_own_class(one_digit_many_times):
     from tensorflow.keras.preprocessing.image import ImageDataGenerator
 
     x, y = one_digit_many_times
-    generator = mdr.make_image_data_generator(10, 0.1, 0.1)
+    generator = mdr.make_image_data_generator(mdr.Recipe())
     assert isinstance(generator, ImageDataGenerator)
     assert generator.rotation_range == 10 and generator.zoom_range == [0.9, 1.1]
     assert generator.width_shift_range == 0.1 and generator.height_shift_range == 0.1
@@ -70,16 +72,16 @@ def test_imagedatagenerator_engine_is_keras_own_class(one_digit_many_times):
 @pytest.mark.parametrize("engine", ["layers", "imagedatagenerator"])
 def test_train_with_each_engine_returns_the_epoch_history(engine, small_npz):
     (x_train, y_train), _ = mdr.load_mnist(small_npz)
-    model = mdr.compile_model(mdr.build_model("cnn"))
-    history = mdr.train(model, x_train[:320], y_train[:320], epochs=2, engine=engine,
-                        validation_split=0.1, seed=1, verbose=0)
+    recipe = mdr.Recipe(arch="classic-cnn", epochs=2, augmentation_engine=engine, seed=1)
+    model = mdr.compile_model(mdr.build_model_for(recipe))
+    history = mdr.train(model, x_train[:320], y_train[:320], recipe, verbose=0)
     assert [row["epoch"] for row in history] == [1, 2]
     assert all(row["epoch_seconds"] > 0 and "val_loss" in row for row in history)
     assert history[-1]["learning_rate"] <= history[0]["learning_rate"]
 
 
 def test_the_last_third_of_the_epochs_halve_the_learning_rate():
-    schedule = mdr.anneal_last_epochs(15).schedule
+    schedule = mdr.learning_rate_schedule(mdr.Recipe(epochs=15))
     rates = []
     rate = 1e-3
     for epoch in range(15):
@@ -93,10 +95,29 @@ def test_the_last_third_of_the_epochs_halve_the_learning_rate():
 
 def test_the_history_records_the_rate_each_epoch_ran_at(small_npz):
     (x_train, y_train), _ = mdr.load_mnist(small_npz)
-    model = mdr.compile_model(mdr.build_model("cnn"))
-    history = mdr.train(model, x_train[:320], y_train[:320], epochs=3, validation_split=0,
-                        seed=1, verbose=0)
+    recipe = mdr.Recipe(arch="classic-cnn", epochs=3, validation_split=0, seed=1)
+    model = mdr.compile_model(mdr.build_model_for(recipe))
+    history = mdr.train(model, x_train[:320], y_train[:320], recipe, verbose=0)
     rates = [row["learning_rate"] for row in history]
     assert rates[0] == pytest.approx(1e-3)
     assert rates[2] <= 0.5 * rates[1] + 1e-9, "the last of 3 epochs runs at half the rate"
     assert float(model.optimizer.learning_rate) <= rates[2]
+
+
+def test_a_per_epoch_decay_multiplies_every_epoch_after_the_first():
+    schedule = mdr.learning_rate_schedule(mdr.Recipe(epochs=4, lr_decay=0.8, final_halvings=0))
+    rates, rate = [], 1e-3
+    for epoch in range(4):
+        rate = schedule(epoch, rate)
+        rates.append(rate)
+    assert rates == pytest.approx([1e-3, 8e-4, 6.4e-4, 5.12e-4])
+
+
+def test_augmented_examples_show_each_digit_beside_its_transforms(small_npz):
+    (x_train, _), _ = mdr.load_mnist(small_npz)
+    for engine in mdr.AUGMENTATION_ENGINES:
+        examples = mdr.augmented_examples(x_train[:3], mdr.Recipe(augmentation_engine=engine))
+        assert examples.shape == (3, 8, 28, 28)
+        np.testing.assert_array_equal(examples[:, 0], x_train[:3, ..., 0])
+        assert all(not np.allclose(examples[i, 0], examples[i, j])
+                   for i in range(3) for j in range(1, 8))

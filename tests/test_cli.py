@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, run_program, run_python
+from conftest import assert_one_line_error, run_main, run_program, run_python
+
+PICTURES = ("confusion_matrix.png", "misclassified.png", "training_curves.png", "augmentation.png")
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +25,25 @@ def test_training_writes_the_model_directory(trained):
     assert (model_dir / "model.keras").is_file()
     assert (model_dir / "saved_model" / "saved_model.pb").is_file()
     assert (model_dir / "metadata.json").is_file()
+    assert (model_dir / "model.tflite").stat().st_size > 100_000
+    for name in PICTURES:
+        assert (model_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     leftovers = [p.name for p in model_dir.parent.iterdir() if p.name != model_dir.name]
     assert leftovers == [], "staging or checkpoint folders were left behind"
     assert "test accuracy" in result.stdout and "saved to" in result.stdout
+    assert "1 epoch," in result.stdout and "1 epochs" not in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_the_model_directory_is_readable_by_others_as_mkdir_makes_it(trained):
+    """Not private as mkdtemp makes its folders: another user or a serving container reads it."""
+    import os
+
+    model_dir, _ = trained
+    umask = os.umask(0)
+    os.umask(umask)
+    assert model_dir.stat().st_mode & 0o777 == 0o777 & ~umask
+    assert (model_dir / "model.keras").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_metadata_records_the_run(trained, small_npz, small_arrays):
@@ -38,7 +55,9 @@ def test_metadata_records_the_run(trained, small_npz, small_arrays):
     assert f"{metadata['test_accuracy']:.2%}" in result.stdout
     assert metadata["settings"]["epochs"] == 1 and metadata["settings"]["batch_size"] == 32
     assert metadata["settings"]["seed"] == 3 and metadata["settings"]["arch"] == "cnn"
-    assert metadata["model"]["parameters"] == 1_200_778
+    assert metadata["model"]["parameters"] == 245_322
+    assert metadata["model"]["conv_dropout"] == metadata["model"]["dense_dropout"] == 0.4
+    assert metadata["settings"]["bn_momentum"] == 0.9 and metadata["settings"]["final_halvings"] > 0
     assert len(metadata["history"]) == 1
     epoch = metadata["history"][0]
     assert epoch["epoch"] == 1 and epoch["epoch_seconds"] > 0
@@ -81,9 +100,10 @@ def test_a_second_run_replaces_the_model_and_keeps_nothing_stale(trained, small_
                          "--no-augmentation", "--no-batchnorm", cwd=model_dir.parent)
     assert result.returncode == 0, result.stderr
     after = json.loads((model_dir / "metadata.json").read_text())
-    assert after["created"] >= before["created"]
+    assert before["settings"]["train_size"] is None and before["model"]["batchnorm"] is True
     assert after["settings"]["train_size"] == 200 and after["model"]["batchnorm"] is False
-    assert after["model"]["parameters"] == 1_199_882
+    assert after["model"]["parameters"] == 243_658 and after["data"]["train_images"] == 180
+    assert "augmentation.png" not in {p.name for p in model_dir.iterdir()}, "a stale picture"
     assert sorted(p.name for p in model_dir.parent.iterdir()) == [model_dir.name]
 
 
@@ -100,53 +120,66 @@ def test_no_network_and_no_data_says_how_to_use_data(tmp_path):
     assert not Path(tmp_path / "mnist_digit_recognition_model").exists()
 
 
-def test_help_lists_the_flags_and_actions():
-    result = run_program("--help")
-    assert result.returncode == 0
+def test_help_lists_every_flag_with_a_truthful_help(capsys):
+    with pytest.raises(SystemExit) as done:
+        run_main(capsys, "--help")
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
     for flag in ("--epochs", "--batch-size", "--no-batchnorm", "--conv-dropout", "--data",
                  "--train-size", "--model-dir", "--seed", "--augmentation-engine", "predict",
-                 "evaluate", "--distribute", "--compare-batchnorm", "--resume"):
-        assert flag in result.stdout
+                 "evaluate", "serve", "--distribute", "--compare-batchnorm", "--resume",
+                 "--optimizer"):
+        assert flag in text
+    assert "default: True" not in text and "default: None" not in text
+    assert text.count("(default:") == text.count("default:"), "a default said twice"
+    assert "cnn 0.4, classic-cnn 0.25" in text  # each network's own dropout
+    import mnist_digit_recognition as mdr
+
+    parser = mdr.build_train_parser("x")
+    assert all(action.help for action in parser._actions), "a flag without help"
 
 
-def test_compare_batchnorm_trains_both_variants_and_prints_one_table(small_npz, tmp_path):
-    result = run_program("--compare-batchnorm", "--data", small_npz, "--train-size", "300",
-                         "--epochs", "1", "--seed", "3", "--no-augmentation", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+def test_compare_batchnorm_trains_both_variants_and_prints_one_table(small_npz, tmp_path, capsys,
+                                                                      monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(capsys, "--compare-batchnorm", "--data", small_npz, "--train-size",
+                              "300", "--epochs", "1", "--seed", "3", "--no-augmentation")
+    assert code == 0, err
     with_bn = json.loads((tmp_path / "mnist_digit_recognition_model" / "metadata.json").read_text())
     without = json.loads((tmp_path / "mnist_digit_recognition_model-no-batchnorm" /
                           "metadata.json").read_text())
     assert with_bn["model"]["batchnorm"] is True and without["model"]["batchnorm"] is False
     assert with_bn["settings"]["seed"] == without["settings"]["seed"] == 3
     assert with_bn["data"]["sha256"] == without["data"]["sha256"]
-    table = result.stdout.split("Batch norm compared (seed 3):")[1]
-    rows = table.strip().splitlines()
+    rows = out[out.index("Batch norm compared (seed 3):") + 1:]
     assert len(rows) == 3 and "test accuracy" in rows[0]
-    for row, metadata, parameters in ((rows[1], with_bn, "1,200,778"),
-                                      (rows[2], without, "1,199,882")):
+    for row, metadata, parameters in ((rows[1], with_bn, "245,322"), (rows[2], without, "243,658")):
         assert parameters in row and f"{metadata['test_accuracy']:.2%}" in row
         assert f"{metadata['test_loss']:.4f}" in row
 
 
 @pytest.mark.parametrize("arch, optimizer, parameters",
-                         [("deep-cnn", "rmsprop", 730_602), ("mlp", "sgd", 407_050)])
+                         [("classic-cnn", "adam", 1_200_778), ("deep-cnn", "rmsprop", 730_602),
+                          ("mlp", "sgd", 407_050)])
 def test_other_architectures_train_from_the_command_line(arch, optimizer, parameters, small_npz,
-                                                         tmp_path):
-    result = run_program("--arch", arch, "--optimizer", optimizer, "--data", small_npz,
-                         "--train-size", "200", "--epochs", "1", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+                                                         tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(capsys, "--arch", arch, "--optimizer", optimizer, "--data", small_npz,
+                            "--train-size", "200", "--epochs", "1")
+    assert code == 0, err
     metadata = json.loads((tmp_path / "mnist_digit_recognition_model" / "metadata.json")
                           .read_text())
     assert metadata["model"]["arch"] == arch and metadata["model"]["parameters"] == parameters
     assert metadata["settings"]["optimizer"] == optimizer
 
 
-def test_training_without_a_validation_split(small_npz, tmp_path):
+def test_training_without_a_validation_split(small_npz, tmp_path, capsys, monkeypatch):
     """--validation-split 0 trains on every image; ReduceLROnPlateau watches the training loss
-    and the history has no validation columns (Keras' CSVLogger writes them as "NA")."""
-    result = run_program("--data", small_npz, "--validation-split", "0", "--train-size", "200",
-                         "--epochs", "2", "--no-augmentation", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    and the history has no validation columns."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(capsys, "--data", small_npz, "--validation-split", "0",
+                            "--train-size", "200", "--epochs", "2", "--no-augmentation")
+    assert code == 0, err
     metadata = json.loads((tmp_path / "mnist_digit_recognition_model" / "metadata.json")
                           .read_text())
     assert metadata["data"]["train_images"] == 200 and metadata["data"]["validation_images"] == 0

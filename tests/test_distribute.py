@@ -14,7 +14,7 @@ from conftest import SCRIPT, assert_one_line_error, run_program, run_python
 
 # Without batch norm the network learns enough from 600 images in four epochs for test scores
 # to tell a working run from a broken one.
-FLAGS = ["--epochs", "4", "--seed", "4", "--no-batchnorm"]
+FLAGS = ["--epochs", "4", "--seed", "4", "--no-batchnorm", "--arch", "classic-cnn"]
 
 
 def metadata_of(model_dir):

@@ -84,10 +84,10 @@ def test_files_classify_like_the_arrays(variant, shipped_model, test_digits, tmp
     assert np.mean(from_files == labels) >= agreement
 
 
-def test_to_mnist_form_keeps_an_mnist_digit_nearly_as_it_is(test_digits):
+def test_find_digits_keeps_an_mnist_digit_nearly_as_it_is(test_digits):
     digits, _ = test_digits
     for digit in digits[:20]:
-        prepared = mdr.to_mnist_form(digit)
+        [prepared] = mdr.find_digits(digit / 255.0)
         assert prepared.shape == (28, 28) and prepared.dtype == np.float32
         ys, xs = np.nonzero(prepared > 0.1)
         assert ys.max() - ys.min() <= 21 and xs.max() - xs.min() <= 21  # fits the 20x20 box
@@ -97,7 +97,7 @@ def test_to_mnist_form_keeps_an_mnist_digit_nearly_as_it_is(test_digits):
 def test_blank_image_is_reported(tmp_path):
     path = save_image(tmp_path / "blank.png", np.full((40, 40), 255, np.uint8))
     with pytest.raises(mdr.UserError, match="no digit"):
-        mdr.read_image(path)
+        mdr.read_picture(path)
 
 
 def test_predict_accepts_arrays_of_every_documented_form(shipped_model, test_digits):
@@ -178,11 +178,82 @@ print(accuracy, recorded)
     assert accuracy == pytest.approx(recorded, abs=1e-4) and accuracy > PUBLISHED_ACCURACY
 
 
-def test_reports_are_pictures_of_the_right_size(test_digits):
+def test_pictures_are_drawn_and_a_folder_that_cannot_take_them_is_reported(test_digits,
+                                                                            tmp_path):
     digits, labels = test_digits
     probabilities = np.eye(10)[(labels + np.arange(100) % 7 // 6) % 10]  # 14 mistakes
-    results = mdr.score(probabilities, labels)
-    reports = mdr.make_reports(digits[..., np.newaxis] / 255.0, labels, probabilities, results)
-    assert reports["confusion_matrix.png"].shape == (424, 424, 3)
-    assert reports["misclassified.png"].shape == (2 * 60, 10 * 60, 3)
-    assert sum(np.array(results["confusion_matrix"]).diagonal()) == 100 - 14
+    results = {"confusion_matrix": np.bincount(labels * 10 + probabilities.argmax(1),
+                                               minlength=100).reshape(10, 10).tolist()}
+    history = [{"epoch": e, "loss": 1 / e, "accuracy": 1 - 1 / e, "val_loss": 1 / e,
+                "val_accuracy": 1 - 1 / e, "learning_rate": 1e-3 / e} for e in (1, 2, 3)]
+    examples = np.zeros((2, 8, 28, 28), np.float32)
+    failures = mdr.draw_reports(tmp_path, results, digits[..., np.newaxis] / 255.0, labels,
+                                probabilities, history, examples)
+    assert failures == {}
+    for name in ("confusion_matrix.png", "misclassified.png", "training_curves.png",
+                 "augmentation.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    (tmp_path / "blocked").mkdir()
+    (tmp_path / "blocked" / "confusion_matrix.png").mkdir()  # a picture that cannot be replaced
+    failures = mdr.draw_reports(tmp_path / "blocked", results)
+    assert list(failures) == ["confusion_matrix.png"]
+    assert sorted(p.name for p in (tmp_path / "blocked").iterdir()) == ["confusion_matrix.png"]
+
+
+def test_evaluate_on_a_model_it_cannot_write_prints_the_scores_and_one_warning(data_dir,
+                                                                               tmp_path):
+    """A read-only model directory: scores first, then one warning line for the pictures.
+    (As root, permissions do not stop writes, so the pictures are blocked by folders of their
+    names as well.)"""
+    if not (SHIPPED / "model.keras").is_file():
+        pytest.skip("the repository's trained model is missing")
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(SHIPPED, copy)
+    for name in ("confusion_matrix.png", "misclassified.png"):
+        (copy / name).unlink()
+        (copy / name).mkdir()
+    copy.chmod(0o555)
+    try:
+        result = run_program("evaluate", "--model-dir", copy, "--data", data_dir)
+    finally:
+        copy.chmod(0o755)
+    assert result.returncode == 0, result.stderr
+    assert "test accuracy" in result.stdout and "true \\ predicted" in result.stdout
+    warnings = our_stderr_lines(result.stderr)
+    assert len(warnings) == 1 and warnings[0].startswith("warning: could not write")
+    assert "confusion_matrix.png" in warnings[0] and "Traceback" not in result.stderr
+
+
+def test_predict_and_evaluate_find_the_shipped_model_from_another_directory(test_digits,
+                                                                            tmp_path):
+    if not (SHIPPED / "model.keras").is_file():
+        pytest.skip("the repository's trained model is missing")
+    digits, labels = test_digits
+    path = save_image(tmp_path / "digit.png", digits[0])
+    result = run_program("predict", path, cwd=tmp_path)  # no --model-dir, none here
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{path}: {labels[0]} (")
+
+
+def test_predict_reads_every_file_then_classifies_them_together(test_digits, tmp_path):
+    """300 files in one command: one model call for all (it took 37-71 s file by file)."""
+    if not (SHIPPED / "model.keras").is_file():
+        pytest.skip("the repository's trained model is missing")
+    digits, labels = test_digits
+    paths = [save_image(tmp_path / f"{i}.png", digits[i % 100]) for i in range(300)]
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    started = __import__("time").perf_counter()
+    result = run_program("predict", *paths[:150], tmp_path / "bad.png", *paths[150:],
+                         "--model-dir", SHIPPED)
+    seconds = __import__("time").perf_counter() - started
+    lines = result.stdout.splitlines()
+    assert result.returncode == 1 and len(lines) == 300
+    assert [line.split(": ")[0] for line in lines] == [str(p) for p in paths]
+    assert np.mean([int(line.split(": ")[1][0]) == labels[i % 100]
+                    for i, line in enumerate(lines)]) > 0.95
+    assert our_stderr_lines(result.stderr) == [f"error: {tmp_path / 'bad.png'}: not a PNG, "
+                                               "JPEG, BMP or GIF image"]
+    assert seconds < 30, f"{seconds:.0f} s for 300 files"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import mnist_digit_recognition as mdr
-from conftest import SCRIPT, assert_one_line_error, our_stderr_lines, run_program
+from conftest import SCRIPT, assert_one_line_error, our_stderr_lines, run_main, run_program
 
 
 def read_metadata(model_dir):
@@ -56,6 +56,38 @@ def test_interrupted_run_keeps_the_old_model_and_resumes(how, small_npz, tmp_pat
     assert not (tmp_path / "mnist_digit_recognition_model.partial").exists()
 
 
+def start_and_signal_in_epoch(flags, epoch, cwd, how=signal.SIGINT):
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *map(str, flags)], cwd=cwd, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**__import__("os").environ,
+                                                             "TF_CPP_MIN_LOG_LEVEL": "3"})
+    for line in process.stdout:
+        if line.startswith(f"Epoch {epoch}/"):
+            break
+    time.sleep(1.0)
+    process.send_signal(how)
+    stdout, stderr = process.communicate(timeout=120)
+    return process.returncode, stderr
+
+
+def test_interrupted_in_the_first_epoch_offers_nothing_to_resume(small_npz, tmp_path):
+    code, stderr = start_and_signal_in_epoch(
+        ["--data", small_npz, "--epochs", "2", "--batch-size", "4"], 1, tmp_path)
+    assert code == 130
+    lines = our_stderr_lines(stderr)
+    assert len(lines) == 1 and "first epoch" in lines[0] and "nothing to resume" in lines[0]
+    assert list(tmp_path.iterdir()) == [], "nothing to resume, so nothing is kept"
+
+
+def test_train_leaves_the_sigterm_handler_as_it_found_it(small_npz):
+    (x_train, y_train), _ = mdr.load_mnist(small_npz)
+    before = signal.getsignal(signal.SIGTERM)
+    recipe = mdr.Recipe(arch="mlp", epochs=1, augment=False)
+    mdr.train(mdr.compile_model(mdr.build_model_for(recipe)), x_train[:100], y_train[:100],
+              recipe, verbose=0)
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_resume_needs_the_same_command(small_npz, tmp_path):
     work = tmp_path / "mnist_digit_recognition_model.partial"
     result = run_program("--data", small_npz, "--resume", cwd=tmp_path)
@@ -73,12 +105,23 @@ def test_diverging_run_stops_and_keeps_the_saved_model(small_npz, tmp_path):
     before = (model_dir / "metadata.json").read_text()
     # The largest rate the flag takes: at 10000 one run in three settled at a huge but finite
     # loss instead of overflowing.
-    result = run_program("--data", small_npz, "--epochs", "3", "--no-batchnorm",
-                         "--optimizer", "sgd", "--learning-rate", "999999", cwd=tmp_path)
+    result = run_program("--data", small_npz, "--epochs", "3", "--no-batchnorm", "--arch",
+                         "classic-cnn", "--optimizer", "sgd", "--learning-rate", "999999",
+                         cwd=tmp_path)
     assert_one_line_error(result, "diverged", "--learning-rate", code=1)
     assert "Epoch 2/3" not in result.stdout, "training should stop at the first NaN"
     assert (model_dir / "metadata.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist_digit_recognition_model"]
+
+
+def test_diverging_first_run_says_nothing_was_saved(small_npz, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(capsys, "--data", small_npz, "--epochs", "2", "--no-batchnorm",
+                            "--arch", "classic-cnn", "--optimizer", "sgd",
+                            "--learning-rate", "999999", "--train-size", "200")
+    assert code == 1 and len(err) == 1
+    assert "diverged" in err[0] and "nothing was saved" in err[0]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_same_seed_gives_the_same_metrics(small_npz, tmp_path):
