@@ -602,7 +602,13 @@ def patch_keras_for_multi_worker():
 # ---------------------------------------------------------------------------------------------
 
 class TrainingDiverged(UserError):
-    """The loss became NaN or infinite: nothing worth saving was learned."""
+    """The loss exploded (or became NaN): nothing worth saving was learned."""
+
+
+# A training loss above this has diverged (chance level is ln 10 = 2.3). Not only NaN, as Keras'
+# TerminateOnNaN checks: the cross-entropy of a softmax, computed from its logits, has no ceiling
+# and can stay finite at 1e31.
+DIVERGED_LOSS = 1e4
 
 
 def validation_size(n_images, validation_split):
@@ -688,6 +694,10 @@ def train(model, x_train, y_train, recipe=RECIPE, *, work_dir=None, callbacks=()
     else:
         augmenter = make_augmenter(recipe, recipe.seed) if recipe.augment else None
         train_data = make_train_dataset(x_fit, y_fit, recipe.batch_size, augmenter, recipe.seed)
+    def stop_if_diverged(batch, logs):
+        if not logs.get("loss", 0.0) < DIVERGED_LOSS:  # NaN is not below it either
+            model.stop_training = True
+
     history_file = Path(work_dir) / "history.json" if work_dir else None
     history = json.loads(history_file.read_text()) if history_file and history_file.exists() \
         else []
@@ -698,7 +708,7 @@ def train(model, x_train, y_train, recipe=RECIPE, *, work_dir=None, callbacks=()
                                           factor=recipe.lr_factor,
                                           patience=recipe.plateau_patience,
                                           min_lr=recipe.min_learning_rate),
-        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.LambdaCallback(on_train_batch_end=stop_if_diverged),
         epoch_logger(history, history_file),
     ]
     if work_dir:  # two alternating checkpoints: a signal during a save spoils neither
@@ -708,10 +718,10 @@ def train(model, x_train, y_train, recipe=RECIPE, *, work_dir=None, callbacks=()
         model.fit(train_data, epochs=recipe.epochs, shuffle=False, verbose=verbose,
                   validation_data=make_eval_dataset(*validation) if validation else None,
                   callbacks=standard_callbacks + list(callbacks))
-    diverged = [row["epoch"] for row in history if not math.isfinite(row.get("loss", 0.0))]
+    diverged = [row["epoch"] for row in history if not row.get("loss", 0.0) < DIVERGED_LOSS]
     if diverged:
-        raise TrainingDiverged(f"training diverged (the loss stopped being a number in epoch "
-                               f"{diverged[0]}): try a smaller --learning-rate")
+        raise TrainingDiverged(f"training diverged (the loss exploded in epoch {diverged[0]}): "
+                               "try a smaller --learning-rate")
     return history
 
 
@@ -878,8 +888,8 @@ def check_model_dir(model_dir):
 
 
 def saveable_copy(model, recipe):
-    """A model trained in mixed precision, as a float32 model with the same weights and
-    optimizer state (without float16's loss scaling): it runs fast on any machine."""
+    """The trained model as a float32 model outside any tf.distribute strategy, with the same
+    weights and optimizer state (without float16's loss scaling): it runs fast on any machine."""
     copy = build_model_for(recipe, dtype="float32")
     copy.set_weights(model.get_weights())
     optimizer = model.optimizer
@@ -1214,28 +1224,231 @@ def describe_prediction(digits, probabilities):
 # ---------------------------------------------------------------------------------------------
 
 MAX_REQUEST_BYTES = 1_000_000
-PAGE = """PAGE_PLACEHOLDER"""
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Draw a digit</title>
+<style>
+  * { box-sizing: border-box; }
+  [hidden] { display: none !important; }
+  body { margin: 0; min-height: 100vh; display: flex; align-items: center; justify-content: center;
+         font: 16px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+         color: #1d2433; background: #f2f4f8; }
+  main { width: 100%; max-width: 780px; padding: 20px; }
+  h1 { font-size: 1.4rem; margin: 0 0 4px; }
+  .hint { margin: 0 0 16px; color: #667085; }
+  .card { display: flex; gap: 28px; padding: 20px; background: #fff; border-radius: 16px;
+          box-shadow: 0 1px 3px rgba(16, 24, 40, .1), 0 8px 24px rgba(16, 24, 40, .06); }
+  .pad { flex: none; width: 320px; }
+  .board { position: relative; }
+  canvas { display: block; width: 100%; aspect-ratio: 1; background: #000; border-radius: 12px;
+           touch-action: none; user-select: none; -webkit-user-select: none; cursor: crosshair; }
+  #prompt { position: absolute; inset: 0; display: grid; place-items: center; color: #8a93a6;
+            font-size: 1.3rem; pointer-events: none; }
+  button { width: 100%; margin-top: 12px; padding: 10px; font: inherit; font-weight: 600;
+           color: inherit; background: #fff; border: 1px solid #d0d5dd; border-radius: 10px;
+           cursor: pointer; }
+  button:hover { background: #f6f7f9; }
+  .result { flex: 1; min-width: 0; display: flex; flex-direction: column; }
+  .answer { display: flex; align-items: baseline; gap: 14px; }
+  #digit { font-size: 5.5rem; font-weight: 700; line-height: 1; color: #3b6cf6; }
+  #digit.empty { color: #d0d5dd; }
+  #confidence { color: #667085; }
+  #bars { flex: 1; min-height: 150px; margin-top: 16px; display: grid; gap: 6px;
+          grid-template-columns: repeat(10, 1fr); }
+  .col { min-width: 0; display: flex; flex-direction: column; align-items: center; }
+  .pct { height: 1.3em; font-size: .7rem; color: #667085; }
+  .track { flex: 1; width: 100%; display: flex; align-items: flex-end; background: #eef1f6;
+           border-radius: 6px; overflow: hidden; }
+  .bar { width: 100%; height: 0; background: #a9bdf8; transition: height .15s ease-out; }
+  .bar.top { background: #3b6cf6; }
+  .label { margin-top: 4px; font-weight: 600; }
+  #status { margin: 12px 0 0; color: #b42318; font-size: .9rem; }
+  #status:empty { display: none; }
+  /* A phone: the answer under the canvas, the digit beside the bars, all on one screen. */
+  @media (max-width: 620px) {
+    main { padding: 12px; }
+    h1 { font-size: 1.2rem; }
+    .hint { font-size: .9rem; margin-bottom: 12px; }
+    .card { flex-direction: column; gap: 14px; padding: 14px; }
+    .pad { width: 100%; max-width: min(380px, 52vh); margin: 0 auto; }
+    .result { flex-direction: row; flex-wrap: wrap; gap: 12px; }
+    .answer { width: 4.8rem; flex-direction: column; align-items: center; gap: 2px;
+              text-align: center; font-size: .8rem; }
+    #digit { font-size: 3.6rem; }
+    #bars { margin-top: 0; min-height: 100px; }
+    #status { flex-basis: 100%; margin: 0; }
+  }
+</style>
+</head>
+<body>
+<main>
+  <h1>Handwritten digit recognition</h1>
+  <p class="hint">Draw one digit, 0 to 9, with a mouse, pen or finger: the model's
+    probabilities change as you draw.</p>
+  <div class="card">
+    <div class="pad">
+      <div class="board">
+        <canvas id="canvas" width="280" height="280"></canvas>
+        <div id="prompt">Draw a digit</div>
+      </div>
+      <button id="clear" type="button">Clear</button>
+    </div>
+    <div class="result">
+      <div class="answer"><div id="digit" class="empty">?</div><div id="confidence"></div></div>
+      <div id="bars"></div>
+      <p id="status" role="status"></p>
+    </div>
+  </div>
+</main>
+<script>
+const $ = id => document.getElementById(id);
+const canvas = $('canvas'), ctx = canvas.getContext('2d');
+for (let d = 0; d < 10; d++) {
+  $('bars').insertAdjacentHTML('beforeend', `<div class="col"><span class="pct"></span>
+    <div class="track"><div class="bar" id="bar-${d}"></div></div>
+    <span class="label">${d}</span></div>`);
+}
+// White ink on black, as in MNIST; the server reads either polarity.
+let blank, pointer = null, last, timer = null, busy = false, again = false, generation = 0;
+
+function clear() {
+  ctx.fillStyle = '#000';
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  Object.assign(ctx, {strokeStyle: '#fff', fillStyle: '#fff', lineWidth: 20, lineCap: 'round',
+                      lineJoin: 'round'});
+  blank = true;
+  generation++;  // answers to requests sent before this are ignored
+  show(null);
+}
+
+function show(answer) {
+  const p = answer ? answer.probabilities : Array(10).fill(0);
+  for (let d = 0; d < 10; d++) {
+    const bar = $(`bar-${d}`);
+    bar.style.height = `${100 * p[d]}%`;
+    bar.dataset.p = p[d];
+    bar.classList.toggle('top', !!answer && d === answer.digit);
+    const percent = bar.parentNode.previousElementSibling;
+    percent.textContent = p[d] >= 0.01 ? `${Math.round(100 * p[d])}%` : '';
+  }
+  $('digit').textContent = answer ? answer.digit : '?';
+  $('digit').classList.toggle('empty', !answer);
+  $('confidence').textContent = !answer ? '' : `${(100 * answer.probability).toFixed(1)}% sure` +
+    (answer.digits ? ` \\u00b7 digits found: ${answer.digits.join(' ')}` : '');
+  $('prompt').hidden = !!answer || !blank;
+  $('status').textContent = '';
+}
+
+function predict() {
+  if (blank) return;
+  if (busy) { again = true; return; }  // one request at a time; the latest drawing goes next
+  busy = true;
+  again = false;
+  const sent = generation;
+  canvas.toBlob(async blob => {
+    try {
+      const response = await fetch('/predict', {method: 'POST', body: blob,
+                                                headers: {'Content-Type': 'image/png'}});
+      const answer = await response.json().catch(() => ({}));
+      if (sent !== generation) return;
+      if (response.ok) show(answer);
+      else if (response.status === 400) { show(null); $('prompt').hidden = false; }
+      else $('status').textContent =
+        `The server answered ${response.status}: ${answer.error || response.statusText}`;
+    } catch (error) {
+      if (sent === generation) $('status').textContent = 'Cannot reach the server: is it still running?';
+    } finally {
+      busy = false;
+      if (again) predict();
+    }
+  }, 'image/png');
+}
+
+function at(event) {
+  const box = canvas.getBoundingClientRect();
+  return [(event.clientX - box.left) * canvas.width / box.width,
+          (event.clientY - box.top) * canvas.height / box.height];
+}
+
+canvas.addEventListener('pointerdown', event => {
+  if (pointer !== null) return;  // a second finger does not draw
+  pointer = event.pointerId;
+  canvas.setPointerCapture(pointer);
+  last = at(event);
+  ctx.beginPath();
+  ctx.arc(last[0], last[1], ctx.lineWidth / 2, 0, 2 * Math.PI);
+  ctx.fill();
+  blank = false;
+  $('prompt').hidden = true;
+  event.preventDefault();
+});
+canvas.addEventListener('pointermove', event => {
+  if (event.pointerId !== pointer) return;
+  for (const e of event.getCoalescedEvents ? event.getCoalescedEvents() : [event]) {
+    const next = at(e);
+    ctx.beginPath();
+    ctx.moveTo(...last);
+    ctx.lineTo(...next);
+    ctx.stroke();
+    last = next;
+  }
+  // At most one request per 150 ms while drawing, so the bars follow the pen.
+  timer = timer || setTimeout(() => { timer = null; predict(); }, 150);
+});
+const end = event => {
+  if (event.pointerId !== pointer) return;
+  pointer = null;
+  clearTimeout(timer);
+  timer = null;
+  predict();
+};
+canvas.addEventListener('pointerup', end);
+canvas.addEventListener('pointercancel', end);
+$('clear').addEventListener('click', clear);
+clear();
+</script>
+</body>
+</html>
+"""
+
+
+JSON_REQUEST = '{"pixels": 28 rows of 28 numbers from 0 to 255}'
 
 
 def pixels_from_json(body):
     """The 28x28 grey image of a JSON request {"pixels": [[...28 numbers 0-255...] x 28]}."""
     try:
-        pixels = np.array(json.loads(body)["pixels"], dtype=np.float64)
-    except (ValueError, TypeError, KeyError):
-        pixels = None
-    if pixels is None or pixels.shape != (28, 28) or not np.all((pixels >= 0) & (pixels <= 255)):
-        raise ValueError('expected JSON {"pixels": [...]}: 28 rows of 28 numbers from 0 to 255')
-    return (pixels / 255).astype(np.float32)
+        request = json.loads(body)
+    except (ValueError, RecursionError):  # a UnicodeDecodeError is a ValueError
+        raise ValueError(f"the body is not JSON: expected {JSON_REQUEST}") from None
+    rows = request.get("pixels") if isinstance(request, dict) else None
+    if not (isinstance(rows, list) and len(rows) == 28
+            and all(isinstance(row, list) and len(row) == 28 for row in rows)):
+        raise ValueError(f"expected JSON {JSON_REQUEST}")
+    # type(), not isinstance(): true and false are not pixel values
+    if not all(type(value) in (int, float) and 0 <= value <= 255 for row in rows for value in row):
+        raise ValueError(f"the pixels must be numbers from 0 to 255: expected JSON {JSON_REQUEST}")
+    return np.array(rows, np.float32) / 255
 
 
 def make_server(model, host, port, health):
     """A threading HTTP server: GET / the drawing page, POST /predict an image file's bytes or
     JSON pixels, GET /healthz `health`. One model, shared by every request thread."""
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be from 0 to 65535 (0: any free port), not {port}")
     lock = threading.Lock()
+    methods = {"/": ("GET", "HEAD"), "/healthz": ("GET", "HEAD"), "/predict": ("POST",)}
 
     def classify(body, content_type):
-        grey = pixels_from_json(body) if content_type.startswith("application/json") \
-            else decode_picture(body)
+        content_type = content_type.lower()
+        if content_type.startswith("multipart/"):
+            raise ValueError("send the image file's bytes as the body, not a form "
+                             "(e.g. curl --data-binary @digit.png)")
+        is_json = content_type.startswith("application/json") or body.lstrip().startswith(b"{")
+        grey = pixels_from_json(body) if is_json else decode_picture(body)
         digits = np.stack(find_digits(grey))
         with lock:
             probabilities = np.asarray(model.predict_on_batch(digits[..., np.newaxis]))
@@ -1250,52 +1463,77 @@ def make_server(model, host, port, health):
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             if status == 405:
-                self.send_header("Allow", "POST" if self.path == "/predict" else "GET")
+                self.send_header("Allow", ", ".join(methods[self.route]))
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
         def refuse(self, status, message):
             self.reply(status, {"error": message})
 
-        def do_GET(self):
-            if self.path == "/":
-                self.reply(200, PAGE.encode(), "text/html; charset=utf-8")
-            elif self.path == "/healthz":
-                self.reply(200, health)
-            elif self.path == "/predict":
-                self.refuse(405, "POST an image file's bytes or JSON pixels to /predict")
-            else:
-                self.refuse(404, f"no such page: {self.path}")
+        def send_error(self, code, message=None, explain=None):
+            """http.server's own refusals (a malformed request, an unknown method), in JSON."""
+            self.log_error("code %d, message %s", code, message)
+            self.close_connection = True
+            self.refuse(code, message or http.HTTPStatus(code).phrase)
 
-        def do_POST(self):
-            if self.path != "/predict":
-                known = self.path in ("/", "/healthz")
-                return self.refuse(405 if known else 404, f"no POST to {self.path}")
+        @property
+        def route(self):
+            return self.path.partition("?")[0]
+
+        def content_length(self):
             length = self.headers.get("Content-Length", "")
-            if not length.isdigit():
+            return int(length) if length.isascii() and length.isdigit() else None
+
+        def answer(self):
+            if self.route not in methods or self.command not in methods[self.route]:
+                # Read a small body all the same: a connection closed with unread data is
+                # reset, and the client may lose this answer.
+                if (self.content_length() or 0) <= MAX_REQUEST_BYTES:
+                    self.rfile.read(self.content_length() or 0)
+                if self.route not in methods:
+                    return self.refuse(404, f"no such page: {self.route}")
+                return self.refuse(405, f"{self.command} is not allowed on {self.route}")
+            if self.route == "/":
+                self.reply(200, PAGE.encode(), "text/html; charset=utf-8")
+            elif self.route == "/healthz":
+                self.reply(200, health)
+            else:
+                self.predict()
+
+        def predict(self):
+            length = self.content_length()
+            if length is None:
                 return self.refuse(411, "a POST needs a Content-Length")
-            if int(length) > MAX_REQUEST_BYTES:
+            if length > MAX_REQUEST_BYTES:
                 self.close_connection = True  # and the body is never read
                 return self.refuse(413, f"the body is over {MAX_REQUEST_BYTES:,} bytes")
-            body = self.rfile.read(int(length))
+            body = self.rfile.read(length)
             try:
                 answer = classify(body, self.headers.get("Content-Type", ""))
             except ValueError as error:
                 return self.refuse(400, str(error))
+            except Exception as error:  # a bug of ours: the client still gets an answer
+                self.log_error("POST /predict failed: %r", error)
+                return self.refuse(500, "the server failed on this request")
             self.reply(200, answer)
 
-        def method_not_allowed(self):
-            self.refuse(405, f"{self.command} is not allowed here")
+        do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = answer
 
-        do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = method_not_allowed
+    class Server(http.server.ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        daemon_threads = True
+        request_queue_size = 64  # the default 5 drops connections when many clients arrive
+
+        def handle_error(self, request, client_address):
+            if not isinstance(sys.exc_info()[1], ConnectionError):  # else: the client left
+                super().handle_error(request, client_address)
 
     try:
-        server = http.server.ThreadingHTTPServer((host, port), Handler)
+        return Server((host, port), Handler)
     except OSError as error:
         raise UsageError(f"cannot listen on {host}:{port} ({error.strerror}): choose another "
                          "--port or --host") from None
-    server.daemon_threads = True
-    return server
 
 
 def is_loopback(host):
@@ -1586,7 +1824,10 @@ def finish(run, history):
         print(f"{worker_name(run.strategy)}: training finished; the chief writes "
               f"{run.args.model_dir}")
         return None
-    model = run.model if run.policy == "float32" else saveable_copy(run.model, run.recipe)
+    # A copy outside the strategy: under MultiWorkerMirroredStrategy the model's predict needs
+    # every worker, and the others have left.
+    model = run.model if run.policy == "float32" and not is_multi_worker(run.strategy) \
+        else saveable_copy(run.model, run.recipe)
     results, probabilities = evaluate(model, run.x_test, run.y_test)
     metadata = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -1765,7 +2006,8 @@ def run_serve(args):
     if not is_loopback(args.host):
         print(f"warning: serving on {args.host}, beyond this machine, without authentication: "
               "anyone who can reach it can use it", file=sys.stderr)
-    print(f"Serving {model_dir} on http://{args.host}:{server.server_port}/ (Ctrl-C stops it)",
+    host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address
+    print(f"Serving {model_dir} on http://{host}:{server.server_port}/ (Ctrl-C stops it)",
           flush=True)
     try:
         with sigterm_as_ctrl_c():

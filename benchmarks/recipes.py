@@ -1,7 +1,7 @@
 """Every published MNIST recipe, run with our script on the full data, against its published figure.
 
     python benchmarks/recipes.py --data ../shared/data/mnist [--only NAME ...] [--seeds 1 2 3]
-    python benchmarks/recipes.py --reuse cnn-bn-aug-adam-15=mnist_digit_recognition_model
+    python benchmarks/recipes.py --reuse cnn-bn-aug-adam-15=path/to/a/classic-cnn/model
 
 Each recipe is one command line of mnist_digit_recognition.py, run as a user would (a
 subprocess, its model directory in a temporary folder). The table of published and measured
@@ -9,7 +9,7 @@ test accuracy, test loss and wall time is printed and written to
 benchmarks/results/recipes.json and recipes.md (with --only, the other recipes' earlier
 results stay in them). Takes 40 to 75 minutes on 2 CPU cores with one seed (the less where
 the CPU has fast bfloat16). `--reuse NAME=MODEL_DIR` takes a recipe's result from a model
-directory already trained with exactly its flags (the shipped model is the first recipe's)
+directory already trained with exactly its flags
 instead of training it again; name a recipe more than once to report several runs of it.
 """
 
@@ -28,7 +28,7 @@ SCRIPT = HERE.parent / "mnist_digit_recognition.py"
 # name: (flags, published test accuracy or None, where it was published)
 RECIPES = {
     "cnn-bn-aug-adam-15": (
-        ["--epochs", "15", "--batch-size", "32"], 0.9940,
+        ["--arch", "classic-cnn", "--epochs", "15", "--batch-size", "32"], 0.9940,
         "CNN with batch norm, dropout and augmentation, Adam, 15 epochs, batch 32"),
     "deep-cnn-rmsprop-aug-20": (
         ["--arch", "deep-cnn", "--optimizer", "rmsprop", "--epochs", "20", "--batch-size", "64"],
@@ -37,12 +37,13 @@ RECIPES = {
     # The next three published runs had no learning-rate schedule to steer and trained on all
     # 60,000 images; --validation-split 0 does the same.
     "cnn-bn-5": (
-        ["--no-augmentation", "--epochs", "5", "--batch-size", "64", "--validation-split", "0"],
+        ["--arch", "classic-cnn", "--no-augmentation", "--epochs", "5", "--batch-size", "64",
+         "--validation-split", "0"],
         0.99279, "CNN with batch norm, no augmentation, Adam, 5 epochs, batch 64, all 60,000 "
                  "images"),
     "cnn-no-bn-5": (
-        ["--no-augmentation", "--no-batchnorm", "--epochs", "5", "--batch-size", "64",
-         "--validation-split", "0"], 0.99029,
+        ["--arch", "classic-cnn", "--no-augmentation", "--no-batchnorm", "--epochs", "5",
+         "--batch-size", "64", "--validation-split", "0"], 0.99029,
         "CNN without batch norm, no augmentation, Adam, 5 epochs, batch 64, all 60,000 images"),
     "mlp-rmsprop-5": (
         ["--arch", "mlp", "--optimizer", "rmsprop", "--no-augmentation", "--epochs", "5",

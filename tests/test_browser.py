@@ -1,0 +1,135 @@
+"""The drawing page in a real browser (headless Chromium driven by selenium), against a real
+server in this process: a 7 drawn with pointer events is read as a 7, a finger works as well
+as a mouse, and Clear brings back the prompt."""
+
+import os
+import shutil
+
+import pytest
+
+import mnist_digit_recognition as mdr
+from test_serve import SHIPPED, running_server
+
+try:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.actions import interaction
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.actions.pointer_input import PointerInput
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+except ImportError:
+    webdriver = None
+
+CHROME_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1000,900"]
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    """The page, opened in headless Chromium, served by make_server with the shipped model."""
+    missing = [what for what, found in [("selenium (pip install selenium)", webdriver),
+                                        ("chromium", shutil.which("chromium")),
+                                        ("chromedriver", shutil.which("chromedriver"))]
+               if not found]
+    if missing:
+        pytest.skip(f"the browser test needs {', '.join(missing)} "
+                    "(Debian: apt-get install chromium chromium-driver)")
+    if not (SHIPPED / "model.keras").is_file():
+        pytest.skip(f"the shipped model is missing ({SHIPPED})")
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in CHROME_FLAGS + [f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"]:
+        options.add_argument(flag)
+    with running_server(mdr.load_model(SHIPPED)) as server:
+        driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+        try:
+            driver.set_page_load_timeout(30)
+            driver.get(f"http://127.0.0.1:{server.server_port}/")
+            yield driver
+        finally:
+            driver.quit()
+
+
+def stroke(driver, kind, *points):
+    """One stroke through points given as fractions of the canvas' width and height."""
+    canvas = driver.find_element(By.ID, "canvas")
+    size = canvas.size["width"]
+    actions = ActionBuilder(driver, mouse=PointerInput(kind, kind), duration=10)
+    # Selenium's offsets are from the element's centre.
+    move = lambda x, y: actions.pointer_action.move_to(canvas, (x - 0.5) * size, (y - 0.5) * size)
+    move(*points[0])
+    actions.pointer_action.pointer_down()
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        for step in range(1, 11):
+            move(x0 + (x1 - x0) * step / 10, y0 + (y1 - y0) * step / 10)
+    actions.pointer_action.pointer_up()
+    actions.perform()
+
+
+def shown(driver):
+    """(the big digit's text, the ten bars' probabilities, the ten bars' drawn heights)."""
+    return driver.execute_script("""
+        const bars = [...Array(10).keys()].map(d => document.getElementById(`bar-${d}`));
+        return [document.getElementById('digit').textContent,
+                bars.map(bar => Number(bar.dataset.p)),
+                bars.map(bar => bar.getBoundingClientRect().height)];""")
+
+
+def wait_for_digit(driver, digit):
+    """Wait until the page shows `digit`, its bar the longest, drawn (not still growing)."""
+    def done(driver):
+        text, probabilities, heights = shown(driver)
+        return text == str(digit) and max(probabilities) == probabilities[digit] and \
+            heights[digit] == max(heights) and heights[digit] >= 0.9 * probabilities[digit] * \
+            driver.find_element(By.ID, f"bar-{digit}").find_element(By.XPATH, "..").size["height"]
+    WebDriverWait(driver, 15, poll_frequency=0.1).until(done, f"the page never showed a {digit}")
+
+
+def wait_for_prompt(driver):
+    def blank(driver):
+        text, probabilities, _ = shown(driver)
+        prompt = driver.find_element(By.ID, "prompt")
+        return text == "?" and not any(probabilities) and prompt.is_displayed() and \
+            prompt.text == "Draw a digit"
+    WebDriverWait(driver, 15, poll_frequency=0.1).until(blank, "the prompt never came back")
+
+
+def test_a_seven_drawn_with_a_mouse_is_a_seven(page, tmp_path):
+    wait_for_prompt(page)  # a blank canvas, at first
+    stroke(page, interaction.POINTER_MOUSE, (0.27, 0.22), (0.73, 0.22))
+    stroke(page, interaction.POINTER_MOUSE, (0.73, 0.22), (0.45, 0.82))
+    wait_for_digit(page, 7)
+    assert not page.find_element(By.ID, "prompt").is_displayed()
+    assert page.find_element(By.ID, "status").text == ""
+    assert "% sure" in page.find_element(By.ID, "confidence").text
+    page.save_screenshot(str(tmp_path / "serve_page.png"))
+    if os.environ.get("MDR_SCREENSHOT"):
+        page.save_screenshot(os.environ["MDR_SCREENSHOT"])
+
+
+def test_clear_brings_back_the_prompt(page):
+    stroke(page, interaction.POINTER_MOUSE, (0.5, 0.2), (0.5, 0.8))
+    page.find_element(By.ID, "clear").click()
+    wait_for_prompt(page)
+
+
+def test_a_finger_draws_too(page):
+    stroke(page, interaction.POINTER_TOUCH, (0.55, 0.18), (0.45, 0.82))
+    wait_for_digit(page, 1)
+    page.find_element(By.ID, "clear").click()
+    wait_for_prompt(page)
+
+
+def test_a_server_that_is_gone_is_reported(page):
+    home = page.current_url
+    with running_server(None) as server:  # the page needs no model; it is gone before
+        page.get(f"http://127.0.0.1:{server.server_port}/")
+    try:
+        stroke(page, interaction.POINTER_MOUSE, (0.5, 0.2), (0.5, 0.8))
+        WebDriverWait(page, 15, poll_frequency=0.1).until(
+            lambda page: "Cannot reach the server" in page.find_element(By.ID, "status").text,
+            "no word on the status line")
+    finally:
+        page.get(home)

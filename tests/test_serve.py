@@ -1,0 +1,368 @@
+"""serve: the HTTP API of a real server on 127.0.0.1, run in this process with the shipped
+model (every bad request, the answers equal to `predict --json`'s, many clients at once),
+and once through the command line (start-up, the warning off loopback, SIGTERM)."""
+
+import contextlib
+import http.client
+import io
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import mnist_digit_recognition as mdr
+from conftest import SCRIPT, run_main
+
+SHIPPED = Path(__file__).resolve().parent.parent / mdr.DEFAULT_MODEL_DIR
+HEALTH = {"status": "ok", "model": "the shipped one"}
+
+
+@pytest.fixture(scope="module")
+def model():
+    if not (SHIPPED / "model.keras").is_file():
+        pytest.skip(f"the shipped model is missing ({SHIPPED})")
+    return mdr.load_model(SHIPPED)
+
+
+@contextlib.contextmanager
+def running_server(model):
+    """make_server on 127.0.0.1 and a free port, serving from a daemon thread."""
+    server = mdr.make_server(model, "127.0.0.1", 0, HEALTH)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(model):
+    with running_server(model) as server:
+        yield server
+
+
+def request(server, method, path, body=None, headers=None, timeout=10):
+    """(status, headers, body) of one request on a fresh connection."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=timeout)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
+
+
+def raw_request(server, data, timeout=10):
+    """(status, JSON body) of bytes sent as they are, read until the server closes."""
+    with socket.create_connection(("127.0.0.1", server.server_port), timeout=timeout) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def post(server, body, content_type="image/png"):
+    status, _, answer = request(server, "POST", "/predict", body, {"Content-Type": content_type})
+    return status, json.loads(answer)
+
+
+def assert_still_serving(server):
+    status, _, body = request(server, "GET", "/healthz")
+    assert (status, json.loads(body)) == (200, HEALTH)
+
+
+def png(array):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def pixels_json(array):
+    return json.dumps({"pixels": array.tolist()}).encode()
+
+
+@pytest.fixture(scope="module")
+def digits(full_arrays):
+    """The first 100 real test digits (uint8, light on dark) and their labels."""
+    return full_arrays["x_test"][:100], full_arrays["y_test"][:100]
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory, digits):
+    """Image files as people send them: enlarged, dark on light, PNG and JPEG, one with two
+    digits side by side."""
+    x, _ = digits
+    folder = tmp_path_factory.mktemp("pictures")
+    big = lambda digit, size=200: Image.fromarray(255 - digit).resize((size, size), Image.BICUBIC)
+    big(x[0]).save(folder / "seven.png")
+    big(x[1]).convert("RGB").save(folder / "two.jpg", quality=90)
+    big(x[2], 90).save(folder / "one.bmp")
+    big(x[3], 120).save(folder / "zero.gif")
+    Image.fromarray(255 - np.hstack([x[4], x[5]])).resize((280, 140)).save(folder / "pair.png")
+    return [folder / name for name in ["seven.png", "two.jpg", "one.bmp", "zero.gif", "pair.png"]]
+
+
+# --- The endpoints -------------------------------------------------------------------------
+
+def test_page_and_health(server):
+    status, headers, page = request(server, "GET", "/")
+    assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+    page = page.decode()
+    for element in ["canvas", "clear", "digit", "bars", "status"]:
+        assert f'id="{element}"' in page
+    assert "bar-${d}" in page and "Draw a digit" in page and "touch-action: none" in page
+    assert 'name="viewport"' in page
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page), "fetches from another host"
+    assert request(server, "GET", "/?from=bookmark")[2].decode() == page
+
+    status, headers, body = request(server, "HEAD", "/")
+    assert (status, body, int(headers["Content-Length"])) == (200, b"", len(page.encode()))
+    assert_still_serving(server)
+
+
+def test_predict_answers_as_predict_json_does(server, pictures, capsys):
+    status, out, err = run_main(capsys, "predict", "--json", "--model-dir", SHIPPED, *pictures)
+    assert status == 0, err
+    expected = {}
+    for line in out:
+        answer = json.loads(line)
+        expected[answer.pop("file")] = answer
+    for path in pictures:
+        kind = {".jpg": "jpeg", ".bmp": "bmp", ".gif": "gif"}.get(path.suffix, "png")
+        assert post(server, path.read_bytes(), f"image/{kind}") == (200, expected[str(path)])
+    assert expected[str(pictures[-1])]["digits"] == [4, 1]  # the picture with two digits
+    # What serves the request does not depend on the Content-Type an image comes with.
+    assert post(server, pictures[0].read_bytes(), "application/octet-stream")[1] == \
+        expected[str(pictures[0])]
+
+
+def test_json_pixels_answer_as_the_same_png(server, digits):
+    x, y = digits
+    status, answer = post(server, pixels_json(x[0]), "application/json")
+    assert status == 200 and answer["digit"] == y[0]
+    assert set(answer) == {"digit", "probability", "probabilities"}
+    assert len(answer["probabilities"]) == 10
+    assert answer["probability"] == max(answer["probabilities"])
+    assert post(server, png(x[0])) == (200, answer)
+    # JSON is recognised by its first character when the Content-Type does not say so.
+    assert post(server, b"\n  " + pixels_json(x[0]), "text/plain") == (200, answer)
+    assert post(server, pixels_json(x[0]), "Application/JSON; charset=utf-8") == (200, answer)
+
+
+# --- Bad requests: a 4xx with a JSON error, and the server goes on -----------------------
+
+def predict_error(capsys, tmp_path, data):
+    """The words `predict` prints for a file holding these bytes (after "FILE: ")."""
+    path = tmp_path / "picture.png"
+    path.write_bytes(data)
+    status, _, err = run_main(capsys, "predict", "--model-dir", SHIPPED, path)
+    assert status == 1 and len(err) == 1
+    return err[0].removeprefix(f"error: {path}: ")
+
+
+@pytest.mark.parametrize("data", [b"\x89PNG\r\n\x1a\n garbage", bytes(range(256)) * 10, b"",
+                                  png(np.zeros((280, 280), np.uint8)),
+                                  png(np.full((50, 80), 255, np.uint8))],
+                         ids=["broken-png", "garbage", "empty", "blank-black", "blank-white"])
+def test_unreadable_and_blank_images_as_predict_says(server, capsys, tmp_path, data):
+    words = predict_error(capsys, tmp_path, data)
+    assert words in (mdr.NOT_AN_IMAGE, "no digit found (the image is blank)")
+    assert post(server, data) == (400, {"error": words})
+    assert_still_serving(server)
+
+
+ROW = [0] * 28
+BAD_JSON = {
+    "not-json": (b'{"pixels": [[0, 0', "not JSON"),
+    "not-utf8": (b"{\xff\xfe}", "not JSON"),
+    "deep": (b'{"pixels": ' + b"[" * 100_000, "not JSON"),
+    "no-pixels": (json.dumps({"pixel": [ROW] * 28}), "28 rows of 28"),
+    "a-list": (json.dumps([[ROW] * 28]), "28 rows of 28"),
+    "27-rows": (json.dumps({"pixels": [ROW] * 27}), "28 rows of 28"),
+    "ragged": (json.dumps({"pixels": [ROW] * 27 + [ROW[:27]]}), "28 rows of 28"),
+    "flat": (json.dumps({"pixels": ROW * 28}), "28 rows of 28"),
+    "256": (json.dumps({"pixels": [ROW] * 27 + [ROW[:27] + [256]]}), "from 0 to 255"),
+    "negative": (json.dumps({"pixels": [[-1] + ROW[1:]] + [ROW] * 27}), "from 0 to 255"),
+    "nan": (json.dumps({"pixels": [[float("nan")] + ROW[1:]] + [ROW] * 27}), "from 0 to 255"),
+    "huge": (json.dumps({"pixels": [[10 ** 400] + ROW[1:]] + [ROW] * 27}), "from 0 to 255"),
+    "strings": (json.dumps({"pixels": [["0"] * 28] * 28}), "from 0 to 255"),
+    "booleans": (json.dumps({"pixels": [[True] * 28] * 28}), "from 0 to 255"),
+    "blank": (json.dumps({"pixels": [ROW] * 28}), "no digit found (the image is blank)"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_JSON)
+def test_bad_json(server, name):
+    body, words = BAD_JSON[name]
+    body = body.encode() if isinstance(body, str) else body
+    status, answer = post(server, body, "application/json")
+    assert status == 400 and words in answer["error"], answer
+    if "rows" in words:
+        assert answer["error"] == 'expected JSON {"pixels": 28 rows of 28 numbers from 0 to 255}'
+    assert_still_serving(server)
+
+
+@pytest.mark.parametrize("method, path, status, allow", [
+    ("GET", "/nothing-here", 404, None),
+    ("POST", "/nothing-here", 404, None),
+    ("GET", "/../README.md", 404, None),
+    ("GET", "/%2e%2e/README.md", 404, None),
+    ("GET", "/mnist_digit_recognition.py", 404, None),
+    ("GET", f"/{mdr.DEFAULT_MODEL_DIR}/metadata.json", 404, None),
+    ("GET", "//etc/passwd", 404, None),
+    ("GET", "/predict", 405, "POST"),
+    ("PUT", "/predict", 405, "POST"),
+    ("DELETE", "/predict", 405, "POST"),
+    ("PATCH", "/predict", 405, "POST"),
+    ("POST", "/", 405, "GET, HEAD"),
+    ("DELETE", "/healthz", 405, "GET, HEAD"),
+])
+def test_unknown_paths_and_wrong_methods(server, method, path, status, allow):
+    got, headers, body = request(server, method, path, b"x" * 100)
+    assert got == status and headers["Allow"] == allow
+    assert headers["Content-Type"] == "application/json" and "error" in json.loads(body)
+    assert_still_serving(server)
+
+
+def test_a_body_over_1_mb_is_refused_unread(server):
+    # Only the headers are sent: the answer comes at once, and the server closes the
+    # connection rather than wait for the 2 MB it was promised.
+    start = time.monotonic()
+    status, answer = raw_request(server, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                                         b"image/png\r\nContent-Length: 2000000\r\n\r\n")
+    assert time.monotonic() - start < 3
+    assert status == 413 and "1,000,000 bytes" in answer["error"]
+    assert_still_serving(server)
+
+
+@pytest.mark.parametrize("data, status", [
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n\r\n", 411),
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 12abc\r\n\r\n", 411),
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\n", 411),
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411),
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+     b"Content-Length: 4\r\n\r\n--b\n", 400),
+    (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 101 + b"\r\n", 431),
+    (b"BREW /predict HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+], ids=["no-length", "bad-length", "latin1-digit-length", "chunked", "form",
+        "too-many-headers", "unknown-method"])
+def test_malformed_requests(server, data, status):
+    got, answer = raw_request(server, data)
+    assert got == status and answer["error"]
+    assert_still_serving(server)
+
+
+def test_port_in_use_and_out_of_range(server, model, capsys):
+    with pytest.raises(mdr.UsageError, match="cannot listen on 127.0.0.1"):
+        mdr.make_server(model, "127.0.0.1", server.server_port, HEALTH)
+    status, _, err = run_main(capsys, "serve", "--port", "70000", "--model-dir", SHIPPED)
+    assert status == 2 and err == ["error: --port must be from 0 to 65535 (0: any free port), "
+                                   "not 70000"]
+
+
+def test_loopback():
+    assert mdr.is_loopback("127.0.0.1") and mdr.is_loopback("localhost") and mdr.is_loopback("::1")
+    assert not mdr.is_loopback("0.0.0.0") and not mdr.is_loopback("")
+
+
+# --- Many clients at once ------------------------------------------------------------------
+
+def test_many_clients_at_once(server, digits):
+    x, _ = digits
+    bodies = [(png(digit), "image/png") for digit in x] + \
+             [(pixels_json(digit), "application/json") for digit in x]
+    expected = [post(server, *body) for body in bodies]  # one at a time
+    assert all(status == 200 for status, _ in expected)
+    assert expected[:100] == expected[100:]  # a PNG and its pixels as JSON: the same answer
+    assert np.mean([answer["digit"] for _, answer in expected[:100]] == digits[1]) >= 0.97
+
+    def send(i):
+        start = time.monotonic()
+        answer = post(server, *bodies[i % len(bodies)])
+        return i, answer, time.monotonic() - start
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(16) as pool:
+        # Every 7th index walks PNGs and JSON in an order unlike the threads' own.
+        results = list(pool.map(send, [(7 * i) % 500 for i in range(500)]))
+    seconds = time.monotonic() - start
+    assert sorted(i for i, _, _ in results) == list(range(500))  # none lost
+    wrong = [i for i, answer, _ in results if answer != expected[i % len(bodies)]]
+    assert not wrong, f"{len(wrong)} wrong answers, e.g. request {wrong[0]}"
+    assert seconds < 60
+
+    latencies = np.array([latency for _, _, latency in results]) * 1000
+    figures = {"requests": 500, "clients": 16, "seconds": round(seconds, 2),
+               "requests_per_second": round(500 / seconds, 1),
+               "p50_ms": round(float(np.percentile(latencies, 50)), 1),
+               "p99_ms": round(float(np.percentile(latencies, 99)), 1),
+               "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
+    print(f"\nserve load: {json.dumps(figures)}")
+    if os.environ.get("MDR_LOAD_FIGURES"):
+        with open(os.environ["MDR_LOAD_FIGURES"], "a") as file:
+            file.write(json.dumps(figures) + "\n")
+    assert_still_serving(server)
+
+
+# --- The command line (the one test that starts TensorFlow in a new process) --------------
+
+def test_serve_command_line_warns_off_loopback_and_stops_on_sigterm():
+    if not (SHIPPED / "model.keras").is_file():
+        pytest.skip(f"the shipped model is missing ({SHIPPED})")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "serve", "--host", "0.0.0.0", "--port", "0",
+         "--model-dir", str(SHIPPED)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=env)
+    out, err = queue.Queue(), []
+    readers = [threading.Thread(target=lambda: [out.put(line) for line in process.stdout]),
+               threading.Thread(target=lambda: err.extend(process.stderr))]
+    for reader in readers:
+        reader.start()
+    try:
+        first = out.get(timeout=180)  # TensorFlow's start-up
+        match = re.fullmatch(r"Serving (.+) on http://0\.0\.0\.0:(\d+)/ \(Ctrl-C stops it\)\n",
+                             first)
+        assert match and Path(match[1]) == SHIPPED, first
+        # 0.0.0.0 takes loopback connections as well.
+        connection = http.client.HTTPConnection("127.0.0.1", int(match[2]), timeout=10)
+        connection.request("GET", "/healthz")
+        response = connection.getresponse()
+        health = json.loads(response.read())
+        connection.close()
+        metadata = json.loads((SHIPPED / "metadata.json").read_text())
+        assert response.status == 200
+        assert health == {"status": "ok", "model": str(SHIPPED), "arch": metadata["model"]["arch"],
+                          "test_accuracy": metadata["test_accuracy"]}
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for reader in readers:
+            reader.join(10)
+    stderr = "".join(err)
+    assert process.returncode == 0, stderr
+    assert list(out.queue) == ["Server stopped.\n"]
+    warnings = [line for line in stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: serving on 0.0.0.0, beyond this machine, without "
+                        "authentication: anyone who can reach it can use it"], stderr
+    assert "Traceback" not in stderr
