@@ -23,6 +23,8 @@ Importing it only defines things:
 import argparse
 import contextlib
 import dataclasses
+import difflib
+import functools
 import gzip
 import hashlib
 import http.server
@@ -142,6 +144,11 @@ class UsageError(UserError):
     exit_code = 2
 
 
+def count(n, noun):
+    """'1 epoch', '15 epochs', '60,000 images'."""
+    return f"{n:,} {noun}{'s' * (n != 1)}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------
@@ -158,22 +165,26 @@ NOT_MNIST = "expected a Keras-layout mnist.npz or a folder with the four IDX fil
 def read_mnist_arrays(path=None):
     """Return the raw uint8 arrays {x_train, y_train, x_test, y_test}, checked.
 
-    `path` is a Keras-layout .npz or a folder holding the four IDX files (gzipped or not);
-    None means Keras' own download and cache.
+    `path` is a Keras-layout .npz, or a folder holding the four IDX files (gzipped or not) or
+    mnist.npz; None means Keras' own download and cache.
     """
+    check_data_path(path)
     if path is None:
         arrays = download_mnist()
+    elif Path(path).is_file():
+        arrays = read_npz(Path(path))
+    elif (Path(path) / "mnist.npz").is_file() and not any(Path(path).glob("*-idx?-ubyte*")):
+        arrays = read_npz(Path(path) / "mnist.npz")  # a folder holding Keras' own file
     else:
-        path = Path(path)
-        if path.is_dir():
-            arrays = read_idx_folder(path)
-        elif path.is_file():
-            arrays = read_npz(path)
-        else:
-            raise UsageError(f"MNIST data not found at {path}: pass --data PATH to a mnist.npz "
-                             "or to a folder with the four IDX files")
+        arrays = read_idx_folder(Path(path))
     check_mnist_arrays(arrays, source=path or "the Keras download")
     return arrays
+
+
+def check_data_path(path):
+    if path is not None and not Path(path).exists():
+        raise UsageError(f"MNIST data not found at {path}: pass --data PATH to a mnist.npz "
+                         "or to a folder with the four IDX files")
 
 
 def download_mnist():
@@ -281,21 +292,49 @@ def load_mnist(path=None, arrays=None):
 # Model
 # ---------------------------------------------------------------------------------------------
 
+@functools.cache
+def fused_batchnorm_layer():
+    """Keras' BatchNormalization, trained with TensorFlow's fused batch-norm kernel.
+
+    Keras 3 normalises with a chain of separate mean, variance and arithmetic ops; TensorFlow's
+    one fused kernel (what tf.keras 2 used) trains the cnn 1.2x as fast on two CPU cores
+    (benchmarks/throughput.py). The arithmetic and the weights are the same, so the saved model
+    uses Keras' own layer (saveable_copy) and loads anywhere.
+    """
+    class FusedBatchNormalization(keras.layers.BatchNormalization):
+        def call(self, inputs, training=None, mask=None):
+            if not (training and self.trainable) or mask is not None:
+                return super().call(inputs, training=training, mask=mask)
+            channels = inputs.shape[-1]
+            images = tf.reshape(tf.cast(inputs, "float32"), [-1, 1, 1, channels])
+            outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                images, self.gamma, self.beta, epsilon=self.epsilon, is_training=True)[:3]
+            # The kernel returns the unbiased variance; Keras' moving average uses the biased one.
+            count = tf.cast(tf.shape(images)[0], "float32")
+            variance *= (count - 1) / count
+            for average, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
+                average.assign(average * self.momentum + value * (1 - self.momentum))
+            return tf.cast(tf.reshape(outputs, tf.shape(inputs)), self.compute_dtype)
+    return FusedBatchNormalization
+
+
 def build_model(arch=RECIPE.arch, batchnorm=True, conv_dropout=None, dense_dropout=None,
-                dtype=None, bn_momentum=RECIPE.bn_momentum):
+                dtype=None, bn_momentum=RECIPE.bn_momentum, fused_batchnorm=False):
     """Build (uncompiled) one of the networks; `dtype` is a Keras dtype policy name.
 
     Dropout None is the network's own (ARCH_DROPOUT). The output layer always computes in
-    float32, so probabilities stay exact under mixed precision.
+    float32, so probabilities stay exact under mixed precision. `fused_batchnorm` trains faster
+    (fused_batchnorm_layer); a model to save or share uses Keras' own layer.
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {ARCHITECTURES}, not {arch!r}")
     conv_dropout = ARCH_DROPOUT[arch][0] if conv_dropout is None else conv_dropout
     dense_dropout = ARCH_DROPOUT[arch][1] if dense_dropout is None else dense_dropout
     L = keras.layers
+    normalization = fused_batchnorm_layer() if fused_batchnorm else L.BatchNormalization
 
     def batch_norm():
-        return [L.BatchNormalization(momentum=bn_momentum, dtype=dtype)] if batchnorm else []
+        return [normalization(momentum=bn_momentum, dtype=dtype)] if batchnorm else []
 
     def conv(filters, kernel, strides=1, padding="valid", activation="relu"):
         return [L.Conv2D(filters, kernel, strides=strides, padding=padding,
@@ -304,12 +343,11 @@ def build_model(arch=RECIPE.arch, batchnorm=True, conv_dropout=None, dense_dropo
     def dropout(rate):
         return [L.Dropout(rate, dtype=dtype)]
 
-    if arch == "cnn":  # C. Deotte's seven convolutions, batch norm after each; 3x3 strided
-        # convolutions where his are 5x5: as accurate, and 1.1x as fast (benchmarks/)
+    if arch == "cnn":  # C. Deotte's seven convolutions, batch norm after each (benchmarks/)
         hidden = [*conv(32, 3), *batch_norm(), *conv(32, 3), *batch_norm(),
-                  *conv(32, 3, 2, "same"), *batch_norm(), *dropout(conv_dropout),
+                  *conv(32, 5, 2, "same"), *batch_norm(), *dropout(conv_dropout),
                   *conv(64, 3), *batch_norm(), *conv(64, 3), *batch_norm(),
-                  *conv(64, 3, 2, "same"), *batch_norm(), *dropout(conv_dropout),
+                  *conv(64, 5, 2, "same"), *batch_norm(), *dropout(conv_dropout),
                   *conv(128, 4), *batch_norm(), L.Flatten(dtype=dtype), *dropout(dense_dropout)]
     elif arch == "classic-cnn":  # the network of the published 99.40% recipe
         relu = L.ReLU(dtype=dtype)
@@ -339,9 +377,9 @@ def dropout_rates(recipe):
                  for i, rate in enumerate((recipe.conv_dropout, recipe.dense_dropout)))
 
 
-def build_model_for(recipe, dtype=None):
+def build_model_for(recipe, dtype=None, fused_batchnorm=False):
     return build_model(recipe.arch, recipe.batchnorm, *dropout_rates(recipe), dtype,
-                       recipe.bn_momentum)
+                       recipe.bn_momentum, fused_batchnorm)
 
 
 def compile_model(model, recipe=RECIPE):
@@ -617,7 +655,7 @@ def validation_size(n_images, validation_split):
         return 0
     n_val = max(1, round(n_images * validation_split))
     if n_val >= n_images:
-        raise UsageError(f"{n_images:,} training images are too few for --validation-split "
+        raise UsageError(f"{count(n_images, 'training image')} are too few for --validation-split "
                          f"{validation_split}: use more images or a smaller split")
     return n_val
 
@@ -888,8 +926,9 @@ def check_model_dir(model_dir):
 
 
 def saveable_copy(model, recipe):
-    """The trained model as a float32 model outside any tf.distribute strategy, with the same
-    weights and optimizer state (without float16's loss scaling): it runs fast on any machine."""
+    """The trained model as it is saved: Keras' own layers, float32 (fast on any machine),
+    outside any tf.distribute strategy (whose predict would need every worker), with the same
+    weights and optimizer state (without float16's loss scaling)."""
     copy = build_model_for(recipe, dtype="float32")
     copy.set_weights(model.get_weights())
     optimizer = model.optimizer
@@ -1024,12 +1063,15 @@ def decode_picture(data):
 
 
 def find_digits(grey):
-    """The digits in a grey picture (either polarity), left to right, each in MNIST's form."""
+    """The digits in a grey picture (either polarity), left to right, each in MNIST's form
+    (K, 28, 28), and the index of the main one: the tallest (then the one with most ink)."""
     ink, mask = remove_ruled_lines(*separate_ink(reduce_to_work_size(grey)))
     groups = group_into_digits(mask)
     if not groups:
         raise ValueError("no digit found (the image is blank)")
-    return [to_mnist_form(thicken_thin_strokes(digit_ink(ink, group))) for group in groups]
+    sizes = [(np.ptp(np.flatnonzero(group.any(axis=1))), np.count_nonzero(group)) for group in groups]
+    digits = [to_mnist_form(thicken_thin_strokes(digit_ink(ink, group))) for group in groups]
+    return np.stack(digits), max(range(len(sizes)), key=sizes.__getitem__)
 
 
 def reduce_to_work_size(grey):
@@ -1161,7 +1203,7 @@ def to_mnist_form(ink):
 
 
 def read_picture(path):
-    """The digits in one image file, in MNIST's form, left to right: (K, 28, 28) float32."""
+    """find_digits of one image file: its digits left to right (K, 28, 28), the main one's index."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -1173,7 +1215,7 @@ def read_picture(path):
     except OSError as error:
         raise UserError(f"{path}: cannot be read ({error.strerror})") from None
     try:
-        return np.stack(find_digits(decode_picture(data)))
+        return find_digits(decode_picture(data))
     except ValueError as error:
         raise UserError(f"{path}: {error}") from None
 
@@ -1181,11 +1223,11 @@ def read_picture(path):
 def prepare_images(images):
     """File paths or arrays ((28, 28), (N, 28, 28) or (N, 28, 28, 1); uint8 0-255 or float
     0-1) -> the network's (N, 28, 28, 1) float32 input. A file holding several digits
-    contributes its largest."""
+    contributes its main one (find_digits)."""
     if isinstance(images, (str, os.PathLike)):
         images = [images]
     if isinstance(images, (list, tuple)) and images and isinstance(images[0], (str, os.PathLike)):
-        return np.stack([largest(read_picture(path)) for path in images])[..., np.newaxis]
+        return np.stack([digits[main] for digits, main in map(read_picture, images)])[..., np.newaxis]
     array = np.asarray(images)
     if array.ndim == 2:
         array = array[np.newaxis]
@@ -1196,25 +1238,20 @@ def prepare_images(images):
     return normalize_images(array[..., 0]) if array.dtype == np.uint8 else array.astype(np.float32)
 
 
-def largest(digits):
-    """Of the digits found in one picture, the one with the most ink."""
-    return digits[int(np.argmax(digits.sum(axis=(1, 2))))]
-
-
 def predict(model, images):
     """Classify images (arrays or file paths): return (digits, probabilities of shape (N, 10))."""
     probabilities = model.predict(prepare_images(images), batch_size=EVAL_BATCH_SIZE, verbose=0)
     return probabilities.argmax(axis=1), probabilities
 
 
-def describe_prediction(digits, probabilities):
-    """What `predict --json` and the server answer for one picture: its largest digit's
-    class and probabilities, and, where it holds several, all of them left to right."""
-    main = int(np.argmax(digits.sum(axis=(1, 2))))
+def describe_prediction(probabilities, main):
+    """What `predict --json` and the server answer for one picture, given the probabilities of
+    its digits left to right: the main digit's class and probabilities, and, where it holds
+    several, all of them."""
     answer = {"digit": int(probabilities[main].argmax()),
               "probability": round(float(probabilities[main].max()), 6),
               "probabilities": [round(float(p), 6) for p in probabilities[main]]}
-    if len(digits) > 1:
+    if len(probabilities) > 1:
         answer["digits"] = [int(p.argmax()) for p in probabilities]
     return answer
 
@@ -1449,10 +1486,10 @@ def make_server(model, host, port, health):
                              "(e.g. curl --data-binary @digit.png)")
         is_json = content_type.startswith("application/json") or body.lstrip().startswith(b"{")
         grey = pixels_from_json(body) if is_json else decode_picture(body)
-        digits = np.stack(find_digits(grey))
+        digits, main = find_digits(grey)
         with lock:
             probabilities = np.asarray(model.predict_on_batch(digits[..., np.newaxis]))
-        return describe_prediction(digits, probabilities)
+        return describe_prediction(probabilities, main)
 
     class Handler(http.server.BaseHTTPRequestHandler):
         timeout = 30  # seconds a client may take over its request, so none holds a thread
@@ -1622,7 +1659,7 @@ def build_train_parser(prog):
                           help=f"images per step (default: {r.batch_size}); under --distribute "
                                "the replicas and workers split each batch")
     training.add_argument("--optimizer", choices=OPTIMIZERS, default=r.optimizer,
-                          help=f"(default: {r.optimizer})")
+                          help=f"the optimizer, at its Keras defaults (default: {r.optimizer})")
     training.add_argument("--learning-rate", type=number_in(0, 1e6, low_included=False),
                           metavar="X", help="initial learning rate (default: Keras' default "
                                             "for the optimizer, 0.001 for all three)")
@@ -1696,7 +1733,7 @@ def build_predict_parser(prog):
     parser = ArgumentParser(prog=prog, description="Classify digit pictures (PNG, JPEG, BMP, "
                             "GIF; any size, colour or grey, either polarity). A picture with "
                             "several digits gets its largest, and all of them left to right.")
-    parser.add_argument("files", nargs="+", metavar="FILE")
+    parser.add_argument("files", nargs="+", metavar="FILE", help="image files to classify")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object per file instead of text")
     add_model_dir_flag(parser)
@@ -1709,7 +1746,8 @@ def build_serve_parser(prog):
                             'JSON {"pixels": 28 rows of 28 numbers 0-255}). Ctrl-C stops it.')
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: 127.0.0.1, this machine only)")
-    parser.add_argument("--port", type=int, default=8000, help="(default: 8000)")
+    parser.add_argument("--port", type=int, default=8000,
+                        help="TCP port to listen on; 0 picks a free one (default: 8000)")
     add_model_dir_flag(parser)
     return parser
 
@@ -1778,7 +1816,7 @@ def prepare_training(args, strategy):
     run.n_val = validation_size(len(x_train), run.recipe.validation_split)
     if run.recipe.batch_size > len(x_train) - run.n_val:
         raise UsageError(f"--batch-size {run.recipe.batch_size:,} is more than the "
-                         f"{len(x_train) - run.n_val:,} images to train on: one step per epoch "
+                         f"{count(len(x_train) - run.n_val, 'image')} to train on: one step per epoch "
                          "would learn next to nothing; use a smaller --batch-size")
     run.work_dir = prepare_work_dir(args, None if run.chief else worker_name(strategy))
     if args.seed is not None:
@@ -1786,7 +1824,8 @@ def prepare_training(args, strategy):
         tf.config.experimental.enable_op_determinism()
     run.policy = choose_precision(args.mixed_precision)
     with strategy.scope():
-        run.model = compile_model(build_model_for(run.recipe, run.policy), run.recipe)
+        run.model = compile_model(build_model_for(run.recipe, run.policy, fused_batchnorm=True),
+                                  run.recipe)
     print(f"Training {run.recipe.arch} ({run.model.count_params():,} parameters) on "
           f"{len(x_train) - run.n_val:,} images, validating on {run.n_val:,}; "
           f"{describe_device()}, {run.policy}, {describe_distribution(strategy)}", flush=True)
@@ -1807,7 +1846,7 @@ def fit(run, callbacks=()):
             shutil.rmtree(run.work_dir, ignore_errors=True)
             raise Interrupted(f"interrupted in the first epoch: {run.args.model_dir} is as it "
                               "was, and there is nothing to resume") from None
-        raise Interrupted(f"interrupted after {done} finished epoch{'s' * (done > 1)}: "
+        raise Interrupted(f"interrupted after {count(done, 'finished epoch')}: "
                           f"{run.args.model_dir} is as it was; run the same command with "
                           "--resume to continue") from None
     except TrainingDiverged as error:
@@ -1824,10 +1863,7 @@ def finish(run, history):
         print(f"{worker_name(run.strategy)}: training finished; the chief writes "
               f"{run.args.model_dir}")
         return None
-    # A copy outside the strategy: under MultiWorkerMirroredStrategy the model's predict needs
-    # every worker, and the others have left.
-    model = run.model if run.policy == "float32" and not is_multi_worker(run.strategy) \
-        else saveable_copy(run.model, run.recipe)
+    model = saveable_copy(run.model, run.recipe)
     results, probabilities = evaluate(model, run.x_test, run.y_test)
     metadata = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -1913,7 +1949,7 @@ def print_summary(metadata, model_dir):
         ("model", f"{model['arch']}, batch norm {'on' if model['batchnorm'] else 'off'}, "
                   f"dropout {model['conv_dropout']:g}/{model['dense_dropout']:g}"),
         ("parameters", f"{model['parameters']:,}"),
-        ("training", f"{epochs} epoch{'s' * (epochs != 1)}, batch {settings['batch_size']}, "
+        ("training", f"{count(epochs, 'epoch')}, batch {settings['batch_size']}, "
                      f"{settings['optimizer']} (learning rate "
                      f"{settings['learning_rate'] or 'default'})"),
         ("augmentation", augmentation),
@@ -1935,7 +1971,8 @@ def print_table(rows):
           flush=True)
 
 
-def run_train(args):
+def check_training_flags(args):
+    """The mistakes that need no TensorFlow to find."""
     if args.compare_batchnorm and args.arch == "mlp":
         raise UsageError("--compare-batchnorm: the mlp has no batch norm layers to compare; "
                          "use another --arch")
@@ -1947,6 +1984,12 @@ def run_train(args):
         if args.seed is None:
             raise UsageError("several workers need the same --seed N on each (they split the "
                              "batches of one shuffled order)")
+    check_data_path(args.data)
+    for model_dir in [args.model_dir] + [f"{args.model_dir}-no-batchnorm"] * args.compare_batchnorm:
+        check_model_dir(model_dir)
+
+
+def run_train(args):
     strategy = make_strategy(args.distribute)  # created once: a cluster allows no second one
     (compare_batchnorm if args.compare_batchnorm else run_training)(args, strategy)
     return 0
@@ -1973,27 +2016,28 @@ def run_evaluate(args):
 
 def run_predict(args):
     model = load_model(resolve_model_dir(args.model_dir))
-    pictures, failures = [], 0
-    for path in args.files:  # read every file first, then classify all digits in one go
+    pictures = []  # every file is read first, then all their digits are classified in one go
+    for path in args.files:
         try:
             pictures.append((path, read_picture(path)))
         except UserError as error:
-            print(f"error: {error}", file=sys.stderr)
-            failures += 1
-    if pictures:
-        everything = np.concatenate([digits for _, digits in pictures])[..., np.newaxis]
-        probabilities = model.predict(everything, batch_size=EVAL_BATCH_SIZE, verbose=0)
-        start = 0
-        for path, digits in pictures:
-            answer = describe_prediction(digits, probabilities[start:start + len(digits)])
-            start += len(digits)
-            if args.json:
-                print(json.dumps({"file": path, **answer}))
-            else:
-                several = (f"; {len(answer['digits'])} digits found, left to right "
-                           f"{''.join(map(str, answer['digits']))}") if "digits" in answer else ""
-                print(f"{path}: {answer['digit']} ({answer['probability']:.1%}){several}")
-    return 1 if failures else 0
+            pictures.append((path, error))
+    found = [picture[0] for _, picture in pictures if not isinstance(picture, UserError)]
+    probabilities = iter(model.predict(np.concatenate(found)[..., np.newaxis],
+                                       batch_size=EVAL_BATCH_SIZE, verbose=0) if found else [])
+    for path, picture in pictures:  # the answers in the order of the files
+        if isinstance(picture, UserError):
+            print(f"error: {picture}", file=sys.stderr, flush=True)
+            continue
+        digits, main = picture
+        answer = describe_prediction(np.stack([next(probabilities) for _ in digits]), main)
+        if args.json:
+            print(json.dumps({"file": path, **answer}), flush=True)
+        else:
+            several = (f"; {len(digits)} digits found, left to right "
+                       f"{''.join(map(str, answer['digits']))}") if len(digits) > 1 else ""
+            print(f"{path}: {answer['digit']} ({answer['probability']:.1%}){several}", flush=True)
+    return 1 if len(found) < len(pictures) else 0
 
 
 def run_serve(args):
@@ -2010,8 +2054,7 @@ def run_serve(args):
     print(f"Serving {model_dir} on http://{host}:{server.server_port}/ (Ctrl-C stops it)",
           flush=True)
     try:
-        with sigterm_as_ctrl_c():
-            server.serve_forever()
+        server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
@@ -2028,23 +2071,38 @@ ACTIONS = {
 }
 
 
+def parse_flags(action, argv):
+    """The flags of an action, with a hint where a word the parser did not take is an action
+    (or nearly one): the action comes first."""
+    prog = "mnist_digit_recognition.py" + ("" if action == "train" else f" {action}")
+    parser = ACTIONS[action][0](prog)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        meant = difflib.get_close_matches(unknown[0], [a for a in ACTIONS if a != "train"], 1)
+        if action == "train" and meant and not unknown[0].startswith("-"):
+            hint = "comes first" if meant[0] == unknown[0] else f"is {meant[0]}?"
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}; the action {hint}: "
+                         f"mnist_digit_recognition.py {meant[0]} [its flags and files]")
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     action = argv.pop(0) if argv and argv[0] in ACTIONS else "train"
-    build_parser, run = ACTIONS[action]
-    prog = "mnist_digit_recognition.py" + ("" if action == "train" else f" {action}")
     try:
-        misplaced = next((word for word in argv if word in ACTIONS), None) \
-            if action == "train" else None
-        if misplaced:
-            raise UsageError(f"the action comes first: mnist_digit_recognition.py {misplaced} "
-                             f"[its flags and files] (see {misplaced} --help)")
-        args = build_parser(prog).parse_args(argv)
+        args = parse_flags(action, argv)
+        if action == "train":
+            check_training_flags(args)  # before TensorFlow's seconds of start-up
         import_tensorflow(quiet=__name__ == "__main__")
-        return run(args)
+        with sigterm_as_ctrl_c():
+            return ACTIONS[action][1](args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
+    except KeyboardInterrupt:  # outside training (which says more): nothing was changed
+        print("error: interrupted", file=sys.stderr)
+        return Interrupted.exit_code
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def test_metadata_records_the_run(trained, small_npz, small_arrays):
     assert f"{metadata['test_accuracy']:.2%}" in result.stdout
     assert metadata["settings"]["epochs"] == 1 and metadata["settings"]["batch_size"] == 32
     assert metadata["settings"]["seed"] == 3 and metadata["settings"]["arch"] == "cnn"
-    assert metadata["model"]["parameters"] == 245_322
+    assert metadata["model"]["parameters"] == 327_242
     assert metadata["model"]["conv_dropout"] == metadata["model"]["dense_dropout"] == 0.4
     assert metadata["settings"]["bn_momentum"] == 0.9 and metadata["settings"]["final_halvings"] > 0
     assert len(metadata["history"]) == 1
@@ -102,7 +102,7 @@ def test_a_second_run_replaces_the_model_and_keeps_nothing_stale(trained, small_
     after = json.loads((model_dir / "metadata.json").read_text())
     assert before["settings"]["train_size"] is None and before["model"]["batchnorm"] is True
     assert after["settings"]["train_size"] == 200 and after["model"]["batchnorm"] is False
-    assert after["model"]["parameters"] == 243_658 and after["data"]["train_images"] == 180
+    assert after["model"]["parameters"] == 325_578 and after["data"]["train_images"] == 180
     assert "augmentation.png" not in {p.name for p in model_dir.iterdir()}, "a stale picture"
     assert sorted(p.name for p in model_dir.parent.iterdir()) == [model_dir.name]
 
@@ -153,7 +153,7 @@ def test_compare_batchnorm_trains_both_variants_and_prints_one_table(small_npz, 
     assert with_bn["data"]["sha256"] == without["data"]["sha256"]
     rows = out[out.index("Batch norm compared (seed 3):") + 1:]
     assert len(rows) == 3 and "test accuracy" in rows[0]
-    for row, metadata, parameters in ((rows[1], with_bn, "245,322"), (rows[2], without, "243,658")):
+    for row, metadata, parameters in ((rows[1], with_bn, "327,242"), (rows[2], without, "325,578")):
         assert parameters in row and f"{metadata['test_accuracy']:.2%}" in row
         assert f"{metadata['test_loss']:.4f}" in row
 

@@ -24,6 +24,14 @@ def test_npz_and_idx_layouts_give_the_same_arrays(data_dir, tmp_path, small_arra
         np.testing.assert_array_equal(from_plain[name], small_arrays[name])
 
 
+def test_a_folder_holding_only_mnist_npz_is_read_as_that_file(small_npz, small_arrays, tmp_path):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    (folder / "mnist.npz").write_bytes(small_npz.read_bytes())
+    arrays = mdr.read_mnist_arrays(folder)
+    assert mdr.mnist_checksum(arrays) == mdr.mnist_checksum(small_arrays)
+
+
 def test_load_mnist_normalises_and_adds_the_channel_axis(small_npz, small_arrays):
     (x_train, y_train), (x_test, y_test) = mdr.load_mnist(small_npz)
     assert x_train.shape == (600, 28, 28, 1) and x_test.shape == (300, 28, 28, 1)

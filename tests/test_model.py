@@ -18,10 +18,10 @@ def test_cnn_is_seven_convolutions_with_batch_norm_after_each():
     assert [kinds[i + 1] for i, kind in enumerate(kinds) if kind == "Conv2D"] == \
         ["BatchNormalization"] * 7
     strided = [layer for layer in model.layers if getattr(layer, "strides", None) == (2, 2)]
-    assert [layer.kernel_size for layer in strided] == [(3, 3), (3, 3)]
-    # C. Deotte's network with 3x3 strided convolutions: 243,658 weights, and 4 numbers per
-    # channel in each batch norm, half of them trainable
-    assert model.count_params() == 245_322
+    assert [layer.kernel_size for layer in strided] == [(5, 5), (5, 5)]
+    # C. Deotte's network: 325,578 weights, and 4 numbers per channel in each batch norm, half
+    # of them trainable
+    assert model.count_params() == 327_242
     non_trainable = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
     assert non_trainable == 2 * (3 * 32 + 3 * 64 + 128)
     assert [layer.rate for layer in model.layers if type(layer).__name__ == "Dropout"] == \
@@ -41,7 +41,7 @@ def test_classic_cnn_layers_and_parameters():
     assert non_trainable == 2 * (32 + 64 + 128)
 
 
-@pytest.mark.parametrize("arch, removed, parameters", [("cnn", 7, 243_658),
+@pytest.mark.parametrize("arch, removed, parameters", [("cnn", 7, 325_578),
                                                         ("classic-cnn", 3, 1_199_882),
                                                         ("deep-cnn", 1, 730_090)])
 def test_no_batchnorm_drops_exactly_every_batchnorm_layer(arch, removed, parameters):
@@ -103,10 +103,27 @@ def test_mixed_precision_model_computes_in_bfloat16_and_outputs_float32():
     np.testing.assert_allclose(np.sum(output, axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(8, 6, 6, 5), (8, 5)], ids=["convolution", "dense"])
+def test_the_fused_batch_norm_layer_computes_what_keras_layer_does(shape):
+    x = np.random.default_rng(0).normal(2.0, 3.0, shape).astype(np.float32)
+    keras_layer = keras.layers.BatchNormalization(momentum=0.9)
+    fused_layer = mdr.fused_batchnorm_layer()(momentum=0.9)
+    for layer in (keras_layer, fused_layer):
+        layer.build(shape)
+        layer.gamma.assign(np.linspace(0.5, 2.0, shape[-1]))
+        layer.beta.assign(np.linspace(-1.0, 1.0, shape[-1]))
+    for training in (True, False):  # the second call uses the moving averages the first updated
+        np.testing.assert_allclose(fused_layer(x, training=training),
+                                   keras_layer(x, training=training), atol=1e-5)
+    for a, b in zip(fused_layer.get_weights(), keras_layer.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
 def test_saveable_copy_is_float32_with_the_same_weights_and_optimizer_state(small_npz):
     (x_train, y_train), _ = mdr.load_mnist(small_npz)
     recipe = mdr.Recipe()
-    model = mdr.compile_model(mdr.build_model_for(recipe, "mixed_bfloat16"), recipe)
+    model = mdr.compile_model(mdr.build_model_for(recipe, "mixed_bfloat16", fused_batchnorm=True),
+                              recipe)
     model.fit(x_train[:64], y_train[:64], batch_size=32, epochs=1, verbose=0)
     copy = mdr.saveable_copy(model, recipe)
     assert layer_kinds(copy) == layer_kinds(mdr.build_model("cnn"))

@@ -2,6 +2,7 @@
 decode_picture + find_digits, and classifies it with the trained model."""
 
 import io
+import json
 import re
 import struct
 import zlib
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 import mnist_digit_recognition as mdr
+from conftest import run_main
 from mnist_digit_recognition import decode_picture, find_digits
 
 SHIPPED = Path(__file__).resolve().parent.parent / mdr.DEFAULT_MODEL_DIR
@@ -37,7 +39,9 @@ def classify(model, digits):
 
 
 def read(path):
-    return find_digits(decode_picture(Path(path).read_bytes()))
+    """The digits found in a picture file, left to right."""
+    digits, _ = find_digits(decode_picture(Path(path).read_bytes()))
+    return list(digits)
 
 
 # --- Making pictures: ink is float in [0, 1] (1 = full ink), drawn onto paper ---------------
@@ -105,6 +109,13 @@ def two_digits(mnist):
     return dark_on_white(np.clip(ink, 0, 1)), {}
 
 
+def big_one_small_zero(mnist, mirrored=False):
+    """A tall 1 beside a 0 half its height: the 1 is the main digit, though the 0 has more ink."""
+    ink = on_paper(mnist_ink(mnist, 1, 360), (400, 600), 20, 20)
+    ink += on_paper(mnist_ink(mnist, 0, 180), (400, 600), 200, 400)
+    return dark_on_white(np.clip(ink[:, ::-1] if mirrored else ink, 0, 1)), {}
+
+
 def blue_ink(mnist):
     ink = on_paper(mnist_ink(mnist, 2, 200), (260, 260), 30, 30)[..., np.newaxis]
     pixels = np.array([255, 255, 255]) * (1 - ink) + np.array([25, 50, 200]) * ink
@@ -166,6 +177,8 @@ PICTURES = {  # file name (its digits are the expected answer): how to make it
     "thin_pen_big_canvas_7.png": thin_pen,
     "exif_rotated_7.jpg": exif_rotated,
     "two_digits_47.png": two_digits,
+    "big_one_small_zero_10.png": big_one_small_zero,
+    "small_zero_big_one_01.png": lambda mnist: big_one_small_zero(mnist, mirrored=True),
     "blue_ink_2.png": blue_ink,
     "transparent_3.png": transparent,
     "ruled_lines_5.png": ruled_lines,
@@ -190,6 +203,27 @@ def expected_digits(name):
 def test_picture_is_read_as_its_digits(name, model, mnist, tmp_path):
     digits, probabilities = classify(model, read(make_picture(name, mnist, tmp_path)))
     assert digits == expected_digits(name), f"probabilities {probabilities}"
+
+
+@pytest.mark.parametrize("name, main", [("big_one_small_zero_10.png", 0),
+                                        ("small_zero_big_one_01.png", 1)])
+def test_the_main_digit_is_the_tallest(name, main, mnist, tmp_path):
+    path = make_picture(name, mnist, tmp_path)
+    assert find_digits(decode_picture(path.read_bytes()))[1] == main
+
+
+def test_predict_says_when_a_picture_holds_several_digits(model, mnist, tmp_path, capsys):
+    paths = [make_picture(name, mnist, tmp_path)
+             for name in ("big_one_small_zero_10.png", "blue_ink_2.png")]
+    status, out, err = run_main(capsys, "predict", "--model-dir", SHIPPED, *paths)
+    assert status == 0 and err == []
+    assert re.fullmatch(r".*big_one_small_zero_10\.png: 1 \(\d+\.\d%\); 2 digits found, left to "
+                        r"right 10", out[0]), out
+    assert re.fullmatch(r".*blue_ink_2\.png: 2 \(\d+\.\d%\)", out[1]), out
+    status, out, _ = run_main(capsys, "predict", "--json", "--model-dir", SHIPPED, *paths)
+    answers = [json.loads(line) for line in out]
+    assert [a["digit"] for a in answers] == [1, 2]
+    assert answers[0]["digits"] == [1, 0] and "digits" not in answers[1]
 
 
 def test_exif_orientation_is_applied(mnist, tmp_path):
@@ -230,14 +264,6 @@ def test_mnist_digits_saved_as_pictures(form, model, mnist, tmp_path):
         found.append(one)
     digits, _ = classify(model, found)
     assert np.mean(np.array(digits) == y[:30]) >= 29 / 30
-
-
-def test_a_clean_mnist_digit_is_kept_nearly_as_it_is(mnist):
-    x, _ = mnist
-    for digit in x[:20]:
-        [prepared] = find_digits(digit / 255.0)
-        assert prepared.shape == (28, 28) and prepared.dtype == np.float32
-        assert np.abs(prepared - digit / 255).mean() < 0.02
 
 
 def encoded(image, fmt="PNG"):

@@ -87,7 +87,7 @@ def test_files_classify_like_the_arrays(variant, shipped_model, test_digits, tmp
 def test_find_digits_keeps_an_mnist_digit_nearly_as_it_is(test_digits):
     digits, _ = test_digits
     for digit in digits[:20]:
-        [prepared] = mdr.find_digits(digit / 255.0)
+        [prepared], _ = mdr.find_digits(digit / 255.0)
         assert prepared.shape == (28, 28) and prepared.dtype == np.float32
         ys, xs = np.nonzero(prepared > 0.1)
         assert ys.max() - ys.min() <= 21 and xs.max() - xs.min() <= 21  # fits the 20x20 box
