@@ -1267,6 +1267,7 @@ PAGE = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Draw a digit</title>
+<link rel="icon" href="data:,">
 <style>
   * { box-sizing: border-box; }
   [hidden] { display: none !important; }

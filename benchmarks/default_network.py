@@ -49,15 +49,16 @@ PROGRAM_RUNS = {"default": [], "default-no-batchnorm": ["--no-batchnorm"]}  # th
 TARGET = 0.9940  # the published recipe's final test accuracy: when does each run pass it?
 
 
-def build_candidate(mdr, recipe, strided_kernel=None, dtype="float32"):
+def build_candidate(mdr, recipe, strided_kernel=None, dtype="float32", fused_batchnorm=False):
     """The recipe's network, compiled, with other kernels in its strided convolutions if asked."""
-    model = mdr.build_model_for(recipe, dtype)
+    model = mdr.build_model_for(recipe, dtype, fused_batchnorm)
     if strided_kernel:
         config = model.get_config()
         for layer in config["layers"]:
             if tuple(layer["config"].get("strides", (1, 1))) == (2, 2):
                 layer["config"]["kernel_size"] = (strided_kernel, strided_kernel)
-        model = mdr.keras.Sequential.from_config(config)
+        model = mdr.keras.Sequential.from_config(
+            config, custom_objects={"FusedBatchNormalization": mdr.fused_batchnorm_layer()})
     return mdr.compile_model(model, recipe)
 
 

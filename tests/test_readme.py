@@ -31,9 +31,10 @@ def program_commands():
     return commands
 
 
-def test_readme_has_snippets_to_check():
-    assert len(blocks("python")) >= 3
+def test_readme_has_snippets_to_check_and_no_placeholders():
+    assert len(blocks("python")) >= 4
     assert len(program_commands()) >= 15
+    assert "\u00ab" not in README, "a placeholder is left: " + README.split("\u00ab")[1][:30]
 
 
 @pytest.mark.parametrize("argv", program_commands(), ids=" ".join)
@@ -64,10 +65,8 @@ print(json.dumps(outputs))
 
 
 def test_every_python_snippet_in_readme_runs(full_arrays, tmp_path):
-    """Each snippet classifies seven.png (a real MNIST test 7, 28x28) and prints a 7; the
-    ones reading people's pictures also get three.jpg (a 3, dark on white, 280x280)."""
-    if not (SHIPPED / "model.tflite").is_file():
-        pytest.skip(f"the shipped model is incomplete (no {SHIPPED / 'model.tflite'})")
+    """Each snippet classifies seven.png (a real MNIST test 7, 28x28) and prints [7]; the one
+    reading people's pictures also gets three.jpg (a 3, dark on white, 280x280)."""
     x, y = full_arrays["x_test"], full_arrays["y_test"]
     Image.fromarray(x[np.flatnonzero(y == 7)[0]]).save(tmp_path / "seven.png")
     three = Image.fromarray(255 - x[np.flatnonzero(y == 3)[0]]).resize((280, 280))
@@ -81,4 +80,5 @@ def test_every_python_snippet_in_readme_runs(full_arrays, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     outputs = json.loads(result.stdout.strip().splitlines()[-1])
     for snippet, printed in zip(snippets, outputs):
-        assert "7" in printed, f"snippet printed {printed!r}:\n{snippet}"
+        expected = r"\[7 3\] \[[0-9. ]+\]" if "three.jpg" in snippet else r"\[7\]"
+        assert re.fullmatch(expected + "\n", printed), f"snippet printed {printed!r}:\n{snippet}"
