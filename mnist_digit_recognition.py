@@ -182,7 +182,11 @@ def read_mnist_arrays(path=None):
 
 
 def check_data_path(path):
-    if path is not None and not Path(path).exists():
+    try:
+        found = path is None or Path(path).exists()
+    except OSError as error:  # a name too long, a folder we may not enter
+        raise UsageError(f"--data {path}: {error.strerror}") from None
+    if not found:
         raise UsageError(f"MNIST data not found at {path}: pass --data PATH to a mnist.npz "
                          "or to a folder with the four IDX files")
 
@@ -750,8 +754,9 @@ def train(model, x_train, y_train, recipe=RECIPE, *, work_dir=None, callbacks=()
         epoch_logger(history, history_file),
     ]
     if work_dir:  # two alternating checkpoints: a signal during a save spoils neither
+        # Kept after the last epoch too (until the model is saved): --resume then only saves.
         standard_callbacks.append(keras.callbacks.BackupAndRestore(
-            str(Path(work_dir) / "backup"), double_checkpoint=True))
+            str(Path(work_dir) / "backup"), double_checkpoint=True, delete_checkpoint=False))
     with sigterm_as_ctrl_c():
         model.fit(train_data, epochs=recipe.epochs, shuffle=False, verbose=verbose,
                   validation_data=make_eval_dataset(*validation) if validation else None,
@@ -819,9 +824,10 @@ def draw_reports(folder, results=None, x_test=None, y_test=None, probabilities=N
             os.replace(partial, Path(folder) / name)
         except OSError as error:
             failures[name] = error
+        finally:  # also when interrupted: no half-written picture is left
             with contextlib.suppress(OSError):
                 partial.unlink()
-        pyplot.close(figure)
+            pyplot.close(figure)
     return failures
 
 
@@ -912,12 +918,12 @@ def is_model_dir(path):
 def check_model_dir(model_dir):
     """Fail now, not after training, when the model directory cannot be (re)written."""
     path = Path(model_dir)
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"--model-dir {path} is a file, not a directory: choose another path")
-    if path.is_dir() and any(path.iterdir()) and not is_model_dir(path):
-        raise UsageError(f"--model-dir {path} holds files that are not a model of this "
-                         "program; refusing to replace them: choose another --model-dir")
     try:
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"--model-dir {path} is a file, not a directory: choose another path")
+        if path.is_dir() and any(path.iterdir()) and not is_model_dir(path):
+            raise UsageError(f"--model-dir {path} holds files that are not a model of this "
+                             "program; refusing to replace them: choose another --model-dir")
         path.parent.mkdir(parents=True, exist_ok=True)
         os.rmdir(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     except OSError as error:
@@ -1033,6 +1039,7 @@ def library_versions():
 FORMATS = ["PNG", "JPEG", "BMP", "GIF"]
 NOT_AN_IMAGE = "not a PNG, JPEG, BMP or GIF image"
 MAX_PIXELS = 50_000_000
+MAX_FILE_BYTES = 200_000_000
 WORK_SIZE = 1200  # longer pictures are first reduced to this many pixels on their long side
 MNIST_STROKE = 0.14  # MNIST's median stroke width, as a fraction of the digit's longer side
 
@@ -1054,10 +1061,14 @@ def decode_picture(data):
         image.load()  # decodes every pixel, so a truncated file fails here
         image = ImageOps.exif_transpose(image)
         if image.mode.startswith("I"):  # 16-bit grey: Pillow's convert("L") would clip it
-            return np.clip(np.asarray(image, np.float32) / 65535, 0, 1)
-        if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-            image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
-        return np.asarray(image.convert("L"), np.float32) / 255
+            image, white = image.convert("I"), 65535
+        else:
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                image = Image.alpha_composite(Image.new("RGBA", image.size, "white"),
+                                              image.convert("RGBA"))
+            image, white = image.convert("L"), 255
+        image = image.reduce(max(1, max(image.size) // WORK_SIZE))  # a big scan: less memory
+        return np.clip(np.asarray(image, np.float32) / white, 0, 1)
     except Exception:  # Pillow raises many kinds of error on a damaged file
         raise ValueError(NOT_AN_IMAGE) from None
 
@@ -1206,7 +1217,8 @@ def read_picture(path):
     """find_digits of one image file: its digits left to right (K, 28, 28), the main one's index."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
     except IsADirectoryError:
         raise UserError(f"{path}: is a folder, not an image: pass the image files in it "
                         f"(e.g. {path / '*.png'})") from None
@@ -1214,6 +1226,8 @@ def read_picture(path):
         raise UserError(f"{path}: no such file") from None
     except OSError as error:
         raise UserError(f"{path}: cannot be read ({error.strerror})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise UserError(f"{path}: over {MAX_FILE_BYTES // 1_000_000} MB, too large for a picture")
     try:
         return find_digits(decode_picture(data))
     except ValueError as error:
@@ -1477,7 +1491,9 @@ def make_server(model, host, port, health):
     JSON pixels, GET /healthz `health`. One model, shared by every request thread."""
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be from 0 to 65535 (0: any free port), not {port}")
-    lock = threading.Lock()
+    lock = threading.Lock()  # one model call at a time
+    # Decoding a large picture takes a few hundred MB for a moment: a few at a time, no more.
+    decoding = threading.BoundedSemaphore(os.cpu_count() or 1)
     methods = {"/": ("GET", "HEAD"), "/healthz": ("GET", "HEAD"), "/predict": ("POST",)}
 
     def classify(body, content_type):
@@ -1486,8 +1502,9 @@ def make_server(model, host, port, health):
             raise ValueError("send the image file's bytes as the body, not a form "
                              "(e.g. curl --data-binary @digit.png)")
         is_json = content_type.startswith("application/json") or body.lstrip().startswith(b"{")
-        grey = pixels_from_json(body) if is_json else decode_picture(body)
-        digits, main = find_digits(grey)
+        with decoding:
+            grey = pixels_from_json(body) if is_json else decode_picture(body)
+            digits, main = find_digits(grey)
         with lock:
             probabilities = np.asarray(model.predict_on_batch(digits[..., np.newaxis]))
         return describe_prediction(probabilities, main)
@@ -1599,15 +1616,16 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-def whole_number(minimum):
-    """An argparse type for a whole number >= minimum."""
+def whole_number(minimum, maximum=math.inf):
+    """An argparse type for a whole number from minimum to maximum."""
     def parse(text):
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, not {text!r}")
+        if not minimum <= value <= maximum:
+            limits = f">= {minimum}" if maximum == math.inf else f"from {minimum} to {maximum}"
+            raise argparse.ArgumentTypeError(f"must be a whole number {limits}, not {text!r}")
         return value
     return parse
 
@@ -1733,10 +1751,12 @@ def build_evaluate_parser(prog):
 def build_predict_parser(prog):
     parser = ArgumentParser(prog=prog, description="Classify digit pictures (PNG, JPEG, BMP, "
                             "GIF; any size, colour or grey, either polarity). A picture with "
-                            "several digits gets its largest, and all of them left to right.")
+                            "several digits gets its main one (the tallest), and all of them "
+                            "left to right.")
     parser.add_argument("files", nargs="+", metavar="FILE", help="image files to classify")
     parser.add_argument("--json", action="store_true",
-                        help="print one JSON object per file instead of text")
+                        help="print one JSON object per file instead of text (with \"error\" "
+                             "for a file that cannot be read)")
     add_model_dir_flag(parser)
     return parser
 
@@ -1747,7 +1767,7 @@ def build_serve_parser(prog):
                             'JSON {"pixels": 28 rows of 28 numbers 0-255}). Ctrl-C stops it.')
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: 127.0.0.1, this machine only)")
-    parser.add_argument("--port", type=int, default=8000,
+    parser.add_argument("--port", type=whole_number(0, 65535), default=8000,
                         help="TCP port to listen on; 0 picks a free one (default: 8000)")
     add_model_dir_flag(parser)
     return parser
@@ -1858,12 +1878,27 @@ def fit(run, callbacks=()):
 
 
 def finish(run, history):
-    """Evaluate once on the test set, save the model directory, print the summary."""
+    """Evaluate once on the test set, save the model directory, print the summary. Until the
+    model is saved the work folder keeps the trained weights: --resume then only saves."""
     if not run.chief:  # the chief evaluates and writes the model directory
         shutil.rmtree(run.work_dir, ignore_errors=True)
         print(f"{worker_name(run.strategy)}: training finished; the chief writes "
               f"{run.args.model_dir}")
         return None
+    try:
+        metadata = evaluate_and_save(run, history)
+    except (KeyboardInterrupt, OSError) as error:
+        interrupted = isinstance(error, KeyboardInterrupt)
+        reason = "interrupted" if interrupted else f"failed ({error.strerror or error})"
+        raise (Interrupted if interrupted else UserError)(
+            f"saving the trained model {reason}: {run.args.model_dir} is as it was; run the "
+            "same command with --resume to save it without training again") from None
+    shutil.rmtree(run.work_dir, ignore_errors=True)
+    print_summary(metadata, run.args.model_dir)
+    return metadata
+
+
+def evaluate_and_save(run, history):
     model = saveable_copy(run.model, run.recipe)
     results, probabilities = evaluate(model, run.x_test, run.y_test)
     metadata = {
@@ -1888,8 +1923,6 @@ def finish(run, history):
     save_model_dir(model, run.args.model_dir, metadata, pictures={
         "results": results, "x_test": run.x_test, "y_test": run.y_test,
         "probabilities": probabilities, "history": history, "examples": examples})
-    shutil.rmtree(run.work_dir, ignore_errors=True)
-    print_summary(metadata, run.args.model_dir)
     return metadata
 
 
@@ -2029,6 +2062,8 @@ def run_predict(args):
     for path, picture in pictures:  # the answers in the order of the files
         if isinstance(picture, UserError):
             print(f"error: {picture}", file=sys.stderr, flush=True)
+            if args.json:
+                print(json.dumps({"file": path, "error": str(picture)}), flush=True)
             continue
         digits, main = picture
         answer = describe_prediction(np.stack([next(probabilities) for _ in digits]), main)
@@ -2078,12 +2113,13 @@ def parse_flags(action, argv):
     prog = "mnist_digit_recognition.py" + ("" if action == "train" else f" {action}")
     parser = ACTIONS[action][0](prog)
     args, unknown = parser.parse_known_args(argv)
-    if unknown:
-        meant = difflib.get_close_matches(unknown[0], [a for a in ACTIONS if a != "train"], 1)
-        if action == "train" and meant and not unknown[0].startswith("-"):
-            hint = "comes first" if meant[0] == unknown[0] else f"is {meant[0]}?"
+    for word in unknown if action == "train" else []:
+        meant = difflib.get_close_matches(word, [a for a in ACTIONS if a != "train"], 1)
+        if meant and not word.startswith("-"):
+            hint = "comes first" if meant[0] == word else f"is {meant[0]}?"
             parser.error(f"unrecognized arguments: {' '.join(unknown)}; the action {hint}: "
                          f"mnist_digit_recognition.py {meant[0]} [its flags and files]")
+    if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return args
 
@@ -2104,6 +2140,9 @@ def main(argv=None):
     except KeyboardInterrupt:  # outside training (which says more): nothing was changed
         print("error: interrupted", file=sys.stderr)
         return Interrupted.exit_code
+    except BrokenPipeError:  # the output went to a program that stopped reading (| head)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

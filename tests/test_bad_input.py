@@ -149,6 +149,8 @@ CASES = [
     ("flags before the action", flags("--model-dir", "m1", "predict", "d0.png"),
      ["action comes first", "predict"], USAGE),
     ("misspelt action", flags("predcit", "d0.png"), ["predcit", "is predict?"], USAGE),
+    ("a flag of the action before it", flags("--json", "predict", "d0.png"),
+     ["--json", "action comes first"], USAGE),
     ("serve: port not a number", flags("serve", "--port", "http"), ["--port"], USAGE),
     ("train size zero", flags("--train-size", "0"), ["--train-size"], USAGE),
     ("train size above the data", flags("--train-size", "100000"), ["--train-size"], USAGE),
@@ -292,7 +294,7 @@ for args in {cases!r}:
     exits = [line.split() for line in result.stderr.splitlines() if line.startswith("exit ")]
     assert exits == [["exit", str(code), "False"] for code in (0, 2, 0, 0, 2, 2, 2, 2)], \
         result.stderr
-    assert time.perf_counter() - started < 10
+    assert time.perf_counter() - started < 30  # TensorFlow's import alone takes 5-10 s
 
 
 def test_a_flag_value_that_names_an_action_is_only_a_value():

@@ -64,6 +64,15 @@ def page(server, tmp_path_factory):
     driver.quit()
 
 
+@pytest.fixture(autouse=True)
+def blank_canvas(request):
+    """Each test starts on a cleared canvas, whatever the test before it drew."""
+    if "page" in request.fixturenames:
+        page = request.getfixturevalue("page")
+        page.find_element(By.ID, "clear").click()
+        wait_for_prompt(page)
+
+
 def stroke(driver, kind, *points):
     """One stroke through points given as fractions of the canvas' width and height."""
     canvas = driver.find_element(By.ID, "canvas")

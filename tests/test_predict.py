@@ -1,13 +1,17 @@
 """Using a trained model: predict on image files, evaluate, and the shipped model itself."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import mnist_digit_recognition as mdr
-from conftest import ROOT, assert_one_line_error, our_stderr_lines, run_program, run_python
+from conftest import (ROOT, SCRIPT, assert_one_line_error, our_stderr_lines, run_main, run_program,
+                      run_python)
 
 SHIPPED = ROOT / "mnist_digit_recognition_model"
 # The published test accuracy of the default recipe, which SPEC says our model meets or beats.
@@ -130,30 +134,34 @@ def test_predict_accepts_arrays_of_every_documented_form(shipped_model, test_dig
         mdr.predict(shipped_model, np.zeros((3, 32, 32)))
 
 
-def test_predict_command_classifies_files_and_reports_bad_ones(test_digits, tmp_path):
+def test_predict_command_classifies_files_and_reports_bad_ones(test_digits, tmp_path, capsys):
     if not (SHIPPED / "model.keras").is_file():
         pytest.skip("the repository's trained model is missing")
     digits, labels = test_digits
     good = [save_image(tmp_path / f"digit{i}.png", 255 - enlarge(digits[i], 2)) for i in range(3)]
     (tmp_path / "notes.txt").write_text("not an image")
-    result = run_program("predict", *good, tmp_path / "notes.txt", tmp_path / "missing.png",
-                         "--model-dir", SHIPPED)
+    files = [good[0], good[1], tmp_path / "notes.txt", good[2], tmp_path / "missing.png"]
+    # As a terminal shows it: both streams in one, the answers in the order of the files.
+    result = subprocess.run([sys.executable, str(SCRIPT), "predict", *map(str, files),
+                             "--model-dir", str(SHIPPED)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 1
-    lines = result.stdout.strip().splitlines()
-    assert len(lines) == 3
-    for line, path, label in zip(lines, good, labels):
+    lines = our_stderr_lines(result.stdout)
+    assert len(lines) == 5 and "Traceback" not in result.stdout, result.stdout
+    for line, path, label in zip(lines[:2] + lines[3:4], good, labels):
         assert line.startswith(f"{path}: {label} (") and line.endswith("%)")
-    errors = our_stderr_lines(result.stderr)
-    assert len(errors) == 2 and "Traceback" not in result.stderr
-    assert "notes.txt: not a PNG, JPEG, BMP or GIF image" in errors[0]
-    assert "missing.png: no such file" in errors[1]
+    assert lines[2] == f"error: {files[2]}: not a PNG, JPEG, BMP or GIF image"
+    assert lines[4] == f"error: {files[4]}: no such file"
 
-    result = run_program("predict", "--json", *good, "--model-dir", SHIPPED)
-    assert result.returncode == 0, result.stderr
-    records = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [r["digit"] for r in records] == labels[:3].tolist()
+    status, out, err = run_main(capsys, "predict", "--json", *files, "--model-dir", SHIPPED)
+    assert status == 1 and len(err) == 2
+    records = [json.loads(line) for line in out]
+    assert [r["file"] for r in records] == list(map(str, files))
+    assert [r.get("digit") for r in records] == [*labels[:2].tolist(), None, labels[2], None]
+    assert records[2]["error"] == f"{files[2]}: not a PNG, JPEG, BMP or GIF image"
     assert all(abs(sum(r["probabilities"]) - 1) < 1e-3 and r["probability"] > 0.5
-               for r in records)
+               for r in records if "digit" in r)
 
 
 def test_predict_without_a_model_is_a_clear_error(tmp_path):

@@ -140,6 +140,29 @@ def test_same_seed_gives_the_same_metrics(small_npz, tmp_path):
     assert [r["val_loss"] for r in a["history"]] == [r["val_loss"] for r in b["history"]]
 
 
+def test_a_save_that_fails_keeps_the_training_for_resume(small_npz, tmp_path, capsys,
+                                                        monkeypatch):
+    """A full disk at the end of a run: one line, and --resume saves without training again."""
+    monkeypatch.chdir(tmp_path)
+    flags = ["--data", small_npz, "--epochs", "2", "--train-size", "200", "--seed", "3"]
+    save = mdr.save_model_dir
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(mdr, "save_model_dir", disk_full)
+    code, out, err = run_main(capsys, *flags)
+    assert code == 1 and len(err) == 1 and "No space left on device" in err[0]
+    assert "--resume" in err[0] and not (tmp_path / "mnist_digit_recognition_model").exists()
+
+    monkeypatch.setattr(mdr, "save_model_dir", save)
+    code, out, err = run_main(capsys, *flags, "--resume")
+    assert code == 0, err
+    assert not any(line.startswith("Epoch") for line in out), "it trained again"
+    assert [row["epoch"] for row in read_metadata(tmp_path / "mnist_digit_recognition_model")
+            ["history"]] == [1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist_digit_recognition_model"]
+
+
 def test_failed_save_leaves_the_previous_model_intact(tmp_path):
     model_dir = tmp_path / "model"
     model = mdr.compile_model(mdr.build_model("mlp"))

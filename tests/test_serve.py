@@ -272,9 +272,10 @@ def test_malformed_requests(server, data, status):
 def test_port_in_use_and_out_of_range(server, model, capsys):
     with pytest.raises(mdr.UsageError, match="cannot listen on 127.0.0.1"):
         mdr.make_server(model, "127.0.0.1", server.server_port, HEALTH)
+    with pytest.raises(mdr.UsageError, match="from 0 to 65535"):
+        mdr.make_server(model, "127.0.0.1", 70000, HEALTH)
     status, _, err = run_main(capsys, "serve", "--port", "70000", "--model-dir", SHIPPED)
-    assert status == 2 and err == ["error: --port must be from 0 to 65535 (0: any free port), "
-                                   "not 70000"]
+    assert status == 2 and len(err) == 1 and "--port" in err[0] and "from 0 to 65535" in err[0]
 
 
 def test_loopback():
