@@ -34,6 +34,7 @@ import json
 import math
 import os
 import platform
+import secrets
 import shutil
 import signal
 import socket
@@ -951,11 +952,11 @@ def saveable_copy(model, recipe):
 def new_sibling_dir(path, kind):
     """An empty folder beside `path` with the permissions any mkdir gives (mkdtemp's are
     private, which would keep other users and serving containers from reading the model)."""
-    folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.{kind}-", dir=path.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
-    return folder
+    while True:
+        folder = path.parent / f".{path.name}.{kind}-{secrets.token_hex(4)}"
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir()
+            return folder
 
 
 def save_model_dir(model, model_dir, metadata, pictures=None):

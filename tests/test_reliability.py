@@ -10,54 +10,15 @@ import numpy as np
 import pytest
 
 import mnist_digit_recognition as mdr
-from conftest import SCRIPT, assert_one_line_error, our_stderr_lines, run_main, run_program
+from conftest import SCRIPT, our_stderr_lines, run_main
 
 
 def read_metadata(model_dir):
     return json.loads((model_dir / "metadata.json").read_text())
 
 
-@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_interrupted_run_keeps_the_old_model_and_resumes(how, small_npz, tmp_path):
-    # Batches of 1 make an epoch 540 steps (over a second even on a fast machine), so the
-    # signal sent a tenth of a second into epoch 2 lands in epoch 2 (with batches of 4, a
-    # machine with bfloat16 finished epochs 2 and 3 within the second the test used to wait).
-    flags = ["--data", small_npz, "--epochs", "3", "--seed", "1", "--batch-size", "1"]
-    first = run_program(*flags, "--epochs", "1", "--train-size", "200", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
-    model_dir = tmp_path / "mnist_digit_recognition_model"
-    old = (model_dir / "model.keras").read_bytes()
-
-    process = subprocess.Popen(
-        [sys.executable, str(SCRIPT), *map(str, flags)], cwd=tmp_path, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**__import__("os").environ,
-                                                             "TF_CPP_MIN_LOG_LEVEL": "3"})
-    output = ""
-    for line in process.stdout:  # wait until the first epoch is finished and the second runs
-        output += line
-        if line.startswith("Epoch 2/3"):
-            break
-    time.sleep(0.1)
-    process.send_signal(how)
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
-    lines = our_stderr_lines(stderr)
-    assert len(lines) == 1 and "interrupted after 1 finished epoch" in lines[0], stderr
-    assert "--resume" in lines[0] and "Traceback" not in stderr
-    assert (model_dir / "model.keras").read_bytes() == old, "the saved model was touched"
-
-    again = run_program(*flags, cwd=tmp_path)  # without --resume: refuses to throw work away
-    assert again.returncode == 2 and "--resume" in our_stderr_lines(again.stderr)[0]
-
-    resumed = run_program(*flags, "--resume", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "Epoch 2/3" in resumed.stdout and "Epoch 1/3" not in resumed.stdout
-    metadata = read_metadata(model_dir)
-    assert [row["epoch"] for row in metadata["history"]] == [1, 2, 3]
-    assert not (tmp_path / "mnist_digit_recognition_model.partial").exists()
-
-
 def start_and_signal_in_epoch(flags, epoch, cwd, how=signal.SIGINT):
+    """Run the program; once it prints "Epoch N/", send it the signal: (exit status, stderr)."""
     process = subprocess.Popen(
         [sys.executable, str(SCRIPT), *map(str, flags)], cwd=cwd, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**__import__("os").environ,
@@ -65,15 +26,47 @@ def start_and_signal_in_epoch(flags, epoch, cwd, how=signal.SIGINT):
     for line in process.stdout:
         if line.startswith(f"Epoch {epoch}/"):
             break
-    time.sleep(0.1)
+    time.sleep(0.05)
     process.send_signal(how)
     stdout, stderr = process.communicate(timeout=120)
     return process.returncode, stderr
 
 
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_run_keeps_the_old_model_and_resumes(how, small_npz, tmp_path, capsys,
+                                                         monkeypatch):
+    """The run to interrupt is a real process (signals); the others run in this one."""
+    monkeypatch.chdir(tmp_path)
+    # Batches of 1 make an epoch 540 short steps of the mlp (half a second or more), so the
+    # signal sent a twentieth of a second into epoch 2 lands in epoch 2 (with batches of 4 of
+    # the cnn and a second's wait, a machine with bfloat16 had finished the run).
+    flags = ["--data", small_npz, "--epochs", "2", "--seed", "1", "--batch-size", "1",
+             "--arch", "mlp", "--no-augmentation"]
+    assert run_main(capsys, *flags, "--epochs", "1", "--train-size", "200")[0] == 0
+    model_dir = tmp_path / "mnist_digit_recognition_model"
+    old = (model_dir / "model.keras").read_bytes()
+
+    code, stderr = start_and_signal_in_epoch(flags, 2, tmp_path, how)
+    assert code == 130, stderr
+    lines = our_stderr_lines(stderr)
+    assert len(lines) == 1 and "interrupted after 1 finished epoch" in lines[0], stderr
+    assert "--resume" in lines[0] and "Traceback" not in stderr
+    assert (model_dir / "model.keras").read_bytes() == old, "the saved model was touched"
+
+    code, _, err = run_main(capsys, *flags)  # without --resume: refuses to throw work away
+    assert code == 2 and "--resume" in err[0]
+
+    code, out, err = run_main(capsys, *flags, "--resume")
+    assert code == 0, err
+    assert "Epoch 2/2" in out and "Epoch 1/2" not in out
+    metadata = read_metadata(model_dir)
+    assert [row["epoch"] for row in metadata["history"]] == [1, 2]
+    assert not (tmp_path / "mnist_digit_recognition_model.partial").exists()
+
+
 def test_interrupted_in_the_first_epoch_offers_nothing_to_resume(small_npz, tmp_path):
     code, stderr = start_and_signal_in_epoch(
-        ["--data", small_npz, "--epochs", "2", "--batch-size", "1"], 1, tmp_path)
+        ["--data", small_npz, "--epochs", "2", "--batch-size", "1", "--arch", "mlp"], 1, tmp_path)
     assert code == 130
     lines = our_stderr_lines(stderr)
     assert len(lines) == 1 and "first epoch" in lines[0] and "nothing to resume" in lines[0]
@@ -89,14 +82,15 @@ def test_train_leaves_the_sigterm_handler_as_it_found_it(small_npz):
     assert signal.getsignal(signal.SIGTERM) is before
 
 
-def test_resume_needs_the_same_command(small_npz, tmp_path):
+def test_resume_needs_the_same_command(small_npz, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     work = tmp_path / "mnist_digit_recognition_model.partial"
-    result = run_program("--data", small_npz, "--resume", cwd=tmp_path)
-    assert result.returncode == 2 and "no interrupted run" in our_stderr_lines(result.stderr)[0]
+    code, _, err = run_main(capsys, "--data", small_npz, "--resume")
+    assert code == 2 and len(err) == 1 and "no interrupted run" in err[0]
     work.mkdir()
     (work / "settings.json").write_text(json.dumps({"epochs": 4}))
-    result = run_program("--data", small_npz, "--resume", cwd=tmp_path)
-    assert_one_line_error(result, "--epochs 4 (now 15)")
+    code, _, err = run_main(capsys, "--data", small_npz, "--resume")
+    assert code == 2 and len(err) == 1 and "--epochs 4 (now 15)" in err[0]
 
 
 # The largest rate the flag takes. The loss explodes in the first steps; in about one run of six
@@ -105,15 +99,16 @@ DIVERGING = ["--no-batchnorm", "--arch", "classic-cnn", "--optimizer", "sgd",
              "--learning-rate", "999999"]
 
 
-def test_diverging_run_stops_and_keeps_the_saved_model(small_npz, tmp_path):
+def test_diverging_run_stops_and_keeps_the_saved_model(small_npz, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     model_dir = tmp_path / "mnist_digit_recognition_model"
-    first = run_program("--data", small_npz, "--epochs", "1", "--train-size", "200", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
+    assert run_main(capsys, "--data", small_npz, "--epochs", "1", "--train-size", "200")[0] == 0
     before = (model_dir / "metadata.json").read_text()
-    result = run_program(*DIVERGING, "--data", small_npz, "--epochs", "3", cwd=tmp_path)
-    assert "the saved model was not changed" in assert_one_line_error(
-        result, "diverged", "--learning-rate", code=1)
-    assert "Epoch 2/3" not in result.stdout, "training should stop in the first epoch"
+    code, out, err = run_main(capsys, *DIVERGING, "--data", small_npz, "--epochs", "3")
+    assert code == 1 and len(err) == 1
+    assert "diverged" in err[0] and "--learning-rate" in err[0]
+    assert "the saved model was not changed" in err[0]
+    assert "Epoch 2/3" not in out, "training should stop in the first epoch"
     assert (model_dir / "metadata.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist_digit_recognition_model"]
 
@@ -127,12 +122,12 @@ def test_diverging_first_run_says_nothing_was_saved(small_npz, tmp_path, capsys,
     assert list(tmp_path.iterdir()) == []
 
 
-def test_same_seed_gives_the_same_metrics(small_npz, tmp_path):
+def test_same_seed_gives_the_same_metrics(small_npz, tmp_path, capsys):
     runs = []
     for name in ("a", "b"):
-        result = run_program("--data", small_npz, "--epochs", "2", "--train-size", "300",
-                             "--seed", "11", "--model-dir", tmp_path / name, cwd=tmp_path)
-        assert result.returncode == 0, result.stderr
+        code, _, err = run_main(capsys, "--data", small_npz, "--epochs", "2", "--train-size",
+                                "300", "--seed", "11", "--model-dir", tmp_path / name)
+        assert code == 0, err
         runs.append(read_metadata(tmp_path / name))
     a, b = runs
     assert a["test_loss"] == b["test_loss"] and a["test_accuracy"] == b["test_accuracy"]
