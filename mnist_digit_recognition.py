@@ -882,7 +882,8 @@ def curves_figure(pyplot, history):
         if all(f"val_{metric}" in row for row in history):
             axis.plot(epochs, [row[f"val_{metric}"] for row in history], "s--",
                       label="validation (held-out images)")
-        axis.legend()
+    figure.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=2,
+                  bbox_to_anchor=(0.37, 0.0))  # below the plots, clear of every curve
     axes[2].plot(epochs, [row["learning_rate"] for row in history], "o-")
     for axis, title in zip(axes, ("loss (log scale)", "accuracy", "learning rate (log scale)")):
         axis.set(xlabel="epoch", title=title)
