@@ -4,6 +4,7 @@ as a mouse, and Clear brings back the prompt."""
 
 import os
 import shutil
+import socket
 
 import pytest
 
@@ -164,10 +165,16 @@ def test_a_server_that_is_gone_is_reported(page):
     home = page.current_url
     with running_server(None) as server:  # the page needs no model; it is gone before
         page.get(f"http://127.0.0.1:{server.server_port}/")
+    # Its port stays taken, by a socket that does not listen: no other test's server (pytest
+    # -n runs several at once) can answer in its place.
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    blocker.bind(("127.0.0.1", server.server_port))
     try:
         stroke(page, interaction.POINTER_MOUSE, (0.5, 0.2), (0.5, 0.8))
         WebDriverWait(page, 15, poll_frequency=0.1).until(
             lambda page: "Cannot reach the server" in page.find_element(By.ID, "status").text,
             "no word on the status line")
     finally:
+        blocker.close()
         page.get(home)
