@@ -38,8 +38,19 @@ def model():
 
 @contextlib.contextmanager
 def running_server(model):
-    """make_server on 127.0.0.1 and a free port, serving from a daemon thread."""
+    """make_server on 127.0.0.1 and a free port, serving from a daemon thread. On leaving, it
+    is gone as a stopped process is: no longer listening, and no connection it accepted left
+    open (a browser opens connections ahead of need, and would send its next request on one)."""
     server = mdr.make_server(model, "127.0.0.1", 0, HEALTH)
+    accepted = []
+    get_request = server.get_request
+
+    def get_request_kept():
+        connection, address = get_request()
+        accepted.append(connection)
+        return connection, address
+
+    server.get_request = get_request_kept
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -48,6 +59,9 @@ def running_server(model):
         server.shutdown()
         server.server_close()
         thread.join(10)
+        for connection in accepted:
+            with contextlib.suppress(OSError):  # most are closed already
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 @pytest.fixture(scope="module")
