@@ -19,10 +19,16 @@ def read_metadata(model_dir):
 
 def start_and_signal_in_epoch(flags, epoch, cwd, how=signal.SIGINT):
     """Run the program; once it prints "Epoch N/", send it the signal: (exit status, stderr)."""
-    process = subprocess.Popen(
-        [sys.executable, str(SCRIPT), *map(str, flags)], cwd=cwd, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**__import__("os").environ,
-                                                             "TF_CPP_MIN_LOG_LEVEL": "3"})
+    # A process started with Ctrl-C ignored (under nohup, in a background job) passes that on
+    # to its children, and Python then leaves it ignored: the child must start with it handled.
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, str(SCRIPT), *map(str, flags)], cwd=cwd, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     for line in process.stdout:
         if line.startswith(f"Epoch {epoch}/"):
             break
