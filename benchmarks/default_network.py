@@ -41,8 +41,12 @@ CANDIDATES = {
                         "ImageDataGenerator, float32"),
     "default-3x3": ({"strided_kernel": 3}, "the default command until 2026-12-01: 3x3 strided "
                     "convolutions, Keras' batch-norm layer (rerun, it trains as cnn-3x3-d0.4)"),
+    "default-dropout-from-epoch-1": ({"dropout_from_epoch": 1}, "the default command until "
+                                     "2026-12-02: dropout from the first step (these runs: the "
+                                     "program's own, commit c2970f6)"),
     "default": ({}, "the default command: python mnist_digit_recognition.py --seed N (5x5 "
-                    "strided convolutions, trained with the fused batch-norm kernel)"),
+                    "strided convolutions, trained with the fused batch-norm kernel, no "
+                    "dropout in the first epoch)"),
     "default-no-batchnorm": ({"batchnorm": False}, "the default command with --no-batchnorm"),
 }
 PROGRAM_RUNS = {"default": [], "default-no-batchnorm": ["--no-batchnorm"]}  # through run_training
