@@ -102,7 +102,7 @@ class Recipe:
     epochs: int = 15
     batch_size: int = 32                # global: under tf.distribute the replicas split it
     optimizer: str = "adam"             # adam, rmsprop or sgd
-    learning_rate: float | None = None  # None: Keras' default for the optimizer (0.001)
+    learning_rate: float | None = None  # None: Keras' default (0.001; sgd 0.01)
     validation_split: float = 0.1       # held out of the training images to steer the rate
     plateau_patience: int = 1           # epochs without a lower validation loss, then...
     lr_factor: float = 0.5              # ...the rate is multiplied by this (ReduceLROnPlateau)
@@ -386,6 +386,11 @@ def dropout_rates(recipe):
     own = ARCH_DROPOUT[recipe.arch]
     return tuple(own[i] if rate is None else rate
                  for i, rate in enumerate((recipe.conv_dropout, recipe.dense_dropout)))
+
+
+def first_dropout_epoch(recipe):
+    """The epoch (from 1) dropout starts with: the recipe's, or DROPOUT_FROM_EPOCH's."""
+    return recipe.dropout_from_epoch or DROPOUT_FROM_EPOCH.get(recipe.arch, 1)
 
 
 def build_model_for(recipe, dtype=None, fused_batchnorm=False):
@@ -769,8 +774,7 @@ def train(model, x_train, y_train, recipe=RECIPE, *, work_dir=None, callbacks=()
     history_file = Path(work_dir) / "history.json" if work_dir else None
     history = json.loads(history_file.read_text()) if history_file and history_file.exists() \
         else []
-    late_dropout, restore_dropout = dropout_from_epoch(
-        model, recipe.dropout_from_epoch or DROPOUT_FROM_EPOCH.get(recipe.arch, 1))
+    late_dropout, restore_dropout = dropout_from_epoch(model, first_dropout_epoch(recipe))
     standard_callbacks = [
         late_dropout,
         keras.callbacks.LearningRateScheduler(learning_rate_schedule(recipe)),
@@ -1543,7 +1547,8 @@ def make_server(model, host, port, health):
         return describe_prediction(probabilities, main)
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        timeout = 30  # seconds a client may take over its request, so none holds a thread
+        timeout = 30  # seconds a client may leave its connection silent, so none holds a
+                      # thread for ever (each read has its own 30 s)
 
         def reply(self, status, body, content_type="application/json"):
             body = body if isinstance(body, bytes) else (json.dumps(body) + "\n").encode()
@@ -1560,7 +1565,9 @@ def make_server(model, host, port, health):
             self.reply(status, {"error": message})
 
         def send_error(self, code, message=None, explain=None):
-            """http.server's own refusals (a malformed request, an unknown method), in JSON."""
+            """http.server's own refusals (a malformed request), in JSON."""
+            if code == http.HTTPStatus.NOT_IMPLEMENTED:  # a method it has no do_ for: as any
+                return self.answer()                     # other the path does not take
             self.log_error("code %d, message %s", code, message)
             self.close_connection = True
             self.refuse(code, message or http.HTTPStatus(code).phrase)
@@ -1700,7 +1707,9 @@ def build_train_parser(prog):
                             "(the second in MODEL_DIR-no-batchnorm) and print them side by side")
     for which, index, where in (("conv", 0, "after each convolutional block"),
                                 ("dense", 1, "before the output layer")):
-        rates = ", ".join(f"{arch} {rates[index]:g}" for arch, rates in own.items())
+        rates = ", ".join(f"{arch} {rates[index]:g}" + (
+            f" from epoch {DROPOUT_FROM_EPOCH[arch]}" if arch in DROPOUT_FROM_EPOCH else "")
+            for arch, rates in own.items())
         model.add_argument(f"--{which}-dropout", type=number_in(0, 1), default=None,
                            metavar="R", help=f"dropout {where}; 0 disables (default: the "
                                              f"network's own: {rates})")
@@ -1714,13 +1723,13 @@ def build_train_parser(prog):
                           help=f"the optimizer, at its Keras defaults (default: {r.optimizer})")
     training.add_argument("--learning-rate", type=number_in(0, 1e6, low_included=False),
                           metavar="X", help="initial learning rate (default: Keras' default "
-                                            "for the optimizer, 0.001 for all three)")
+                                            "for the optimizer: 0.001, sgd 0.01)")
     training.add_argument("--validation-split", type=number_in(0, 1), metavar="F",
                           default=r.validation_split,
                           help="fraction of the training images held out to drive the "
                                f"learning-rate schedule (default: {r.validation_split}); the "
                                "test set is used only for the final evaluation; 0 trains on all")
-    training.add_argument("--seed", type=whole_number(0), default=r.seed,
+    training.add_argument("--seed", type=whole_number(0, 2**32 - 1), default=r.seed,
                           help="seed for weights, shuffling and augmentation; on a CPU the same "
                                "seed gives the same metrics (default: none, a new run each time)")
     training.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction,
@@ -1753,7 +1762,7 @@ def build_train_parser(prog):
                               help="layers (the default): one transform in the tf.data graph; "
                                    "imagedatagenerator: Keras' literal ImageDataGenerator")
     add_data_flag(parser)
-    parser.add_argument("--model-dir", default=DEFAULT_MODEL_DIR,
+    parser.add_argument("--model-dir", default=DEFAULT_MODEL_DIR, type=lambda text: str(Path(text)),
                         help=f"where to save the model (default: {DEFAULT_MODEL_DIR})")
     parser.add_argument("--train-size", type=positive_int, metavar="N",
                         help="use only the first N training images, for quick trials "
@@ -1940,6 +1949,7 @@ def evaluate_and_save(run, history):
         "settings": training_settings(run.args),
         "model": {"arch": run.recipe.arch, "batchnorm": run.recipe.batchnorm,
                   **dict(zip(("conv_dropout", "dense_dropout"), dropout_rates(run.recipe))),
+                  "dropout_from_epoch": first_dropout_epoch(run.recipe),
                   "dtype": "float32", "parameters": model.count_params()},
         "precision": run.policy,
         "device": describe_device(),
@@ -1969,7 +1979,8 @@ def run_training(args, strategy, callbacks=()):
 def compare_batchnorm(args, strategy):
     """Train the network with and without batch norm (same seed, data and flags), keep both
     model directories, and print one side-by-side table."""
-    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(3), "big")
+    seed = args.seed if args.seed is not None else interrupted_seed(args)
+    seed = seed if seed is not None else int.from_bytes(os.urandom(3), "big")
     variants = {"batch norm": vars(args) | {"batchnorm": True},
                 "no batch norm": vars(args) | {"batchnorm": False,
                                                "model_dir": f"{args.model_dir}-no-batchnorm"}}
@@ -1993,6 +2004,15 @@ def compare_batchnorm(args, strategy):
     return results
 
 
+def interrupted_seed(args):
+    """With --resume, the seed the interrupted comparison drew for itself, if it left one."""
+    for model_dir in [args.model_dir, f"{args.model_dir}-no-batchnorm"] * args.resume:
+        settings = Path(f"{model_dir}.partial") / "settings.json"
+        if settings.is_file():
+            return json.loads(settings.read_text()).get("seed")
+    return read_metadata(args.model_dir).get("settings", {}).get("seed") if args.resume else None
+
+
 def finished_run(args):
     """With --resume, the metadata of a variant that already finished with these settings."""
     if not args.resume or Path(f"{args.model_dir}.partial").exists():
@@ -2014,7 +2034,9 @@ def print_summary(metadata, model_dir):
     epochs = len(metadata["history"])
     print_table([
         ("model", f"{model['arch']}, batch norm {'on' if model['batchnorm'] else 'off'}, "
-                  f"dropout {model['conv_dropout']:g}/{model['dense_dropout']:g}"),
+                  f"dropout {model['conv_dropout']:g}/{model['dense_dropout']:g}"
+                  + (f" from epoch {model['dropout_from_epoch']}"
+                     if model.get("dropout_from_epoch", 1) > 1 else "")),
         ("parameters", f"{model['parameters']:,}"),
         ("training", f"{count(epochs, 'epoch')}, batch {settings['batch_size']}, "
                      f"{settings['optimizer']} (learning rate "
@@ -2052,6 +2074,12 @@ def check_training_flags(args):
             raise UsageError("several workers need the same --seed N on each (they split the "
                              "batches of one shuffled order)")
     check_data_path(args.data)
+    if args.tensorboard:
+        try:
+            Path(args.tensorboard).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"cannot write TensorBoard logs to {args.tensorboard} "
+                             f"({error.strerror}): choose another --tensorboard DIR") from None
     for model_dir in [args.model_dir] + [f"{args.model_dir}-no-batchnorm"] * args.compare_batchnorm:
         check_model_dir(model_dir)
 

@@ -104,6 +104,28 @@ def test_the_history_records_the_rate_each_epoch_ran_at(small_npz):
     assert float(model.optimizer.learning_rate) <= rates[2]
 
 
+def test_the_cnn_trains_its_first_epoch_without_dropout(small_npz):
+    (x_train, y_train), _ = mdr.load_mnist(small_npz)
+    rates_seen, accuracy = [], {}
+    # Dropout 0.9 at the cnn's three places: an epoch that drops out learns little.
+    for name, rate, first in (("from 1", 0.9, 1), ("from 2", 0.9, 2), ("none", 0.0, 1)):
+        recipe = mdr.Recipe(epochs=2, conv_dropout=rate, dense_dropout=rate, augment=False,
+                            validation_split=0, seed=1, dropout_from_epoch=first)
+        model = mdr.compile_model(mdr.build_model_for(recipe))
+        rates = lambda: [layer.rate for layer in model.layers if "dropout" in layer.name]
+        probe = mdr.keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: rates_seen.append((name, epoch + 1, rates())))
+        history = mdr.train(model, x_train[:320], y_train[:320], recipe, callbacks=[probe],
+                            verbose=0)
+        accuracy[name] = [row["accuracy"] for row in history]
+        assert rates() == [rate] * 3, "the layers are left as built"
+    assert rates_seen[:4] == [("from 1", 1, [0.9] * 3), ("from 1", 2, [0.9] * 3),
+                              ("from 2", 1, [0.0] * 3), ("from 2", 2, [0.9] * 3)]
+    assert accuracy["from 2"][0] > accuracy["from 1"][0] + 0.1, "epoch 1 still dropped out"
+    assert accuracy["from 2"][1] < accuracy["none"][1] - 0.1, "epoch 2 did not drop out"
+    assert mdr.RECIPE.dropout_from_epoch is None and mdr.DROPOUT_FROM_EPOCH == {"cnn": 2}
+
+
 def test_a_per_epoch_decay_multiplies_every_epoch_after_the_first():
     schedule = mdr.learning_rate_schedule(mdr.Recipe(epochs=4, lr_decay=0.8, final_halvings=0))
     rates, rate = [], 1e-3

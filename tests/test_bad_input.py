@@ -119,6 +119,11 @@ def folder_to_predict(folder, arrays):
     return ["predict", folder / "scans"]
 
 
+def tensorboard_into_a_file(folder, arrays):
+    (folder / "notes.txt").write_text("mine")
+    return ["--epochs", "1", "--tensorboard", folder / "notes.txt"]
+
+
 def interrupted_run_without_resume(folder, arrays):
     (folder / "mnist_digit_recognition_model.partial" / "backup").mkdir(parents=True)
     return ["--epochs", "1"]
@@ -143,6 +148,7 @@ CASES = [
     ("unknown strategy", flags("--distribute", "tpu"), ["--distribute"], USAGE),
     ("unknown flag", flags("--no-such-flag"), ["--no-such-flag"], USAGE),
     ("negative seed", flags("--seed", "-1"), ["--seed"], USAGE),
+    ("seed beyond 32 bits", flags("--seed", str(2**32)), ["--seed", "4294967295"], USAGE),
     ("batch larger than the training images", flags("--batch-size", "100000",
                                                      "--train-size", "300"),
      ["--batch-size", "270 images"], USAGE),
@@ -159,6 +165,8 @@ CASES = [
      ["--compare-batchnorm"], USAGE),
     ("resume with nothing to resume", flags("--resume"), ["no interrupted run"], USAGE),
     ("interrupted run, no --resume", interrupted_run_without_resume, ["--resume"], USAGE),
+    ("tensorboard logs into a file", tensorboard_into_a_file, ["--tensorboard", "notes.txt"],
+     USAGE),
     # data files
     ("data path missing", data_case(lambda d, a: d / "nowhere.npz"), ["nowhere.npz", "--data"],
      USAGE),

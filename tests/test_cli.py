@@ -132,7 +132,7 @@ def test_help_lists_every_flag_with_a_truthful_help(capsys):
         assert flag in text
     assert "default: True" not in text and "default: None" not in text
     assert text.count("(default:") == text.count("default:"), "a default said twice"
-    assert "cnn 0.4, classic-cnn 0.25" in text  # each network's own dropout
+    assert "cnn 0.4 from epoch 2, classic-cnn 0.25" in text  # each network's own dropout
     import mnist_digit_recognition as mdr
 
     parser = mdr.build_train_parser("x")
@@ -156,6 +156,24 @@ def test_compare_batchnorm_trains_both_variants_and_prints_one_table(small_npz, 
     for row, metadata, parameters in ((rows[1], with_bn, "327,242"), (rows[2], without, "325,578")):
         assert parameters in row and f"{metadata['test_accuracy']:.2%}" in row
         assert f"{metadata['test_loss']:.4f}" in row
+
+
+def test_a_comparison_without_seed_resumes_with_the_seed_it_drew(small_npz, tmp_path, capsys,
+                                                                 monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    flags = ["--compare-batchnorm", "--data", small_npz, "--train-size", "300", "--epochs", "1",
+             "--no-augmentation"]
+    assert run_main(capsys, *flags)[0] == 0
+    saved = [(tmp_path / name / "metadata.json").read_text() for name in
+             ("mnist_digit_recognition_model", "mnist_digit_recognition_model-no-batchnorm")]
+    seed = json.loads(saved[0])["settings"]["seed"]
+    # Both variants finished: --resume finds them by the seed the comparison drew, trains
+    # nothing and prints the table again.
+    code, out, err = run_main(capsys, *flags, "--resume")
+    assert code == 0, err
+    assert f"Batch norm compared (seed {seed}):" in out
+    assert saved == [(tmp_path / name / "metadata.json").read_text() for name in
+                     ("mnist_digit_recognition_model", "mnist_digit_recognition_model-no-batchnorm")]
 
 
 @pytest.mark.parametrize("arch, optimizer, parameters",

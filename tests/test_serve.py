@@ -274,9 +274,10 @@ def test_a_body_over_1_mb_is_refused_unread(server):
     (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
      b"Content-Length: 4\r\n\r\n--b\n", 400),
     (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 101 + b"\r\n", 431),
-    (b"BREW /predict HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+    (b"BREW /predict HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+    (b"BREW /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", 404),
 ], ids=["no-length", "bad-length", "latin1-digit-length", "chunked", "form",
-        "too-many-headers", "unknown-method"])
+        "too-many-headers", "unknown-method", "unknown-method-and-path"])
 def test_malformed_requests(server, data, status):
     got, answer = raw_request(server, data)
     assert got == status and answer["error"]
