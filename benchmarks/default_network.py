@@ -48,6 +48,8 @@ CANDIDATES = {
                     "strided convolutions, trained with the fused batch-norm kernel, no "
                     "dropout in the first epoch)"),
     "default-no-batchnorm": ({"batchnorm": False}, "the default command with --no-batchnorm"),
+    "default-no-batchnorm-dropout-from-epoch-1": ({"batchnorm": False, "dropout_from_epoch": 1},
+                                                  "the same until 2026-12-02 (commit c2970f6)"),
 }
 PROGRAM_RUNS = {"default": [], "default-no-batchnorm": ["--no-batchnorm"]}  # through run_training
 TARGET = 0.9940  # the published recipe's final test accuracy: when does each run pass it?
