@@ -1312,6 +1312,10 @@ def describe_prediction(probabilities, main):
 # ---------------------------------------------------------------------------------------------
 
 MAX_REQUEST_BYTES = 1_000_000
+# A refused body is still read, in pieces and thrown away, up to this much: a connection closed
+# with unread data is reset, and a client that sends all before it reads (Python's http.client)
+# would lose the answer.
+DISCARDED_BYTES = 50_000_000
 PAGE = """<!doctype html>
 <html lang="en">
 <head>
@@ -1576,19 +1580,25 @@ def make_server(model, host, port, health):
         def route(self):
             return self.path.partition("?")[0]
 
+        def discard_body(self):
+            """Read the body after the answer (DISCARDED_BYTES), then close the connection."""
+            self.close_connection = True
+            left = min(self.content_length() or 0, DISCARDED_BYTES)
+            with contextlib.suppress(OSError):  # the client left, or went silent
+                while left > 0 and (piece := self.rfile.read(min(left, 1 << 16))):
+                    left -= len(piece)
+
         def content_length(self):
             length = self.headers.get("Content-Length", "")
             return int(length) if length.isascii() and length.isdigit() else None
 
         def answer(self):
             if self.route not in methods or self.command not in methods[self.route]:
-                # Read a small body all the same: a connection closed with unread data is
-                # reset, and the client may lose this answer.
-                if (self.content_length() or 0) <= MAX_REQUEST_BYTES:
-                    self.rfile.read(self.content_length() or 0)
                 if self.route not in methods:
-                    return self.refuse(404, f"no such page: {self.route}")
-                return self.refuse(405, f"{self.command} is not allowed on {self.route}")
+                    self.refuse(404, f"no such page: {self.route}")
+                else:
+                    self.refuse(405, f"{self.command} is not allowed on {self.route}")
+                return self.discard_body()
             if self.route == "/":
                 self.reply(200, PAGE.encode(), "text/html; charset=utf-8")
             elif self.route == "/healthz":
@@ -1601,8 +1611,8 @@ def make_server(model, host, port, health):
             if length is None:
                 return self.refuse(411, "a POST needs a Content-Length")
             if length > MAX_REQUEST_BYTES:
-                self.close_connection = True  # and the body is never read
-                return self.refuse(413, f"the body is over {MAX_REQUEST_BYTES:,} bytes")
+                self.refuse(413, f"the body is over {MAX_REQUEST_BYTES:,} bytes")
+                return self.discard_body()
             body = self.rfile.read(length)
             try:
                 answer = classify(body, self.headers.get("Content-Type", ""))
