@@ -2075,6 +2075,9 @@ def check_training_flags(args):
     if args.compare_batchnorm and args.arch == "mlp":
         raise UsageError("--compare-batchnorm: the mlp has no batch norm layers to compare; "
                          "use another --arch")
+    if args.arch == "mlp" and (args.conv_dropout or args.dense_dropout):
+        raise UsageError("--conv-dropout/--dense-dropout: the mlp has no dropout layers; "
+                         "use another --arch")
     if wants_cluster(args.distribute):
         check_tf_config(os.environ["TF_CONFIG"])
         if args.augment and args.augmentation_engine != "layers":

@@ -163,6 +163,8 @@ CASES = [
     ("too few images to hold any out", flags("--train-size", "1"), ["--validation-split"], USAGE),
     ("compare batch norm of the mlp", flags("--compare-batchnorm", "--arch", "mlp"),
      ["--compare-batchnorm"], USAGE),
+    ("dropout of the mlp", flags("--arch", "mlp", "--dense-dropout", "0.5"), ["mlp", "dropout"],
+     USAGE),
     ("resume with nothing to resume", flags("--resume"), ["no interrupted run"], USAGE),
     ("interrupted run, no --resume", interrupted_run_without_resume, ["--resume"], USAGE),
     ("tensorboard logs into a file", tensorboard_into_a_file, ["--tensorboard", "notes.txt"],
