@@ -913,7 +913,7 @@ def curves_figure(pyplot, history):
     figure, axes = pyplot.subplots(1, 3, figsize=(13, 3.8))
     for axis, metric in zip(axes, ("loss", "accuracy")):
         axis.plot(epochs, [row[metric] for row in history], "o-",
-                  label="training (augmented, dropout on)")
+                  label="training (augmented, dropout as trained)")
         if all(f"val_{metric}" in row for row in history):
             axis.plot(epochs, [row[f"val_{metric}"] for row in history], "s--",
                       label="validation (held-out images)")
