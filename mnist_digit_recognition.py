@@ -1772,7 +1772,8 @@ def build_train_parser(prog):
                               help="layers (the default): one transform in the tf.data graph; "
                                    "imagedatagenerator: Keras' literal ImageDataGenerator")
     add_data_flag(parser)
-    parser.add_argument("--model-dir", default=DEFAULT_MODEL_DIR, type=lambda text: str(Path(text)),
+    parser.add_argument("--model-dir", default=DEFAULT_MODEL_DIR,
+                        type=lambda text: str(Path(text)),  # out/ and out: one folder
                         help=f"where to save the model (default: {DEFAULT_MODEL_DIR})")
     parser.add_argument("--train-size", type=positive_int, metavar="N",
                         help="use only the first N training images, for quick trials "
