@@ -1987,14 +1987,20 @@ def run_training(args, strategy, callbacks=()):
     return finish(run, fit(run, callbacks))
 
 
+def comparison_dirs(args):
+    """The model directories a run writes: MODEL_DIR, and MODEL_DIR-no-batchnorm beside it
+    under --compare-batchnorm."""
+    return [args.model_dir] + [f"{args.model_dir}-no-batchnorm"] * args.compare_batchnorm
+
+
 def compare_batchnorm(args, strategy):
     """Train the network with and without batch norm (same seed, data and flags), keep both
     model directories, and print one side-by-side table."""
     seed = args.seed if args.seed is not None else interrupted_seed(args)
     seed = seed if seed is not None else int.from_bytes(os.urandom(3), "big")
+    _, without = comparison_dirs(args)
     variants = {"batch norm": vars(args) | {"batchnorm": True},
-                "no batch norm": vars(args) | {"batchnorm": False,
-                                               "model_dir": f"{args.model_dir}-no-batchnorm"}}
+                "no batch norm": vars(args) | {"batchnorm": False, "model_dir": without}}
     runs = {name: argparse.Namespace(**settings | {"seed": seed, "compare_batchnorm": False})
             for name, settings in variants.items()}
     for run in runs.values():  # both directories are checked before either is trained
@@ -2017,11 +2023,13 @@ def compare_batchnorm(args, strategy):
 
 def interrupted_seed(args):
     """With --resume, the seed the interrupted comparison drew for itself, if it left one."""
-    for model_dir in [args.model_dir, f"{args.model_dir}-no-batchnorm"] * args.resume:
+    if not args.resume:
+        return None
+    for model_dir in comparison_dirs(args):
         settings = Path(f"{model_dir}.partial") / "settings.json"
         if settings.is_file():
             return json.loads(settings.read_text()).get("seed")
-    return read_metadata(args.model_dir).get("settings", {}).get("seed") if args.resume else None
+    return read_metadata(args.model_dir).get("settings", {}).get("seed")
 
 
 def finished_run(args):
@@ -2094,7 +2102,7 @@ def check_training_flags(args):
         except OSError as error:
             raise UsageError(f"cannot write TensorBoard logs to {args.tensorboard} "
                              f"({error.strerror}): choose another --tensorboard DIR") from None
-    for model_dir in [args.model_dir] + [f"{args.model_dir}-no-batchnorm"] * args.compare_batchnorm:
+    for model_dir in comparison_dirs(args):
         check_model_dir(model_dir)
 
 
