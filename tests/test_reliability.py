@@ -1,6 +1,7 @@
 """Interruption and resume, divergence, reproducibility and safe saving (SPEC section 7)."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -26,7 +27,7 @@ def start_and_signal_in_epoch(flags, epoch, cwd, how=signal.SIGINT):
         process = subprocess.Popen(
             [sys.executable, str(SCRIPT), *map(str, flags)], cwd=cwd, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     finally:
         signal.signal(signal.SIGINT, ignored)
     for line in process.stdout:
