@@ -11,8 +11,10 @@ augmentation of Keras' ImageDataGenerator, done in the tf.data graph), lowers th
 when the validation loss stops improving and over the last third of the epochs, evaluates once
 on the test set and saves the model directory (model.keras, saved_model/, model.tflite,
 metadata.json and pictures). The file reads top to bottom: the recipe, data, model,
-augmentation, training, evaluation, saving and loading, prediction, serving, command line.
-Importing it only defines things:
+augmentation, training, evaluation, saving and loading, prediction, command line. Beside it:
+pictures.py reads people's pictures of digits, serve.py (with serve_page.html) serves the
+drawing page and API, figures.py draws the model directory's pictures. Importing it only
+defines things:
 
     import mnist_digit_recognition as mdr
     (x_train, y_train), (x_test, y_test) = mdr.load_mnist("path/to/mnist.npz")
@@ -27,9 +29,7 @@ import difflib
 import functools
 import gzip
 import hashlib
-import http.server
 import io
-import ipaddress
 import json
 import math
 import os
@@ -43,14 +43,15 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
-from scipy import ndimage
+
+import figures
+import pictures
+import serve
 
 # TensorFlow and Keras take seconds to import: the command line imports them only once its
 # flags are known to be good (so --help and a mistyped flag answer at once); importing this
@@ -833,117 +834,6 @@ def confusion_matrix_text(confusion):
     return "\n".join(lines)
 
 
-def draw_reports(folder, results=None, x_test=None, y_test=None, probabilities=None,
-                 history=None, examples=None):
-    """Write the pictures of a model beside it (those whose data is given): confusion_matrix.png,
-    misclassified.png, training_curves.png, augmentation.png. Each replaces its old file only
-    once complete. Returns {file name: the OSError that kept it from being written}."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no window
-    from matplotlib import pyplot
-
-    figures = {}
-    if results is not None:
-        figures["confusion_matrix.png"] = confusion_figure(pyplot, results["confusion_matrix"])
-    if probabilities is not None:
-        figures["misclassified.png"] = mistakes_figure(pyplot, x_test, y_test, probabilities)
-    if history:
-        figures["training_curves.png"] = curves_figure(pyplot, history)
-    if examples is not None:
-        figures["augmentation.png"] = augmentation_figure(pyplot, examples)
-    failures = {}
-    for name, figure in figures.items():
-        partial = Path(folder) / f".{name}.partial"
-        try:
-            figure.savefig(partial, format="png", dpi=100, bbox_inches="tight")
-            os.replace(partial, Path(folder) / name)
-        except OSError as error:
-            failures[name] = error
-        finally:  # also when interrupted: no half-written picture is left
-            with contextlib.suppress(OSError):
-                partial.unlink()
-            pyplot.close(figure)
-    return failures
-
-
-def confusion_figure(pyplot, confusion):
-    from matplotlib.colors import LogNorm
-
-    confusion = np.asarray(confusion)
-    mistakes = int(confusion.sum() - confusion.trace())
-    figure, axes = pyplot.subplots(figsize=(7.5, 6.2))
-    image = axes.imshow(np.ma.masked_equal(confusion, 0), cmap="Blues",
-                        norm=LogNorm(vmin=1, vmax=max(2, confusion.max())))
-    for (true, predicted), count in np.ndenumerate(confusion):
-        if count:
-            dark = count > np.sqrt(confusion.max())
-            axes.text(predicted, true, str(count), ha="center", va="center", fontsize=9,
-                      color="white" if dark else "black",
-                      fontweight="normal" if true == predicted else "bold")
-    axes.set(xticks=range(NUM_CLASSES), yticks=range(NUM_CLASSES),
-             xlabel="predicted digit", ylabel="true digit",
-             title=f"Test images by true and predicted digit ({mistakes} mistakes "
-                   f"in {confusion.sum():,})")
-    figure.colorbar(image, ax=axes, label="images (log scale)")
-    return figure
-
-
-def mistakes_figure(pyplot, images, labels, probabilities, columns=8, most=32):
-    """The most confident mistakes first, each titled in words (readable without colour)."""
-    predicted = probabilities.argmax(axis=1)
-    wrong = np.flatnonzero(predicted != labels)
-    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:most]
-    rows = max(1, math.ceil(len(wrong) / columns))
-    figure, axes = pyplot.subplots(rows, columns, figsize=(columns * 1.45, rows * 1.65),
-                                   squeeze=False)
-    for axis in axes.flat:
-        axis.axis("off")
-    for axis, index in zip(axes.flat, wrong):
-        axis.imshow(images[index].reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
-        axis.set_title(f"true {labels[index]}, predicted\n{predicted[index]} "
-                       f"({probabilities[index, predicted[index]]:.0%})", fontsize=8)
-    figure.suptitle(f"The {len(wrong)} most confident mistakes on the test set"
-                    if len(wrong) else "No mistakes on the test set")
-    return figure
-
-
-def curves_figure(pyplot, history):
-    epochs = [row["epoch"] for row in history]
-    figure, axes = pyplot.subplots(1, 3, figsize=(13, 3.8))
-    for axis, metric in zip(axes, ("loss", "accuracy")):
-        axis.plot(epochs, [row[metric] for row in history], "o-",
-                  label="training (augmented, dropout as trained)")
-        if all(f"val_{metric}" in row for row in history):
-            axis.plot(epochs, [row[f"val_{metric}"] for row in history], "s--",
-                      label="validation (held-out images)")
-    figure.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=2,
-                  bbox_to_anchor=(0.37, 0.0))  # below the plots, clear of every curve
-    axes[2].plot(epochs, [row["learning_rate"] for row in history], "o-")
-    for axis, title in zip(axes, ("loss (log scale)", "accuracy", "learning rate (log scale)")):
-        axis.set(xlabel="epoch", title=title)
-        axis.xaxis.get_major_locator().set_params(integer=True)
-        axis.grid(alpha=0.3)
-    axes[0].set_yscale("log")
-    axes[2].set_yscale("log")
-    return figure
-
-
-def augmentation_figure(pyplot, examples):
-    rows, columns = examples.shape[:2]
-    figure, axes = pyplot.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.15),
-                                   squeeze=False)
-    for (row, column), axis in np.ndenumerate(axes):
-        axis.imshow(examples[row, column], cmap="gray_r", vmin=0, vmax=1)
-        axis.set_xticks([])
-        axis.set_yticks([])
-    axes[0, 0].set_title("original", fontsize=9)
-    axes[0, 1].set_title("augmented versions →", fontsize=9, loc="left")
-    figure.suptitle("Training digits, and random rotations, zooms and shifts of them as the "
-                    "network sees them", fontsize=10)
-    return figure
-
-
 # ---------------------------------------------------------------------------------------------
 # Saving and loading
 # ---------------------------------------------------------------------------------------------
@@ -995,7 +885,7 @@ def new_sibling_dir(path, kind):
             return folder
 
 
-def save_model_dir(model, model_dir, metadata, pictures=None):
+def save_model_dir(model, model_dir, metadata, reports=None):
     """Write model.keras, saved_model/, model.tflite, metadata.json and the pictures
     (draw_reports' arguments) into a new sibling folder, then swap it into place: an
     interrupted or failed save leaves the previous model intact."""
@@ -1011,7 +901,7 @@ def save_model_dir(model, model_dir, metadata, pictures=None):
         with contextlib.redirect_stdout(io.StringIO()):  # the converter's progress lines
             model.export(str(staging / "model.tflite"), format="litert", verbose=False)
         (staging / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-        failures = draw_reports(staging, **(pictures or {}))
+        failures = figures.draw_reports(staging, **(reports or {}))
         if failures:
             raise next(iter(failures.values()))
         replace_directory(staging, model_dir)
@@ -1070,211 +960,21 @@ def library_versions():
 
 
 # ---------------------------------------------------------------------------------------------
-# Prediction on arrays, image files and pictures people take
+# Prediction on arrays and on people's pictures (read by pictures.py)
 # ---------------------------------------------------------------------------------------------
 
-FORMATS = ["PNG", "JPEG", "BMP", "GIF"]
-NOT_AN_IMAGE = "not a PNG, JPEG, BMP or GIF image"
-MAX_PIXELS = 50_000_000
-MAX_FILE_BYTES = 200_000_000
-WORK_SIZE = 1200  # longer pictures are first reduced to this many pixels on their long side
-MNIST_STROKE = 0.14  # MNIST's median stroke width, as a fraction of the digit's longer side
-
-
-def decode_picture(data):
-    """The bytes of a PNG, JPEG, BMP or GIF file -> grey float32 (H, W) in [0, 1], upright (as
-    its EXIF orientation says) and with any transparency composited onto white paper."""
-    try:
-        with warnings.catch_warnings():  # we refuse such images ourselves, below
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=FORMATS)  # reads only the header
-    except Image.DecompressionBombError:
-        image = None
-    except Exception:
-        raise ValueError(NOT_AN_IMAGE) from None
-    if image is None or image.width * image.height > MAX_PIXELS:
-        raise ValueError(f"the image is too large (over {MAX_PIXELS // 1_000_000} megapixels)")
-    try:
-        image.load()  # decodes every pixel, so a truncated file fails here
-        image = ImageOps.exif_transpose(image)
-        if image.mode.startswith("I"):  # 16-bit grey: Pillow's convert("L") would clip it
-            image, white = image.convert("I"), 65535
-        else:
-            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                image = Image.alpha_composite(Image.new("RGBA", image.size, "white"),
-                                              image.convert("RGBA"))
-            image, white = image.convert("L"), 255
-        image = image.reduce(max(1, max(image.size) // WORK_SIZE))  # a big scan: less memory
-        return np.clip(np.asarray(image, np.float32) / white, 0, 1)
-    except Exception:  # Pillow raises many kinds of error on a damaged file
-        raise ValueError(NOT_AN_IMAGE) from None
-
-
-def find_digits(grey):
-    """The digits in a grey picture (either polarity), left to right, each in MNIST's form
-    (K, 28, 28), and the index of the main one: the tallest (then the one with most ink)."""
-    ink, mask = remove_ruled_lines(*separate_ink(reduce_to_work_size(grey)))
-    groups = group_into_digits(mask)
-    if not groups:
-        raise ValueError("no digit found (the image is blank)")
-    sizes = [(np.ptp(np.flatnonzero(group.any(axis=1))), np.count_nonzero(group)) for group in groups]
-    digits = [to_mnist_form(thicken_thin_strokes(digit_ink(ink, group))) for group in groups]
-    return np.stack(digits), max(range(len(sizes)), key=sizes.__getitem__)
-
-
-def reduce_to_work_size(grey):
-    scale = WORK_SIZE / max(grey.shape)
-    if scale >= 1:
-        return grey.astype(np.float32)
-    size = (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale)))
-    return np.asarray(Image.fromarray(grey.astype(np.float32)).resize(size, Image.Resampling.BOX))
-
-
-def separate_ink(grey):
-    """(ink, mask): the ink light on black, 0 on the paper however unevenly it is lit and 1
-    for typical ink (as in MNIST); the mask where it is surely ink, not noise."""
-    ink = ink_above_paper(grey)
-    median = np.median(ink)
-    noise_floor = max(0.05, median + 6 * 1.4826 * np.median(np.abs(ink - median)))
-    above = ink[ink > noise_floor]
-    if above.size == 0:
-        raise ValueError("no digit found (the image is blank)")
-    level = np.percentile(above, 90)
-    return ink / level, ink > max(noise_floor, 0.4 * level)
-
-
-def ink_above_paper(grey):
-    # Ink is the minority: whichever side of the local brightness has the long tail is the ink.
-    detail = grey - ndimage.uniform_filter(grey, size=max(grey.shape) // 4 + 1)
-    if np.mean(detail ** 3) < 0:
-        grey = 1 - grey
-    # The paper's brightness: an opening with windows far wider than any stroke removes the ink.
-    window = max(15, min(grey.shape) // 4)
-    paper = ndimage.grey_opening(ndimage.gaussian_filter(grey, 1), size=window)
-    return np.clip(grey - paper, 0, None)
-
-
-def remove_ruled_lines(ink, mask):
-    """Take out thin straight lines across 80% of the picture (ruled lines, a frame): ink
-    under half as thick as the handwriting, measured across the line. Where a stroke crosses
-    or runs along such a line the ink is thicker, so it stays."""
-    distance = ndimage.distance_transform_edt(mask)
-    half_stroke = math.ceil(np.percentile(distance[mask], 90))
-    slack = max(1, round(0.02 * max(mask.shape)))  # lets a line be tilted by up to ~2 degrees
-    lines = np.zeros_like(mask)
-    for axis in (0, 1):  # runs down the columns (vertical lines), then along the rows
-        across = np.ones((1, half_stroke) if axis == 0 else (half_stroke, 1), bool)
-        thin = mask & ~ndimage.binary_opening(mask, across)
-        band = ndimage.maximum_filter1d(mask, 2 * slack + 1, axis=1 - axis)
-        length = int(0.8 * mask.shape[axis]) | 1  # odd, so that the two filters line up
-        runs = ndimage.minimum_filter1d(band, length, axis=axis, mode="constant")
-        lines |= ndimage.maximum_filter1d(runs, length, axis=axis) & thin
-    strokes = mask & ~lines
-    ink[ndimage.binary_dilation(lines) & ~strokes] = 0  # the lines with their soft edges
-    return ink, strokes
-
-
-def group_into_digits(mask):
-    """Pieces of ink grouped into digits, left to right, as boolean masks. Specks (pieces
-    under 2% of the largest's pixels) are dropped first; then groups under a third of the
-    tallest's height (a dash, a dot) or under 5 pixels tall."""
-    labels, count = ndimage.label(mask, np.ones((3, 3)))
-    if count == 0:
-        return []
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    pieces = [(number, box) for number, box in enumerate(ndimage.find_objects(labels), 1)
-              if sizes[number - 1] >= 0.02 * sizes.max()]
-    groups = []  # [label numbers, rows, columns]
-    for number, (rows, cols) in sorted(pieces, key=lambda piece: piece[1][1].start):
-        if groups and belong_together(groups[-1][1:], (rows, cols)):
-            numbers, group_rows, group_cols = groups[-1]
-            groups[-1] = [numbers + [number], union(group_rows, rows), union(group_cols, cols)]
-        else:
-            groups.append([[number], rows, cols])
-    height = lambda rows: rows.stop - rows.start
-    tallest = max(height(rows) for _, rows, _ in groups)
-    return [np.isin(labels, numbers) for numbers, rows, _ in groups
-            if height(rows) >= max(tallest / 3, 5)]
-
-
-def belong_together(a, b):
-    """Two pieces of one digit: their columns overlap by half the narrower's width (a 4 drawn
-    in two strokes), or one is much shorter and they nearly touch (a 5's loose top bar)."""
-    (a_rows, a_cols), (b_rows, b_cols) = a, b
-    overlap = min(a_cols.stop, b_cols.stop) - max(a_cols.start, b_cols.start)
-    narrower = min(a_cols.stop - a_cols.start, b_cols.stop - b_cols.start)
-    short, tall = sorted((a_rows.stop - a_rows.start, b_rows.stop - b_rows.start))
-    return overlap >= 0.5 * narrower or (short <= 0.6 * tall and overlap >= -0.2 * tall)
-
-
-def union(a, b):
-    return slice(min(a.start, b.start), max(a.stop, b.stop))
-
-
-def digit_ink(ink, group):
-    """One digit's ink, with its soft edges, cropped to the ink."""
-    ink = np.clip(ink * ndimage.binary_dilation(group, iterations=2), 0, 1)
-    rows, cols = np.nonzero(ink > 0.1)
-    return ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-
-
-def thicken_thin_strokes(ink):
-    """A digit drawn with a thin pen, its strokes widened to about MNIST's width (a disk
-    dilation, by the distance transform). MNIST-like strokes are left as they are."""
-    size = max(ink.shape)
-    mask = ink > 0.4
-    edge_pixels = np.count_nonzero(mask & ~ndimage.binary_erosion(mask))
-    width = 2 * np.count_nonzero(mask) / max(edge_pixels, 1)  # area over half the perimeter
-    if width >= 0.6 * MNIST_STROKE * size:
-        return ink
-    radius = (MNIST_STROKE * size - width) / 2
-    ink, mask = np.pad(ink, math.ceil(radius) + 1), np.pad(mask, math.ceil(radius) + 1)
-    grown = np.clip(radius + 1 - ndimage.distance_transform_edt(~mask), 0, 1)
-    return np.maximum(ink, grown)
-
-
-def to_mnist_form(ink):
-    """Light ink on black -> MNIST's 28x28: cropped to the ink, scaled to fit a 20x20 box
-    keeping its aspect ratio, centre of mass at pixel (14, 14) as in MNIST."""
-    rows, cols = np.nonzero(ink > 0.1)
-    ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-    scale = 20.0 / max(ink.shape)
-    height, width = (max(1, round(n * scale)) for n in ink.shape)
-    digit = Image.fromarray(ink.astype(np.float32)).resize((width, height), Image.Resampling.BILINEAR)
-    digit = np.clip(np.asarray(digit), 0, 1)
-    centre_y, centre_x = ndimage.center_of_mass(digit)
-    top = int(np.clip(round(14 - centre_y), 0, 28 - height))
-    left = int(np.clip(round(14 - centre_x), 0, 28 - width))
-    canvas = np.zeros((28, 28), np.float32)
-    canvas[top:top + height, left:left + width] = digit
-    return canvas
-
-
 def read_picture(path):
-    """find_digits of one image file: its digits left to right (K, 28, 28), the main one's index."""
-    path = Path(path)
+    """pictures.read_picture, its refusal a UserError: (digits (K, 28, 28), the main one's index)."""
     try:
-        with open(path, "rb") as file:
-            data = file.read(MAX_FILE_BYTES + 1)
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a folder, not an image: pass the image files in it "
-                        f"(e.g. {path / '*.png'})") from None
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except OSError as error:
-        raise UserError(f"{path}: cannot be read ({error.strerror})") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise UserError(f"{path}: over {MAX_FILE_BYTES // 1_000_000} MB, too large for a picture")
-    try:
-        return find_digits(decode_picture(data))
+        return pictures.read_picture(path)
     except ValueError as error:
-        raise UserError(f"{path}: {error}") from None
+        raise UserError(str(error)) from None
 
 
 def prepare_images(images):
     """File paths or arrays ((28, 28), (N, 28, 28) or (N, 28, 28, 1); uint8 0-255 or float
     0-1) -> the network's (N, 28, 28, 1) float32 input. A file holding several digits
-    contributes its main one (find_digits)."""
+    contributes its main one (pictures.find_digits)."""
     if isinstance(images, (str, os.PathLike)):
         images = [images]
     if isinstance(images, (list, tuple)) and images and isinstance(images[0], (str, os.PathLike)):
@@ -1295,6 +995,20 @@ def predict(model, images):
     return probabilities.argmax(axis=1), probabilities
 
 
+def picture_answerer(model):
+    """answer(grey): a grey picture's digits classified by `model` and described as `predict
+    --json` prints them; safe to call from many threads (one model call at a time)."""
+    lock = threading.Lock()
+
+    def answer(grey):
+        digits, main = pictures.find_digits(grey)
+        with lock:
+            probabilities = np.asarray(model.predict_on_batch(digits[..., np.newaxis]))
+        return describe_prediction(probabilities, main)
+
+    return answer
+
+
 def describe_prediction(probabilities, main):
     """What `predict --json` and the server answer for one picture, given the probabilities of
     its digits left to right: the main digit's class and probabilities, and, where it holds
@@ -1305,348 +1019,6 @@ def describe_prediction(probabilities, main):
     if len(probabilities) > 1:
         answer["digits"] = [int(p.argmax()) for p in probabilities]
     return answer
-
-
-# ---------------------------------------------------------------------------------------------
-# Serving: a page to draw digits on, and an HTTP API
-# ---------------------------------------------------------------------------------------------
-
-MAX_REQUEST_BYTES = 1_000_000
-# A refused body is still read, in pieces and thrown away, up to this much: a connection closed
-# with unread data is reset, and a client that sends all before it reads (Python's http.client)
-# would lose the answer.
-DISCARDED_BYTES = 50_000_000
-PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Draw a digit</title>
-<link rel="icon" href="data:,">
-<style>
-  * { box-sizing: border-box; }
-  [hidden] { display: none !important; }
-  body { margin: 0; min-height: 100vh; display: flex; align-items: center; justify-content: center;
-         font: 16px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
-         color: #1d2433; background: #f2f4f8; }
-  main { width: 100%; max-width: 780px; padding: 20px; }
-  h1 { font-size: 1.4rem; margin: 0 0 4px; }
-  .hint { margin: 0 0 16px; color: #667085; }
-  .card { display: flex; gap: 28px; padding: 20px; background: #fff; border-radius: 16px;
-          box-shadow: 0 1px 3px rgba(16, 24, 40, .1), 0 8px 24px rgba(16, 24, 40, .06); }
-  .pad { flex: none; width: 320px; }
-  .board { position: relative; }
-  canvas { display: block; width: 100%; aspect-ratio: 1; background: #000; border-radius: 12px;
-           touch-action: none; user-select: none; -webkit-user-select: none; cursor: crosshair; }
-  #prompt { position: absolute; inset: 0; display: grid; place-items: center; color: #8a93a6;
-            font-size: 1.3rem; pointer-events: none; }
-  button { width: 100%; margin-top: 12px; padding: 10px; font: inherit; font-weight: 600;
-           color: inherit; background: #fff; border: 1px solid #d0d5dd; border-radius: 10px;
-           cursor: pointer; }
-  button:hover { background: #f6f7f9; }
-  .result { flex: 1; min-width: 0; display: flex; flex-direction: column; }
-  .answer { display: flex; align-items: baseline; gap: 14px; }
-  #digit { font-size: 5.5rem; font-weight: 700; line-height: 1; color: #3b6cf6; }
-  #digit.empty { color: #d0d5dd; }
-  #confidence { color: #667085; }
-  #bars { flex: 1; min-height: 150px; margin-top: 16px; display: grid; gap: 6px;
-          grid-template-columns: repeat(10, 1fr); }
-  .col { min-width: 0; display: flex; flex-direction: column; align-items: center; }
-  .pct { height: 1.3em; font-size: .7rem; color: #667085; }
-  .track { flex: 1; width: 100%; display: flex; align-items: flex-end; background: #eef1f6;
-           border-radius: 6px; overflow: hidden; }
-  .bar { width: 100%; height: 0; background: #a9bdf8; transition: height .15s ease-out; }
-  .bar.top { background: #3b6cf6; }
-  .label { margin-top: 4px; font-weight: 600; }
-  #status { margin: 12px 0 0; color: #b42318; font-size: .9rem; }
-  #status:empty { display: none; }
-  /* A phone: the answer under the canvas, the digit beside the bars, all on one screen. */
-  @media (max-width: 620px) {
-    main { padding: 12px; }
-    h1 { font-size: 1.2rem; }
-    .hint { font-size: .9rem; margin-bottom: 12px; }
-    .card { flex-direction: column; gap: 14px; padding: 14px; }
-    .pad { width: 100%; max-width: min(380px, 52vh); margin: 0 auto; }
-    .result { flex-direction: row; flex-wrap: wrap; gap: 12px; }
-    .answer { width: 4.8rem; flex-direction: column; align-items: center; gap: 2px;
-              text-align: center; font-size: .8rem; }
-    #digit { font-size: 3.6rem; }
-    #bars { margin-top: 0; min-height: 100px; }
-    #status { flex-basis: 100%; margin: 0; }
-  }
-</style>
-</head>
-<body>
-<main>
-  <h1>Handwritten digit recognition</h1>
-  <p class="hint">Draw one digit, 0 to 9, with a mouse, pen or finger: the model's
-    probabilities change as you draw.</p>
-  <div class="card">
-    <div class="pad">
-      <div class="board">
-        <canvas id="canvas" width="280" height="280"></canvas>
-        <div id="prompt">Draw a digit</div>
-      </div>
-      <button id="clear" type="button">Clear</button>
-    </div>
-    <div class="result">
-      <div class="answer"><div id="digit" class="empty">?</div><div id="confidence"></div></div>
-      <div id="bars"></div>
-      <p id="status" role="status"></p>
-    </div>
-  </div>
-</main>
-<script>
-const $ = id => document.getElementById(id);
-const canvas = $('canvas'), ctx = canvas.getContext('2d');
-for (let d = 0; d < 10; d++) {
-  $('bars').insertAdjacentHTML('beforeend', `<div class="col"><span class="pct"></span>
-    <div class="track"><div class="bar" id="bar-${d}"></div></div>
-    <span class="label">${d}</span></div>`);
-}
-// White ink on black, as in MNIST; the server reads either polarity.
-let blank, pointer = null, last, timer = null, busy = false, again = false, generation = 0;
-
-function clear() {
-  ctx.fillStyle = '#000';
-  ctx.fillRect(0, 0, canvas.width, canvas.height);
-  Object.assign(ctx, {strokeStyle: '#fff', fillStyle: '#fff', lineWidth: 20, lineCap: 'round',
-                      lineJoin: 'round'});
-  blank = true;
-  generation++;  // answers to requests sent before this are ignored
-  show(null);
-}
-
-function show(answer) {
-  const p = answer ? answer.probabilities : Array(10).fill(0);
-  for (let d = 0; d < 10; d++) {
-    const bar = $(`bar-${d}`);
-    bar.style.height = `${100 * p[d]}%`;
-    bar.dataset.p = p[d];
-    bar.classList.toggle('top', !!answer && d === answer.digit);
-    const percent = bar.parentNode.previousElementSibling;
-    percent.textContent = p[d] >= 0.01 ? `${Math.round(100 * p[d])}%` : '';
-  }
-  $('digit').textContent = answer ? answer.digit : '?';
-  $('digit').classList.toggle('empty', !answer);
-  $('confidence').textContent = !answer ? '' : `${(100 * answer.probability).toFixed(1)}% sure` +
-    (answer.digits ? ` \\u00b7 digits found: ${answer.digits.join(' ')}` : '');
-  $('prompt').hidden = !!answer || !blank;
-  $('status').textContent = '';
-}
-
-function predict() {
-  if (blank) return;
-  if (busy) { again = true; return; }  // one request at a time; the latest drawing goes next
-  busy = true;
-  again = false;
-  const sent = generation;
-  canvas.toBlob(async blob => {
-    try {
-      const response = await fetch('/predict', {method: 'POST', body: blob,
-                                                headers: {'Content-Type': 'image/png'}});
-      const answer = await response.json().catch(() => ({}));
-      if (sent !== generation) return;
-      if (response.ok) show(answer);
-      else if (response.status === 400) { show(null); $('prompt').hidden = false; }
-      else $('status').textContent =
-        `The server answered ${response.status}: ${answer.error || response.statusText}`;
-    } catch (error) {
-      if (sent === generation) $('status').textContent = 'Cannot reach the server: is it still running?';
-    } finally {
-      busy = false;
-      if (again) predict();
-    }
-  }, 'image/png');
-}
-
-function at(event) {
-  const box = canvas.getBoundingClientRect();
-  return [(event.clientX - box.left) * canvas.width / box.width,
-          (event.clientY - box.top) * canvas.height / box.height];
-}
-
-canvas.addEventListener('pointerdown', event => {
-  if (pointer !== null) return;  // a second finger does not draw
-  pointer = event.pointerId;
-  canvas.setPointerCapture(pointer);
-  last = at(event);
-  ctx.beginPath();
-  ctx.arc(last[0], last[1], ctx.lineWidth / 2, 0, 2 * Math.PI);
-  ctx.fill();
-  blank = false;
-  $('prompt').hidden = true;
-  event.preventDefault();
-});
-canvas.addEventListener('pointermove', event => {
-  if (event.pointerId !== pointer) return;
-  for (const e of event.getCoalescedEvents ? event.getCoalescedEvents() : [event]) {
-    const next = at(e);
-    ctx.beginPath();
-    ctx.moveTo(...last);
-    ctx.lineTo(...next);
-    ctx.stroke();
-    last = next;
-  }
-  // At most one request per 150 ms while drawing, so the bars follow the pen.
-  timer = timer || setTimeout(() => { timer = null; predict(); }, 150);
-});
-const end = event => {
-  if (event.pointerId !== pointer) return;
-  pointer = null;
-  clearTimeout(timer);
-  timer = null;
-  predict();
-};
-canvas.addEventListener('pointerup', end);
-canvas.addEventListener('pointercancel', end);
-$('clear').addEventListener('click', clear);
-clear();
-</script>
-</body>
-</html>
-"""
-
-
-JSON_REQUEST = '{"pixels": 28 rows of 28 numbers from 0 to 255}'
-
-
-def pixels_from_json(body):
-    """The 28x28 grey image of a JSON request {"pixels": [[...28 numbers 0-255...] x 28]}."""
-    try:
-        request = json.loads(body)
-    except (ValueError, RecursionError):  # a UnicodeDecodeError is a ValueError
-        raise ValueError(f"the body is not JSON: expected {JSON_REQUEST}") from None
-    rows = request.get("pixels") if isinstance(request, dict) else None
-    if not (isinstance(rows, list) and len(rows) == 28
-            and all(isinstance(row, list) and len(row) == 28 for row in rows)):
-        raise ValueError(f"expected JSON {JSON_REQUEST}")
-    # type(), not isinstance(): true and false are not pixel values
-    if not all(type(value) in (int, float) and 0 <= value <= 255 for row in rows for value in row):
-        raise ValueError(f"the pixels must be numbers from 0 to 255: expected JSON {JSON_REQUEST}")
-    return np.array(rows, np.float32) / 255
-
-
-def make_server(model, host, port, health):
-    """A threading HTTP server: GET / the drawing page, POST /predict an image file's bytes or
-    JSON pixels, GET /healthz `health`. One model, shared by every request thread."""
-    if not 0 <= port <= 65535:
-        raise UsageError(f"--port must be from 0 to 65535 (0: any free port), not {port}")
-    lock = threading.Lock()  # one model call at a time
-    # Decoding a large picture takes a few hundred MB for a moment: a few at a time, no more.
-    decoding = threading.BoundedSemaphore(os.cpu_count() or 1)
-    methods = {"/": ("GET", "HEAD"), "/healthz": ("GET", "HEAD"), "/predict": ("POST",)}
-
-    def classify(body, content_type):
-        content_type = content_type.lower()
-        if content_type.startswith("multipart/"):
-            raise ValueError("send the image file's bytes as the body, not a form "
-                             "(e.g. curl --data-binary @digit.png)")
-        is_json = content_type.startswith("application/json") or body.lstrip().startswith(b"{")
-        with decoding:
-            grey = pixels_from_json(body) if is_json else decode_picture(body)
-            digits, main = find_digits(grey)
-        with lock:
-            probabilities = np.asarray(model.predict_on_batch(digits[..., np.newaxis]))
-        return describe_prediction(probabilities, main)
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        timeout = 30  # seconds a client may leave its connection silent, so none holds a
-                      # thread for ever (each read has its own 30 s)
-
-        def reply(self, status, body, content_type="application/json"):
-            body = body if isinstance(body, bytes) else (json.dumps(body) + "\n").encode()
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            if status == 405:
-                self.send_header("Allow", ", ".join(methods[self.route]))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-
-        def refuse(self, status, message):
-            self.reply(status, {"error": message})
-
-        def send_error(self, code, message=None, explain=None):
-            """http.server's own refusals (a malformed request), in JSON."""
-            if code == http.HTTPStatus.NOT_IMPLEMENTED:  # a method it has no do_ for: as any
-                return self.answer()                     # other the path does not take
-            self.log_error("code %d, message %s", code, message)
-            self.close_connection = True
-            self.refuse(code, message or http.HTTPStatus(code).phrase)
-
-        @property
-        def route(self):
-            return self.path.partition("?")[0]
-
-        def discard_body(self):
-            """Read the body after the answer (DISCARDED_BYTES), then close the connection."""
-            self.close_connection = True
-            left = min(self.content_length() or 0, DISCARDED_BYTES)
-            with contextlib.suppress(OSError):  # the client left, or went silent
-                while left > 0 and (piece := self.rfile.read(min(left, 1 << 16))):
-                    left -= len(piece)
-
-        def content_length(self):
-            length = self.headers.get("Content-Length", "")
-            return int(length) if length.isascii() and length.isdigit() else None
-
-        def answer(self):
-            if self.route not in methods or self.command not in methods[self.route]:
-                if self.route not in methods:
-                    self.refuse(404, f"no such page: {self.route}")
-                else:
-                    self.refuse(405, f"{self.command} is not allowed on {self.route}")
-                return self.discard_body()
-            if self.route == "/":
-                self.reply(200, PAGE.encode(), "text/html; charset=utf-8")
-            elif self.route == "/healthz":
-                self.reply(200, health)
-            else:
-                self.predict()
-
-        def predict(self):
-            length = self.content_length()
-            if length is None:
-                return self.refuse(411, "a POST needs a Content-Length")
-            if length > MAX_REQUEST_BYTES:
-                self.refuse(413, f"the body is over {MAX_REQUEST_BYTES:,} bytes")
-                return self.discard_body()
-            body = self.rfile.read(length)
-            try:
-                answer = classify(body, self.headers.get("Content-Type", ""))
-            except ValueError as error:
-                return self.refuse(400, str(error))
-            except Exception as error:  # a bug of ours: the client still gets an answer
-                self.log_error("POST /predict failed: %r", error)
-                return self.refuse(500, "the server failed on this request")
-            self.reply(200, answer)
-
-        do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = answer
-
-    class Server(http.server.ThreadingHTTPServer):
-        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        daemon_threads = True
-        request_queue_size = 64  # the default 5 drops connections when many clients arrive
-
-        def handle_error(self, request, client_address):
-            if not isinstance(sys.exc_info()[1], ConnectionError):  # else: the client left
-                super().handle_error(request, client_address)
-
-    try:
-        return Server((host, port), Handler)
-    except OSError as error:
-        raise UsageError(f"cannot listen on {host}:{port} ({error.strerror}): choose another "
-                         "--port or --host") from None
-
-
-def is_loopback(host):
-    try:
-        return all(ipaddress.ip_address(info[4][0]).is_loopback
-                   for info in socket.getaddrinfo(host, None))
-    except (OSError, ValueError):
-        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1974,7 +1346,7 @@ def evaluate_and_save(run, history):
         "wall_seconds": round(time.perf_counter() - run.started, 1),
     }
     examples = augmented_examples(run.x_train[:6], run.recipe) if run.recipe.augment else None
-    save_model_dir(model, run.args.model_dir, metadata, pictures={
+    save_model_dir(model, run.args.model_dir, metadata, reports={
         "results": results, "x_test": run.x_test, "y_test": run.y_test,
         "probabilities": probabilities, "history": history, "examples": examples})
     return metadata
@@ -2122,7 +1494,7 @@ def run_evaluate(args):
                  *[(f"digit {digit}", f"{accuracy:.2%}")
                    for digit, accuracy in results["per_digit_accuracy"].items()]])
     print(confusion_matrix_text(results["confusion_matrix"]), flush=True)
-    failures = draw_reports(model_dir, results, x_test, y_test, probabilities,
+    failures = figures.draw_reports(model_dir, results, x_test, y_test, probabilities,
                             history=read_metadata(model_dir).get("history"))
     if failures:
         error = next(iter(failures.values()))
@@ -2133,16 +1505,16 @@ def run_evaluate(args):
 
 def run_predict(args):
     model = load_model(resolve_model_dir(args.model_dir))
-    pictures = []  # every file is read first, then all their digits are classified in one go
+    read = []  # every file is read first, then all their digits are classified in one go
     for path in args.files:
         try:
-            pictures.append((path, read_picture(path)))
+            read.append((path, read_picture(path)))
         except UserError as error:
-            pictures.append((path, error))
-    found = [picture[0] for _, picture in pictures if not isinstance(picture, UserError)]
+            read.append((path, error))
+    found = [picture[0] for _, picture in read if not isinstance(picture, UserError)]
     probabilities = iter(model.predict(np.concatenate(found)[..., np.newaxis],
                                        batch_size=EVAL_BATCH_SIZE, verbose=0) if found else [])
-    for path, picture in pictures:  # the answers in the order of the files
+    for path, picture in read:  # the answers in the order of the files
         if isinstance(picture, UserError):
             print(f"error: {picture}", file=sys.stderr, flush=True)
             if args.json:
@@ -2156,17 +1528,20 @@ def run_predict(args):
             several = (f"; {len(digits)} digits found, left to right "
                        f"{''.join(map(str, answer['digits']))}") if len(digits) > 1 else ""
             print(f"{path}: {answer['digit']} ({answer['probability']:.1%}){several}", flush=True)
-    return 1 if len(found) < len(pictures) else 0
+    return 1 if len(found) < len(read) else 0
 
 
 def run_serve(args):
     model_dir = resolve_model_dir(args.model_dir)
     model = load_model(model_dir)
     metadata = read_metadata(model_dir)
-    server = make_server(model, args.host, args.port, {
-        "status": "ok", "model": str(model_dir), "arch": metadata.get("model", {}).get("arch"),
-        "test_accuracy": metadata.get("test_accuracy")})
-    if not is_loopback(args.host):
+    try:
+        server = serve.make_server(picture_answerer(model), args.host, args.port, {
+            "status": "ok", "model": str(model_dir), "arch": metadata.get("model", {}).get("arch"),
+            "test_accuracy": metadata.get("test_accuracy")})
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if not serve.is_loopback(args.host):
         print(f"warning: serving on {args.host}, beyond this machine, without authentication: "
               "anyone who can reach it can use it", file=sys.stderr)
     host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address

@@ -292,6 +292,7 @@ def test_usage_errors_answer_before_tensorflow_is_imported(tmp_path):
              ["--compare-batchnorm", "--arch", "mlp"]]
     code = f"""
 import runpy, sys
+sys.path.insert(0, {str(SCRIPT.parent)!r})  # as `python path/to/the/script.py` does
 for args in {cases!r}:
     sys.argv = ["mnist_digit_recognition.py", *args]
     try:

@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import figures
 import mnist_digit_recognition as mdr
+import pictures
 from conftest import (ROOT, SCRIPT, assert_one_line_error, our_stderr_lines, run_main, run_program,
                       run_python)
 
@@ -111,7 +113,7 @@ def test_files_classify_like_the_arrays(variant, shipped_model, test_digits, tmp
 def test_find_digits_keeps_an_mnist_digit_nearly_as_it_is(test_digits):
     digits, _ = test_digits
     for digit in digits[:20]:
-        [prepared], _ = mdr.find_digits(digit / 255.0)
+        [prepared], _ = pictures.find_digits(digit / 255.0)
         assert prepared.shape == (28, 28) and prepared.dtype == np.float32
         ys, xs = np.nonzero(prepared > 0.1)
         assert ys.max() - ys.min() <= 21 and xs.max() - xs.min() <= 21  # fits the 20x20 box
@@ -215,7 +217,7 @@ def test_pictures_are_drawn_and_a_folder_that_cannot_take_them_is_reported(test_
     history = [{"epoch": e, "loss": 1 / e, "accuracy": 1 - 1 / e, "val_loss": 1 / e,
                 "val_accuracy": 1 - 1 / e, "learning_rate": 1e-3 / e} for e in (1, 2, 3)]
     examples = np.zeros((2, 8, 28, 28), np.float32)
-    failures = mdr.draw_reports(tmp_path, results, digits[..., np.newaxis] / 255.0, labels,
+    failures = figures.draw_reports(tmp_path, results, digits[..., np.newaxis] / 255.0, labels,
                                 probabilities, history, examples)
     assert failures == {}
     for name in ("confusion_matrix.png", "misclassified.png", "training_curves.png",
@@ -224,7 +226,7 @@ def test_pictures_are_drawn_and_a_folder_that_cannot_take_them_is_reported(test_
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
     (tmp_path / "blocked").mkdir()
     (tmp_path / "blocked" / "confusion_matrix.png").mkdir()  # a picture that cannot be replaced
-    failures = mdr.draw_reports(tmp_path / "blocked", results)
+    failures = figures.draw_reports(tmp_path / "blocked", results)
     assert list(failures) == ["confusion_matrix.png"]
     assert sorted(p.name for p in (tmp_path / "blocked").iterdir()) == ["confusion_matrix.png"]
 

@@ -23,6 +23,8 @@ import pytest
 from PIL import Image
 
 import mnist_digit_recognition as mdr
+import serve
+from pictures import NOT_AN_IMAGE
 from conftest import SCRIPT, run_main
 
 SHIPPED = Path(__file__).resolve().parent.parent / mdr.DEFAULT_MODEL_DIR
@@ -41,7 +43,7 @@ def running_server(model):
     """make_server on 127.0.0.1 and a free port, serving from a daemon thread. On leaving, it
     is gone as a stopped process is: no longer listening, and no connection it accepted left
     open (a browser opens connections ahead of need, and would send its next request on one)."""
-    server = mdr.make_server(model, "127.0.0.1", 0, HEALTH)
+    server = serve.make_server(mdr.picture_answerer(model), "127.0.0.1", 0, HEALTH)
     accepted = []
     get_request = server.get_request
 
@@ -197,7 +199,7 @@ def predict_error(capsys, tmp_path, data):
                          ids=["broken-png", "garbage", "empty", "blank-black", "blank-white"])
 def test_unreadable_and_blank_images_as_predict_says(server, capsys, tmp_path, data):
     words = predict_error(capsys, tmp_path, data)
-    assert words in (mdr.NOT_AN_IMAGE, "no digit found (the image is blank)")
+    assert words in (NOT_AN_IMAGE, "no digit found (the image is blank)")
     assert post(server, data) == (400, {"error": words})
     assert_still_serving(server)
 
@@ -291,17 +293,18 @@ def test_malformed_requests(server, data, status):
 
 
 def test_port_in_use_and_out_of_range(server, model, capsys):
-    with pytest.raises(mdr.UsageError, match="cannot listen on 127.0.0.1"):
-        mdr.make_server(model, "127.0.0.1", server.server_port, HEALTH)
-    with pytest.raises(mdr.UsageError, match="from 0 to 65535"):
-        mdr.make_server(model, "127.0.0.1", 70000, HEALTH)
+    answer = mdr.picture_answerer(model)
+    with pytest.raises(ValueError, match="cannot listen on 127.0.0.1"):
+        serve.make_server(answer, "127.0.0.1", server.server_port, HEALTH)
+    with pytest.raises(ValueError, match="from 0 to 65535"):
+        serve.make_server(answer, "127.0.0.1", 70000, HEALTH)
     status, _, err = run_main(capsys, "serve", "--port", "70000", "--model-dir", SHIPPED)
     assert status == 2 and len(err) == 1 and "--port" in err[0] and "from 0 to 65535" in err[0]
 
 
 def test_loopback():
-    assert mdr.is_loopback("127.0.0.1") and mdr.is_loopback("localhost") and mdr.is_loopback("::1")
-    assert not mdr.is_loopback("0.0.0.0") and not mdr.is_loopback("")
+    assert serve.is_loopback("127.0.0.1") and serve.is_loopback("localhost") and serve.is_loopback("::1")
+    assert not serve.is_loopback("0.0.0.0") and not serve.is_loopback("")
 
 
 # --- Many clients at once ------------------------------------------------------------------

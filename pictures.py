@@ -1,0 +1,216 @@
+"""People's pictures of digits -> MNIST's 28x28 form.
+
+A picture may be of any size, light on dark or dark on light, a scan or a photo (uneven light,
+ruled paper, a frame, turned by its EXIF orientation), and hold several digits side by side.
+`read_picture(path)` and `find_digits(grey)` return each digit as MNIST stores its own: light
+ink on black, cropped, fitted to a 20x20 box and centred by its centre of mass in 28x28.
+
+NumPy, SciPy and Pillow only: importing this module loads no TensorFlow.
+"""
+
+import io
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+from scipy import ndimage
+
+FORMATS = ["PNG", "JPEG", "BMP", "GIF"]
+NOT_AN_IMAGE = "not a PNG, JPEG, BMP or GIF image"
+MAX_PIXELS = 50_000_000
+MAX_FILE_BYTES = 200_000_000
+WORK_SIZE = 1200  # longer pictures are first reduced to this many pixels on their long side
+MNIST_STROKE = 0.14  # MNIST's median stroke width, as a fraction of the digit's longer side
+
+
+def decode_picture(data):
+    """The bytes of a PNG, JPEG, BMP or GIF file -> grey float32 (H, W) in [0, 1], upright (as
+    its EXIF orientation says) and with any transparency composited onto white paper."""
+    try:
+        with warnings.catch_warnings():  # we refuse such images ourselves, below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=FORMATS)  # reads only the header
+    except Image.DecompressionBombError:
+        image = None
+    except Exception:
+        raise ValueError(NOT_AN_IMAGE) from None
+    if image is None or image.width * image.height > MAX_PIXELS:
+        raise ValueError(f"the image is too large (over {MAX_PIXELS // 1_000_000} megapixels)")
+    try:
+        image.load()  # decodes every pixel, so a truncated file fails here
+        image = ImageOps.exif_transpose(image)
+        if image.mode.startswith("I"):  # 16-bit grey: Pillow's convert("L") would clip it
+            image, white = image.convert("I"), 65535
+        else:
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                image = Image.alpha_composite(Image.new("RGBA", image.size, "white"),
+                                              image.convert("RGBA"))
+            image, white = image.convert("L"), 255
+        image = image.reduce(max(1, max(image.size) // WORK_SIZE))  # a big scan: less memory
+        return np.clip(np.asarray(image, np.float32) / white, 0, 1)
+    except Exception:  # Pillow raises many kinds of error on a damaged file
+        raise ValueError(NOT_AN_IMAGE) from None
+
+
+def find_digits(grey):
+    """The digits in a grey picture (either polarity), left to right, each in MNIST's form
+    (K, 28, 28), and the index of the main one: the tallest (then the one with most ink)."""
+    ink, mask = remove_ruled_lines(*separate_ink(reduce_to_work_size(grey)))
+    groups = group_into_digits(mask)
+    if not groups:
+        raise ValueError("no digit found (the image is blank)")
+    sizes = [(np.ptp(np.flatnonzero(group.any(axis=1))), np.count_nonzero(group)) for group in groups]
+    digits = [to_mnist_form(thicken_thin_strokes(digit_ink(ink, group))) for group in groups]
+    return np.stack(digits), max(range(len(sizes)), key=sizes.__getitem__)
+
+
+def reduce_to_work_size(grey):
+    scale = WORK_SIZE / max(grey.shape)
+    if scale >= 1:
+        return grey.astype(np.float32)
+    size = (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale)))
+    return np.asarray(Image.fromarray(grey.astype(np.float32)).resize(size, Image.Resampling.BOX))
+
+
+def separate_ink(grey):
+    """(ink, mask): the ink light on black, 0 on the paper however unevenly it is lit and 1
+    for typical ink (as in MNIST); the mask where it is surely ink, not noise."""
+    ink = ink_above_paper(grey)
+    median = np.median(ink)
+    noise_floor = max(0.05, median + 6 * 1.4826 * np.median(np.abs(ink - median)))
+    above = ink[ink > noise_floor]
+    if above.size == 0:
+        raise ValueError("no digit found (the image is blank)")
+    level = np.percentile(above, 90)
+    return ink / level, ink > max(noise_floor, 0.4 * level)
+
+
+def ink_above_paper(grey):
+    # Ink is the minority: whichever side of the local brightness has the long tail is the ink.
+    detail = grey - ndimage.uniform_filter(grey, size=max(grey.shape) // 4 + 1)
+    if np.mean(detail ** 3) < 0:
+        grey = 1 - grey
+    # The paper's brightness: an opening with windows far wider than any stroke removes the ink.
+    window = max(15, min(grey.shape) // 4)
+    paper = ndimage.grey_opening(ndimage.gaussian_filter(grey, 1), size=window)
+    return np.clip(grey - paper, 0, None)
+
+
+def remove_ruled_lines(ink, mask):
+    """Take out thin straight lines across 80% of the picture (ruled lines, a frame): ink
+    under half as thick as the handwriting, measured across the line. Where a stroke crosses
+    or runs along such a line the ink is thicker, so it stays."""
+    distance = ndimage.distance_transform_edt(mask)
+    half_stroke = math.ceil(np.percentile(distance[mask], 90))
+    slack = max(1, round(0.02 * max(mask.shape)))  # lets a line be tilted by up to ~2 degrees
+    lines = np.zeros_like(mask)
+    for axis in (0, 1):  # runs down the columns (vertical lines), then along the rows
+        across = np.ones((1, half_stroke) if axis == 0 else (half_stroke, 1), bool)
+        thin = mask & ~ndimage.binary_opening(mask, across)
+        band = ndimage.maximum_filter1d(mask, 2 * slack + 1, axis=1 - axis)
+        length = int(0.8 * mask.shape[axis]) | 1  # odd, so that the two filters line up
+        runs = ndimage.minimum_filter1d(band, length, axis=axis, mode="constant")
+        lines |= ndimage.maximum_filter1d(runs, length, axis=axis) & thin
+    strokes = mask & ~lines
+    ink[ndimage.binary_dilation(lines) & ~strokes] = 0  # the lines with their soft edges
+    return ink, strokes
+
+
+def group_into_digits(mask):
+    """Pieces of ink grouped into digits, left to right, as boolean masks. Specks (pieces
+    under 2% of the largest's pixels) are dropped first; then groups under a third of the
+    tallest's height (a dash, a dot) or under 5 pixels tall."""
+    labels, count = ndimage.label(mask, np.ones((3, 3)))
+    if count == 0:
+        return []
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    pieces = [(number, box) for number, box in enumerate(ndimage.find_objects(labels), 1)
+              if sizes[number - 1] >= 0.02 * sizes.max()]
+    groups = []  # [label numbers, rows, columns]
+    for number, (rows, cols) in sorted(pieces, key=lambda piece: piece[1][1].start):
+        if groups and belong_together(groups[-1][1:], (rows, cols)):
+            numbers, group_rows, group_cols = groups[-1]
+            groups[-1] = [numbers + [number], union(group_rows, rows), union(group_cols, cols)]
+        else:
+            groups.append([[number], rows, cols])
+    height = lambda rows: rows.stop - rows.start
+    tallest = max(height(rows) for _, rows, _ in groups)
+    return [np.isin(labels, numbers) for numbers, rows, _ in groups
+            if height(rows) >= max(tallest / 3, 5)]
+
+
+def belong_together(a, b):
+    """Two pieces of one digit: their columns overlap by half the narrower's width (a 4 drawn
+    in two strokes), or one is much shorter and they nearly touch (a 5's loose top bar)."""
+    (a_rows, a_cols), (b_rows, b_cols) = a, b
+    overlap = min(a_cols.stop, b_cols.stop) - max(a_cols.start, b_cols.start)
+    narrower = min(a_cols.stop - a_cols.start, b_cols.stop - b_cols.start)
+    short, tall = sorted((a_rows.stop - a_rows.start, b_rows.stop - b_rows.start))
+    return overlap >= 0.5 * narrower or (short <= 0.6 * tall and overlap >= -0.2 * tall)
+
+
+def union(a, b):
+    return slice(min(a.start, b.start), max(a.stop, b.stop))
+
+
+def digit_ink(ink, group):
+    """One digit's ink, with its soft edges, cropped to the ink."""
+    ink = np.clip(ink * ndimage.binary_dilation(group, iterations=2), 0, 1)
+    rows, cols = np.nonzero(ink > 0.1)
+    return ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+
+
+def thicken_thin_strokes(ink):
+    """A digit drawn with a thin pen, its strokes widened to about MNIST's width (a disk
+    dilation, by the distance transform). MNIST-like strokes are left as they are."""
+    size = max(ink.shape)
+    mask = ink > 0.4
+    edge_pixels = np.count_nonzero(mask & ~ndimage.binary_erosion(mask))
+    width = 2 * np.count_nonzero(mask) / max(edge_pixels, 1)  # area over half the perimeter
+    if width >= 0.6 * MNIST_STROKE * size:
+        return ink
+    radius = (MNIST_STROKE * size - width) / 2
+    ink, mask = np.pad(ink, math.ceil(radius) + 1), np.pad(mask, math.ceil(radius) + 1)
+    grown = np.clip(radius + 1 - ndimage.distance_transform_edt(~mask), 0, 1)
+    return np.maximum(ink, grown)
+
+
+def to_mnist_form(ink):
+    """Light ink on black -> MNIST's 28x28: cropped to the ink, scaled to fit a 20x20 box
+    keeping its aspect ratio, centre of mass at pixel (14, 14) as in MNIST."""
+    rows, cols = np.nonzero(ink > 0.1)
+    ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    scale = 20.0 / max(ink.shape)
+    height, width = (max(1, round(n * scale)) for n in ink.shape)
+    digit = Image.fromarray(ink.astype(np.float32)).resize((width, height), Image.Resampling.BILINEAR)
+    digit = np.clip(np.asarray(digit), 0, 1)
+    centre_y, centre_x = ndimage.center_of_mass(digit)
+    top = int(np.clip(round(14 - centre_y), 0, 28 - height))
+    left = int(np.clip(round(14 - centre_x), 0, 28 - width))
+    canvas = np.zeros((28, 28), np.float32)
+    canvas[top:top + height, left:left + width] = digit
+    return canvas
+
+
+def read_picture(path):
+    """find_digits of one image file: its digits left to right (K, 28, 28), the main one's index.
+    A file that cannot be read or holds no digit raises ValueError naming the file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a folder, not an image: pass the image files in it "
+                         f"(e.g. {path / '*.png'})") from None
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be read ({error.strerror})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"{path}: over {MAX_FILE_BYTES // 1_000_000} MB, too large for a picture")
+    try:
+        return find_digits(decode_picture(data))
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None

@@ -1,0 +1,162 @@
+"""The HTTP server of `mnist_digit_recognition.py serve`: GET / the drawing page
+(serve_page.html), POST /predict an image file's bytes or JSON pixels, GET /healthz. Standard
+library only, and pictures.py to decode what is posted; the script passes in the model."""
+
+import contextlib
+import http.server
+import ipaddress
+import json
+import os
+import socket
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from pictures import decode_picture
+
+MAX_REQUEST_BYTES = 1_000_000
+# A refused body is still read, in pieces and thrown away, up to this much: a connection closed
+# with unread data is reset, and a client that sends all before it reads (Python's http.client)
+# would lose the answer.
+DISCARDED_BYTES = 50_000_000
+PAGE = (Path(__file__).parent / "serve_page.html").read_bytes()
+
+
+JSON_REQUEST = '{"pixels": 28 rows of 28 numbers from 0 to 255}'
+
+
+def pixels_from_json(body):
+    """The 28x28 grey image of a JSON request {"pixels": [[...28 numbers 0-255...] x 28]}."""
+    try:
+        request = json.loads(body)
+    except (ValueError, RecursionError):  # a UnicodeDecodeError is a ValueError
+        raise ValueError(f"the body is not JSON: expected {JSON_REQUEST}") from None
+    rows = request.get("pixels") if isinstance(request, dict) else None
+    if not (isinstance(rows, list) and len(rows) == 28
+            and all(isinstance(row, list) and len(row) == 28 for row in rows)):
+        raise ValueError(f"expected JSON {JSON_REQUEST}")
+    # type(), not isinstance(): true and false are not pixel values
+    if not all(type(value) in (int, float) and 0 <= value <= 255 for row in rows for value in row):
+        raise ValueError(f"the pixels must be numbers from 0 to 255: expected JSON {JSON_REQUEST}")
+    return np.array(rows, np.float32) / 255
+
+
+def make_server(answer, host, port, health):
+    """A threading HTTP server: GET / the drawing page, POST /predict an image file's bytes or
+    JSON pixels, GET /healthz `health`. `answer(grey)` turns a grey picture into the JSON answer
+    (raising ValueError for one without a digit); every request thread calls it."""
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--port must be from 0 to 65535 (0: any free port), not {port}")
+    # Decoding a large picture takes a few hundred MB for a moment: a few at a time, no more.
+    decoding = threading.BoundedSemaphore(os.cpu_count() or 1)
+    methods = {"/": ("GET", "HEAD"), "/healthz": ("GET", "HEAD"), "/predict": ("POST",)}
+
+    def classify(body, content_type):
+        content_type = content_type.lower()
+        if content_type.startswith("multipart/"):
+            raise ValueError("send the image file's bytes as the body, not a form "
+                             "(e.g. curl --data-binary @digit.png)")
+        is_json = content_type.startswith("application/json") or body.lstrip().startswith(b"{")
+        with decoding:
+            grey = pixels_from_json(body) if is_json else decode_picture(body)
+            return answer(grey)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        timeout = 30  # seconds a client may leave its connection silent, so none holds a
+                      # thread for ever (each read has its own 30 s)
+
+        def reply(self, status, body, content_type="application/json"):
+            body = body if isinstance(body, bytes) else (json.dumps(body) + "\n").encode()
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            if status == 405:
+                self.send_header("Allow", ", ".join(methods[self.route]))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def refuse(self, status, message):
+            self.reply(status, {"error": message})
+
+        def send_error(self, code, message=None, explain=None):
+            """http.server's own refusals (a malformed request), in JSON."""
+            if code == http.HTTPStatus.NOT_IMPLEMENTED:  # a method it has no do_ for: as any
+                return self.answer()                     # other the path does not take
+            self.log_error("code %d, message %s", code, message)
+            self.close_connection = True
+            self.refuse(code, message or http.HTTPStatus(code).phrase)
+
+        @property
+        def route(self):
+            return self.path.partition("?")[0]
+
+        def discard_body(self):
+            """Read the body after the answer (DISCARDED_BYTES), then close the connection."""
+            self.close_connection = True
+            left = min(self.content_length() or 0, DISCARDED_BYTES)
+            with contextlib.suppress(OSError):  # the client left, or went silent
+                while left > 0 and (piece := self.rfile.read(min(left, 1 << 16))):
+                    left -= len(piece)
+
+        def content_length(self):
+            length = self.headers.get("Content-Length", "")
+            return int(length) if length.isascii() and length.isdigit() else None
+
+        def answer(self):
+            if self.route not in methods or self.command not in methods[self.route]:
+                if self.route not in methods:
+                    self.refuse(404, f"no such page: {self.route}")
+                else:
+                    self.refuse(405, f"{self.command} is not allowed on {self.route}")
+                return self.discard_body()
+            if self.route == "/":
+                self.reply(200, PAGE, "text/html; charset=utf-8")
+            elif self.route == "/healthz":
+                self.reply(200, health)
+            else:
+                self.predict()
+
+        def predict(self):
+            length = self.content_length()
+            if length is None:
+                return self.refuse(411, "a POST needs a Content-Length")
+            if length > MAX_REQUEST_BYTES:
+                self.refuse(413, f"the body is over {MAX_REQUEST_BYTES:,} bytes")
+                return self.discard_body()
+            body = self.rfile.read(length)
+            try:
+                answer = classify(body, self.headers.get("Content-Type", ""))
+            except ValueError as error:
+                return self.refuse(400, str(error))
+            except Exception as error:  # a bug of ours: the client still gets an answer
+                self.log_error("POST /predict failed: %r", error)
+                return self.refuse(500, "the server failed on this request")
+            self.reply(200, answer)
+
+        do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = answer
+
+    class Server(http.server.ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        daemon_threads = True
+        request_queue_size = 64  # the default 5 drops connections when many clients arrive
+
+        def handle_error(self, request, client_address):
+            if not isinstance(sys.exc_info()[1], ConnectionError):  # else: the client left
+                super().handle_error(request, client_address)
+
+    try:
+        return Server((host, port), Handler)
+    except OSError as error:
+        raise ValueError(f"cannot listen on {host}:{port} ({error.strerror}): choose another "
+                         "--port or --host") from None
+
+
+def is_loopback(host):
+    try:
+        return all(ipaddress.ip_address(info[4][0]).is_loopback
+                   for info in socket.getaddrinfo(host, None))
+    except (OSError, ValueError):
+        return False
