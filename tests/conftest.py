@@ -1,6 +1,7 @@
 """Shared fixtures: the real MNIST data (small slices of it) and a way to run the program."""
 
 import gzip
+import io
 import os
 import struct
 import subprocess
@@ -13,20 +14,68 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "mnist_digit_recognition.py"
 SHARED_DATA = ROOT.parent / "shared" / "data" / "mnist"
+# The trained model the repository ships (SPEC section 5).
+SHIPPED = ROOT / "mnist_digit_recognition_model"
+
+
+def missing(what):
+    """A test cannot have what it needs: under CI (CI=true) that is a failure, elsewhere a
+    skip that says what is missing."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{what} (CI must run every test)", pytrace=False)
+    pytest.skip(what)
 
 
 def mnist_data_dir():
-    """The full MNIST copy: $MNIST_DATA, else ../shared/data/mnist beside the repository."""
-    candidate = Path(os.environ.get("MNIST_DATA") or SHARED_DATA)
-    return candidate if candidate.exists() else None
+    """The full MNIST copy: $MNIST_DATA, else ../shared/data/mnist beside the repository;
+    None when neither exists."""
+    for candidate in (os.environ.get("MNIST_DATA"), SHARED_DATA):
+        if candidate and Path(candidate).exists():
+            return Path(candidate)
+    return None
+
+
+def keras_mnist_arrays(lock_folder):
+    """MNIST from Keras' own download and cache (~/.keras/datasets, or $KERAS_HOME), once at a
+    time across the test processes of pytest-xdist."""
+    import fcntl
+    import socket
+
+    import keras
+
+    timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(30)  # Keras' download has none: no network fails, it does not hang
+    try:
+        with open(lock_folder / "mnist-download.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    finally:
+        socket.setdefaulttimeout(timeout)
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
 @pytest.fixture(scope="session")
-def data_dir():
+def data_dir(tmp_path_factory):
+    """A folder holding the full MNIST both ways: mnist.npz and the four gzipped IDX files.
+    From $MNIST_DATA or ../shared/data/mnist; where neither exists, from Keras' download."""
     found = mnist_data_dir()
-    if found is None:
-        pytest.skip(f"needs the MNIST data: set MNIST_DATA or put it at {SHARED_DATA}")
-    return found
+    if found is not None and (found / "mnist.npz").is_file() and \
+            all((found / f"{stem}.gz").is_file() for stem in IDX_NAMES.values()):
+        return found
+    if found is not None:  # one layout of it (or a .npz file): make the other
+        import mnist_digit_recognition as mdr
+
+        arrays = mdr.read_mnist_arrays(found)
+    else:
+        try:
+            arrays = keras_mnist_arrays(tmp_path_factory.getbasetemp().parent)
+        except Exception as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            missing(f"needs the MNIST data: set MNIST_DATA, put it at {SHARED_DATA}, or let "
+                    f"Keras download it (that failed: {reason})")
+    folder = tmp_path_factory.mktemp("mnist")
+    np.savez(folder / "mnist.npz", **arrays)
+    return write_idx_folder(folder, arrays)
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +83,24 @@ def full_arrays(data_dir):
     """The four raw uint8 arrays of the real data set."""
     import mnist_digit_recognition as mdr
 
-    return mdr.read_mnist_arrays(data_dir)
+    return mdr.read_mnist_arrays(data_dir / "mnist.npz")
+
+
+@pytest.fixture(scope="session")
+def test_digits(full_arrays):
+    """The first 100 real test digits (uint8 (100, 28, 28), light on dark) and their labels."""
+    return full_arrays["x_test"][:100], full_arrays["y_test"][:100]
+
+
+@pytest.fixture(scope="session")
+def shipped_model():
+    """The model the repository ships, loaded once per test process (read only: no test
+    changes it)."""
+    import mnist_digit_recognition as mdr
+
+    if not (SHIPPED / "model.keras").is_file():
+        missing(f"the repository's trained model is missing ({SHIPPED})")
+    return mdr.load_model(SHIPPED)
 
 
 def slice_arrays(arrays, n_train, n_test):
@@ -61,8 +127,8 @@ def write_idx(path, array, compress=True):
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I",
                                                                          *array.shape)
     data = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
-    opener = gzip.open if compress else open
-    with opener(path, "wb") as f:
+    # compresslevel 1: the full set in a second or two where gzip's default takes ten
+    with (gzip.open(path, "wb", compresslevel=1) if compress else open(path, "wb")) as f:
         f.write(data)
 
 
@@ -120,3 +186,132 @@ def assert_one_line_error(result, *words, code=2):
     for word in words:
         assert word in lines[0], lines[0]
     return lines[0]
+
+
+# --- Pictures of MNIST digits as files, in the forms people save them ------------------------
+
+def enlarge(digit, factor):
+    return np.kron(digit, np.ones((factor, factor), np.uint8))
+
+
+def colourise(digit):
+    """Dark-blue ink on yellowish paper, as a photo of a note might look."""
+    ink = digit[..., np.newaxis].astype(np.float32) / 255
+    paper, pen = np.array([250, 240, 190]), np.array([20, 30, 120])
+    return np.round(paper * (1 - ink) + pen * ink).astype(np.uint8)
+
+
+# name: (file suffix, pixels from a uint8 MNIST digit (light on dark), the share of digits
+# that must read as their arrays do: resizing and re-centring may change a borderline one)
+PICTURE_FORMS = {
+    "png 28x28": (".png", lambda d: d, 0.97),
+    "png inverted": (".png", lambda d: 255 - d, 0.97),
+    "jpeg 3x": (".jpg", lambda d: enlarge(d, 3), 0.95),
+    "png 5x inverted": (".png", lambda d: 255 - enlarge(d, 5), 0.95),
+    "png colour 2x": (".png", lambda d: colourise(enlarge(d, 2)), 0.95),
+    "bmp": (".bmp", lambda d: d, 0.97),
+    "gif inverted": (".gif", lambda d: 255 - d, 0.97),
+}
+
+
+def save_image(path, pixels):
+    """Write uint8 pixels (H, W) or (H, W, 3) as the file type of the path's suffix (PNG,
+    JPEG at quality 95, BMP or GIF), with Pillow."""
+    from PIL import Image
+
+    options = {"quality": 95} if Path(path).suffix == ".jpg" else {}
+    Image.fromarray(pixels).save(path, **options)
+    return path
+
+
+# --- Broken data files: (name, build(folder, arrays) -> the --data path, words of the error) ---
+
+def npz_file(make, name="mnist.npz"):
+    """A .npz of the arrays make(arrays) returns."""
+    def build(folder, arrays):
+        np.savez(folder / name, **make(arrays))
+        return folder / name
+    return build
+
+
+def raw_file(name, content):
+    def build(folder, arrays):
+        (folder / name).write_bytes(content(arrays) if callable(content) else content)
+        return folder / name
+    return build
+
+
+def broken_idx(breaker):
+    """An IDX folder of the arrays, then broken by breaker(folder, arrays)."""
+    def build(folder, arrays):
+        path = write_idx_folder(folder / "idx", arrays)
+        breaker(path, arrays)
+        return path
+    return build
+
+
+def idx_gz(stem, raw=None, array=None, gzipped=True):
+    """Replace one IDX file with raw bytes (gzipped or as they are) or another array."""
+    def breaker(folder, arrays):
+        target = folder / f"{stem}.gz"
+        if array is not None:
+            write_idx(target, array(arrays))
+        elif gzipped:
+            with gzip.open(target, "wb") as f:
+                f.write(raw(arrays) if callable(raw) else raw)
+        else:
+            target.write_bytes(raw(arrays) if callable(raw) else raw)
+    return breaker
+
+
+def idx_bytes(array):
+    return struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + \
+        struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+
+
+def npz_bytes(arrays):
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+NOT_MNIST = "expected a Keras-layout mnist.npz or a folder with the four IDX files"
+CORRUPT_DATA = [
+    ("empty npz", raw_file("empty.npz", b""), ["empty.npz", "not a readable .npz", NOT_MNIST]),
+    ("text file as npz", raw_file("notes.npz", b"hello"),
+     ["notes.npz", "not a readable .npz", NOT_MNIST]),
+    ("README as data", raw_file("README.md", b"# a project\n"),
+     ["README.md", "not a readable .npz file, so not MNIST", NOT_MNIST]),
+    ("truncated npz", raw_file("cut.npz", lambda a: npz_bytes(a)[:5000]),
+     ["cut.npz", "not a readable .npz"]),
+    ("npz without test labels",
+     npz_file(lambda a: {k: v for k, v in a.items() if k != "y_test"}),
+     ["mnist.npz lacks the array(s) y_test", "(x_train, y_train, x_test, y_test)"]),
+    ("float images in npz", npz_file(lambda a: dict(a, x_train=a["x_train"] / 255.0)),
+     ["train images have shape (600, 28, 28) and type float64", "expected (N, 28, 28) uint8"]),
+    ("IDX folder missing a file",
+     broken_idx(lambda f, a: (f / "t10k-labels-idx1-ubyte.gz").unlink()),
+     ["has no t10k-labels-idx1-ubyte or t10k-labels-idx1-ubyte.gz", NOT_MNIST]),
+    ("empty IDX file", broken_idx(idx_gz("t10k-images-idx3-ubyte", raw=b"")),
+     ["t10k-images-idx3-ubyte.gz is not an MNIST IDX file", "magic number empty"]),
+    ("IDX not gzip", broken_idx(idx_gz("t10k-images-idx3-ubyte", raw=b"plain", gzipped=False)),
+     ["t10k-images-idx3-ubyte.gz cannot be read", "truncated or not gzip"]),
+    ("IDX truncated gzip", broken_idx(idx_gz(
+        "train-images-idx3-ubyte", raw=lambda a: gzip.compress(idx_bytes(a["x_train"]))[:20000],
+        gzipped=False)), ["train-images-idx3-ubyte.gz cannot be read", "truncated or not gzip"]),
+    ("IDX wrong magic number", broken_idx(idx_gz("train-images-idx3-ubyte",
+                                                 raw=b"\0\0\x09\x03" + b"\0" * 16)),
+     ["train-images-idx3-ubyte.gz is not an MNIST IDX file", "wrong magic number 00000903"]),
+    ("IDX truncated", broken_idx(idx_gz("train-labels-idx1-ubyte",
+                                        raw=b"\0\0\x08\x01" + (600).to_bytes(4, "big") + b"\0" * 10)),
+     ["train-labels-idx1-ubyte.gz is truncated: 18 bytes where its header (600,) promises 608"]),
+    ("IDX images 27x27", broken_idx(idx_gz("train-images-idx3-ubyte",
+                                           array=lambda a: a["x_train"][:, :27, :27])),
+     ["train images have shape (600, 27, 27)", "expected (N, 28, 28) uint8"]),
+    ("IDX labels out of range", broken_idx(idx_gz("train-labels-idx1-ubyte",
+                                                  array=lambda a: a["y_train"] + 10)),
+     ["train labels range from 10 to 19; expected digits 0-9"]),
+    ("IDX counts differ", broken_idx(idx_gz("train-labels-idx1-ubyte",
+                                            array=lambda a: a["y_train"][:-1])),
+     ["600 train images but 599 labels"]),
+]

@@ -1,12 +1,15 @@
 """Loading MNIST from both layouts, and refusing broken files with one clear message."""
 
-import gzip
+import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import mnist_digit_recognition as mdr
-from conftest import IDX_NAMES, write_idx, write_idx_folder
+from conftest import CORRUPT_DATA, IDX_NAMES, ROOT, write_idx_folder
 
 
 def test_npz_and_idx_layouts_give_the_same_arrays(data_dir, tmp_path, small_arrays):
@@ -47,83 +50,52 @@ def test_checksum_tells_data_sets_apart(small_arrays):
     assert mdr.mnist_checksum(small_arrays) != mdr.mnist_checksum(changed)
 
 
-def idx_bytes(array):
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
-    return header + array.tobytes()
-
-
-def corrupt_cases(arrays):
-    """(name, how to break an IDX folder, words the message must contain)."""
-    def remove(stem):
-        return lambda folder: (folder / f"{stem}.gz").unlink()
-
-    def overwrite(stem, data, compress=True):
-        def apply(folder):
-            (folder / f"{stem}.gz").unlink()
-            if compress:
-                with gzip.open(folder / f"{stem}.gz", "wb") as f:
-                    f.write(data)
-            else:
-                (folder / f"{stem}.gz").write_bytes(data)
-        return apply
-
-    def rewrite(stem, array):
-        return lambda folder: write_idx(folder / f"{stem}.gz", array)
-
-    images, labels = arrays["x_train"], arrays["y_train"]
-    return [
-        ("missing labels file", remove("train-labels-idx1-ubyte"), "train-labels-idx1-ubyte"),
-        ("empty file", overwrite("t10k-images-idx3-ubyte", b""), "magic number"),
-        ("not gzip", overwrite("t10k-images-idx3-ubyte", b"hello", compress=False), "cannot be read"),
-        ("truncated gzip", overwrite("train-images-idx3-ubyte",
-                                     gzip.compress(idx_bytes(images))[:20000], compress=False),
-         "cannot be read"),
-        ("wrong magic", overwrite("train-images-idx3-ubyte", b"\x00\x00\x09\x03" + b"\0" * 16),
-         "magic number"),
-        ("truncated data", overwrite("train-labels-idx1-ubyte",
-                                     b"\0\0\x08\x01" + (600).to_bytes(4, "big") + b"\0" * 10),
-         "truncated"),
-        ("wrong image size", rewrite("train-images-idx3-ubyte", images[:, :27, :27]), "(N, 28, 28)"),
-        ("labels out of range", rewrite("train-labels-idx1-ubyte", labels + 10), "0-9"),
-        ("counts differ", rewrite("train-labels-idx1-ubyte", labels[:-1]), "labels"),
-    ]
-
-
-@pytest.mark.parametrize("case", range(9))
-def test_broken_idx_folder_is_refused_with_a_clear_message(case, tmp_path, small_arrays):
-    name, breaker, expected = corrupt_cases(small_arrays)[case]
-    folder = write_idx_folder(tmp_path / "idx", small_arrays)
-    breaker(folder)
+@pytest.mark.parametrize("case", CORRUPT_DATA, ids=[case[0] for case in CORRUPT_DATA])
+def test_broken_data_is_refused_with_one_line_saying_what_is_wrong(case, tmp_path, small_arrays):
+    """The function's refusal; tests/test_bad_input.py runs the same cases on the command line."""
+    name, build, words = case
     with pytest.raises(mdr.UserError) as error:
-        mdr.read_mnist_arrays(folder)
+        mdr.read_mnist_arrays(build(tmp_path, small_arrays))
+    assert not isinstance(error.value, mdr.UsageError), "the path was good, its content is not"
     message = str(error.value)
-    assert expected in message, (name, message)
     assert "\n" not in message
-
-
-def test_broken_npz_is_refused(tmp_path, small_arrays):
-    not_zip = tmp_path / "garbage.npz"
-    not_zip.write_bytes(b"this is not an npz file")
-    with pytest.raises(mdr.UserError, match="not a readable .npz"):
-        mdr.read_mnist_arrays(not_zip)
-
-    missing_key = tmp_path / "missing.npz"
-    np.savez(missing_key, **{k: v for k, v in small_arrays.items() if k != "y_test"})
-    with pytest.raises(mdr.UserError, match="lacks the array"):
-        mdr.read_mnist_arrays(missing_key)
-
-    wrong_dtype = tmp_path / "float.npz"
-    np.savez(wrong_dtype, **dict(small_arrays, x_train=small_arrays["x_train"] / 255.0))
-    with pytest.raises(mdr.UserError, match="uint8"):
-        mdr.read_mnist_arrays(wrong_dtype)
-
-    truncated = tmp_path / "truncated.npz"
-    np.savez(truncated, **small_arrays)
-    truncated.write_bytes(truncated.read_bytes()[:5000])
-    with pytest.raises(mdr.UserError, match="not a readable .npz"):
-        mdr.read_mnist_arrays(truncated)
+    for word in words:
+        assert word in message, (name, message)
 
 
 def test_missing_path_is_a_usage_error(tmp_path):
     with pytest.raises(mdr.UsageError, match="--data"):
         mdr.read_mnist_arrays(tmp_path / "nowhere")
+
+
+NEEDS_DATA = """
+def test_the_full_set_is_there(data_dir, full_arrays):
+    assert full_arrays["x_train"].shape == (60000, 28, 28)
+"""
+
+
+def test_without_data_the_suite_tries_keras_download_and_under_ci_fails(tmp_path):
+    """Neither $MNIST_DATA nor ../shared/data/mnist, and no network: the tests that need MNIST
+    ask Keras' download for it, then skip saying so, or under CI=true fail (never a silent
+    skip in CI). Run on a copy of conftest.py whose ../shared does not exist."""
+    tests = tmp_path / "repository" / "tests"
+    tests.mkdir(parents=True)
+    shutil.copy(ROOT / "tests" / "conftest.py", tests)
+    (tests / "test_needs_data.py").write_text(NEEDS_DATA)
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("MNIST_DATA", "CI", "PYTEST_XDIST_WORKER", "PYTEST_ADDOPTS")}
+    env.update(PYTHONPATH=str(ROOT), KERAS_HOME=str(tmp_path / "keras"), TF_CPP_MIN_LOG_LEVEL="3",
+               https_proxy="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9",
+               HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
+    runs = {ci: subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-rsE",
+         str(tests)], cwd=tests.parent, env={**env, **({"CI": "true"} if ci else {})},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for ci in (False, True)}
+    outputs = {ci: run.communicate(timeout=300)[0] for ci, run in runs.items()}
+    assert runs[False].returncode == 0 and "1 skipped" in outputs[False], outputs[False]
+    assert runs[True].returncode == 1 and "1 error" in outputs[True], outputs[True]
+    for output in outputs.values():
+        assert "needs the MNIST data: set MNIST_DATA" in output
+        assert "let Keras download it (that failed: " in output
+        assert "tf-keras-datasets/mnist.npz" in output  # Keras' own download was tried
+    assert "(CI must run every test)" in outputs[True]
