@@ -7,7 +7,6 @@ training started, and the saved model untouched. A few cases run again as a real
 show the same line and no traceback end to end.
 """
 
-import gzip
 import shutil
 import time
 
@@ -15,37 +14,10 @@ import numpy as np
 import pytest
 
 import mnist_digit_recognition as mdr
-from conftest import (SCRIPT, assert_one_line_error, run_main, run_program, run_python, write_idx,
-                      write_idx_folder)
+from conftest import (CORRUPT_DATA, SCRIPT, assert_one_line_error, run_main, run_program,
+                      run_python)
 
 USAGE, FAILURE = 2, 1
-
-
-def npz_without(arrays, name):
-    return {key: value for key, value in arrays.items() if key != name}
-
-
-def make_npz(folder, arrays, name="mnist.npz"):
-    np.savez(folder / name, **arrays)
-    return folder / name
-
-
-def idx_folder(folder, arrays, breaker):
-    """An IDX folder of the small slice, broken by `breaker(folder)`."""
-    path = write_idx_folder(folder / "idx", arrays)
-    breaker(path)
-    return path
-
-
-def replace_idx(stem, raw=None, array=None):
-    def breaker(folder):
-        target = folder / f"{stem}.gz"
-        if array is not None:
-            write_idx(target, array)
-        else:
-            with gzip.open(target, "wb") as f:
-                f.write(raw)
-    return breaker
 
 
 def data_case(build):
@@ -129,102 +101,102 @@ def interrupted_run_without_resume(folder, arrays):
     return ["--epochs", "1"]
 
 
-# (name, the command's arguments, words its one stderr line must hold, exit status)
+WHOLE, POSITIVE, FRACTION = "must be a whole number", "must be a whole number >= 1", "must be in [0, 1)"
+SEEDS = "must be a whole number from 0 to 4294967295"
+# (name, the command's arguments, words its one stderr line must hold: what is wrong and what
+# to do, exit status)
 CASES = [
     # flags
-    ("epochs zero", flags("--epochs", "0"), ["--epochs"], USAGE),
-    ("epochs not a number", flags("--epochs", "ten"), ["--epochs"], USAGE),
-    ("negative batch size", flags("--batch-size", "-4"), ["--batch-size"], USAGE),
-    ("conv dropout of 1", flags("--conv-dropout", "1"), ["--conv-dropout"], USAGE),
-    ("negative dense dropout", flags("--dense-dropout", "-0.1"), ["--dense-dropout"], USAGE),
-    ("learning rate zero", flags("--learning-rate", "0"), ["--learning-rate"], USAGE),
-    ("learning rate nan", flags("--learning-rate", "nan"), ["--learning-rate"], USAGE),
-    ("validation split above 1", flags("--validation-split", "1.5"), ["--validation-split"], USAGE),
-    ("zoom range 2", flags("--zoom-range", "2"), ["--zoom-range"], USAGE),
-    ("rotation 400 degrees", flags("--rotation-range", "400"), ["--rotation-range"], USAGE),
-    ("unknown architecture", flags("--arch", "resnet"), ["--arch"], USAGE),
-    ("unknown optimizer", flags("--optimizer", "adagrad"), ["--optimizer"], USAGE),
-    ("unknown engine", flags("--augmentation-engine", "numpy"), ["--augmentation-engine"], USAGE),
-    ("unknown strategy", flags("--distribute", "tpu"), ["--distribute"], USAGE),
-    ("unknown flag", flags("--no-such-flag"), ["--no-such-flag"], USAGE),
-    ("negative seed", flags("--seed", "-1"), ["--seed"], USAGE),
-    ("seed beyond 32 bits", flags("--seed", str(2**32)), ["--seed", "4294967295"], USAGE),
+    ("epochs zero", flags("--epochs", "0"), ["--epochs", POSITIVE, "'0'", "--help"], USAGE),
+    ("epochs not a number", flags("--epochs", "ten"), ["--epochs", f"{WHOLE}, not 'ten'"], USAGE),
+    ("negative batch size", flags("--batch-size", "-4"), ["--batch-size", POSITIVE, "'-4'"],
+     USAGE),
+    ("conv dropout of 1", flags("--conv-dropout", "1"), ["--conv-dropout", FRACTION, "'1'"],
+     USAGE),
+    ("negative dense dropout", flags("--dense-dropout", "-0.1"),
+     ["--dense-dropout", FRACTION, "'-0.1'"], USAGE),
+    ("learning rate zero", flags("--learning-rate", "0"),
+     ["--learning-rate", "must be in (0, 1000000.0), not '0'"], USAGE),
+    ("learning rate nan", flags("--learning-rate", "nan"),
+     ["--learning-rate", "must be in (0, 1000000.0), not 'nan'"], USAGE),
+    ("validation split above 1", flags("--validation-split", "1.5"),
+     ["--validation-split", FRACTION, "'1.5'"], USAGE),
+    ("zoom range 2", flags("--zoom-range", "2"), ["--zoom-range", FRACTION, "'2'"], USAGE),
+    ("rotation 400 degrees", flags("--rotation-range", "400"),
+     ["--rotation-range", "must be in [0, 180], not '400'"], USAGE),
+    ("unknown architecture", flags("--arch", "resnet"),
+     ["--arch", "invalid choice: 'resnet'", "'cnn', 'classic-cnn', 'deep-cnn', 'mlp'"], USAGE),
+    ("unknown optimizer", flags("--optimizer", "adagrad"),
+     ["--optimizer", "invalid choice: 'adagrad'", "'adam', 'rmsprop', 'sgd'"], USAGE),
+    ("unknown engine", flags("--augmentation-engine", "numpy"),
+     ["--augmentation-engine", "invalid choice: 'numpy'", "'layers', 'imagedatagenerator'"],
+     USAGE),
+    ("unknown strategy", flags("--distribute", "tpu"),
+     ["--distribute", "invalid choice: 'tpu'", "'auto', 'none', 'mirrored'"], USAGE),
+    ("unknown flag", flags("--no-such-flag"), ["unrecognized arguments: --no-such-flag", "--help"],
+     USAGE),
+    ("negative seed", flags("--seed", "-1"), ["--seed", SEEDS, "'-1'"], USAGE),
+    ("seed beyond 32 bits", flags("--seed", str(2**32)), ["--seed", SEEDS, "'4294967296'"], USAGE),
     ("batch larger than the training images", flags("--batch-size", "100000",
                                                      "--train-size", "300"),
-     ["--batch-size", "270 images"], USAGE),
+     ["--batch-size 100,000 is more than the 270 images to train on", "smaller --batch-size"],
+     USAGE),
     ("flags before the action", flags("--model-dir", "m1", "predict", "d0.png"),
-     ["action comes first", "predict"], USAGE),
-    ("misspelt action", flags("predcit", "d0.png"), ["predcit", "is predict?"], USAGE),
+     ["unrecognized arguments: predict d0.png", "action comes first",
+      "mnist_digit_recognition.py predict [its flags and files]"], USAGE),
+    ("misspelt action", flags("predcit", "d0.png"),
+     ["unrecognized arguments: predcit d0.png", "is predict?"], USAGE),
     ("a flag of the action before it", flags("--json", "predict", "d0.png"),
-     ["--json", "action comes first"], USAGE),
-    ("serve: port not a number", flags("serve", "--port", "http"), ["--port"], USAGE),
-    ("train size zero", flags("--train-size", "0"), ["--train-size"], USAGE),
-    ("train size above the data", flags("--train-size", "100000"), ["--train-size"], USAGE),
-    ("too few images to hold any out", flags("--train-size", "1"), ["--validation-split"], USAGE),
+     ["unrecognized arguments: --json predict d0.png", "action comes first"], USAGE),
+    ("serve: port not a number", flags("serve", "--port", "http"),
+     ["--port", f"{WHOLE}, not 'http'", "serve --help"], USAGE),
+    ("train size zero", flags("--train-size", "0"), ["--train-size", POSITIVE, "'0'"], USAGE),
+    ("train size above the data", flags("--train-size", "100000"),
+     ["--train-size 100,000 is more than the 600 training images"], USAGE),
+    ("too few images to hold any out", flags("--train-size", "1"),
+     ["1 training image are too few for --validation-split 0.1", "more images or a smaller split"],
+     USAGE),
     ("compare batch norm of the mlp", flags("--compare-batchnorm", "--arch", "mlp"),
-     ["--compare-batchnorm"], USAGE),
-    ("dropout of the mlp", flags("--arch", "mlp", "--dense-dropout", "0.5"), ["mlp", "dropout"],
-     USAGE),
-    ("resume with nothing to resume", flags("--resume"), ["no interrupted run"], USAGE),
-    ("interrupted run, no --resume", interrupted_run_without_resume, ["--resume"], USAGE),
-    ("tensorboard logs into a file", tensorboard_into_a_file, ["--tensorboard", "notes.txt"],
-     USAGE),
-    # data files
-    ("data path missing", data_case(lambda d, a: d / "nowhere.npz"), ["nowhere.npz", "--data"],
-     USAGE),
-    ("empty npz", data_case(write_file("empty.npz", b"")), ["not a readable .npz"], FAILURE),
-    ("text file as npz", data_case(write_file("notes.npz", b"hello")), ["not a readable .npz"],
-     FAILURE),
-    ("README as data", data_case(write_file("README.md", b"# a project\n")),
-     ["README.md", "not MNIST", "IDX"], FAILURE),
-    ("truncated npz", data_case(lambda d, a: write_file("cut.npz", make_npz(d, a).read_bytes()[
-        :5000])(d, a)), ["not a readable .npz"], FAILURE),
-    ("npz without test labels", data_case(lambda d, a: make_npz(d, npz_without(a, "y_test"))),
-     ["lacks the array", "y_test"], FAILURE),
-    ("float images in npz", data_case(lambda d, a: make_npz(d, dict(a, x_train=a["x_train"] /
-                                                                    255.0))), ["uint8"], FAILURE),
-    ("IDX folder missing a file", data_case(lambda d, a: idx_folder(
-        d, a, lambda f: (f / "t10k-labels-idx1-ubyte.gz").unlink())),
-     ["t10k-labels-idx1-ubyte"], FAILURE),
-    ("empty IDX file", data_case(lambda d, a: idx_folder(
-        d, a, replace_idx("t10k-images-idx3-ubyte", raw=b""))), ["magic number"], FAILURE),
-    ("IDX wrong magic number", data_case(lambda d, a: idx_folder(
-        d, a, replace_idx("train-images-idx3-ubyte", raw=b"\0\0\x09\x03" + b"\0" * 16))),
-     ["magic number"], FAILURE),
-    ("IDX truncated", data_case(lambda d, a: idx_folder(
-        d, a, replace_idx("train-labels-idx1-ubyte",
-                          raw=b"\0\0\x08\x01" + (600).to_bytes(4, "big") + b"\0" * 10))),
-     ["truncated"], FAILURE),
-    ("IDX not gzip", data_case(lambda d, a: idx_folder(
-        d, a, lambda f: (f / "t10k-images-idx3-ubyte.gz").write_bytes(b"plain"))),
-     ["cannot be read"], FAILURE),
-    ("IDX images 27x27", data_case(lambda d, a: idx_folder(
-        d, a, replace_idx("train-images-idx3-ubyte", array=a["x_train"][:, :27, :27]))),
-     ["(N, 28, 28)"], FAILURE),
-    ("IDX labels out of range", data_case(lambda d, a: idx_folder(
-        d, a, replace_idx("train-labels-idx1-ubyte", array=a["y_train"] + 10))), ["0-9"],
-     FAILURE),
-    ("IDX counts differ", data_case(lambda d, a: idx_folder(
-        d, a, replace_idx("train-labels-idx1-ubyte", array=a["y_train"][:-1]))),
-     ["600 train images but 599 labels"], FAILURE),
+     ["--compare-batchnorm", "the mlp has no batch norm layers", "use another --arch"], USAGE),
+    ("dropout of the mlp", flags("--arch", "mlp", "--dense-dropout", "0.5"),
+     ["--dense-dropout", "the mlp has no dropout layers", "use another --arch"], USAGE),
+    ("resume with nothing to resume", flags("--resume"),
+     ["--resume: no interrupted run in mnist_digit_recognition_model.partial",
+      "start a new run without --resume"], USAGE),
+    ("interrupted run, no --resume", interrupted_run_without_resume,
+     ["an interrupted run is saved in mnist_digit_recognition_model.partial", "add --resume",
+      "delete that folder"], USAGE),
+    ("tensorboard logs into a file", tensorboard_into_a_file,
+     ["cannot write TensorBoard logs to", "notes.txt", "choose another --tensorboard DIR"], USAGE),
+    # data files: the broken ones of conftest.CORRUPT_DATA (tests/test_data.py reads them too)
+    ("data path missing", data_case(lambda d, a: d / "nowhere.npz"),
+     ["MNIST data not found at", "nowhere.npz", "pass --data PATH"], USAGE),
+    *[(name, data_case(build), words, FAILURE) for name, build, words in CORRUPT_DATA],
     # model directories
-    ("model dir is a file", model_dir_that_is_a_file, ["is a file"], USAGE),
-    ("model dir below a file", model_dir_below_a_file, ["cannot write the model directory"],
+    ("model dir is a file", model_dir_that_is_a_file,
+     ["--model-dir", "taken is a file, not a directory", "choose another path"], USAGE),
+    ("model dir below a file", model_dir_below_a_file,
+     ["cannot write the model directory", "file/model", "choose a writable --model-dir"], USAGE),
+    ("model dir holds other files", model_dir_of_photos,
+     ["photos holds files that are not a model of this program", "refusing to replace them"],
      USAGE),
-    ("model dir holds other files", model_dir_of_photos, ["not a model"], USAGE),
     ("evaluate: no model dir", flags("evaluate", "--model-dir", "nothing"),
-     ["no model directory"], USAGE),
-    ("evaluate: dir without a model", empty_model_dir, ["holds no model"], USAGE),
-    ("evaluate: corrupt model.keras", corrupt_model, ["cannot be loaded"], FAILURE),
+     ["no model directory at nothing", "train one first"], USAGE),
+    ("evaluate: dir without a model", empty_model_dir,
+     ["empty holds no model (no model.keras)", "train one first"], USAGE),
+    ("evaluate: corrupt model.keras", corrupt_model,
+     ["broken/model.keras cannot be loaded", "train the model again"], FAILURE),
     # images for predict
     ("predict: text file", predict_case(write_file("notes.txt", b"not an image")),
-     ["notes.txt", "not a PNG, JPEG, BMP or GIF"], FAILURE),
+     ["notes.txt: not a PNG, JPEG, BMP or GIF image"], FAILURE),
     ("predict: missing file", predict_case(lambda d, a: d / "missing.png"),
-     ["missing.png", "no such file"], FAILURE),
-    ("predict: truncated PNG", predict_case(truncated_png), ["cut.png"], FAILURE),
-    ("predict: a folder", folder_to_predict, ["scans", "folder"], FAILURE),
+     ["missing.png: no such file"], FAILURE),
+    ("predict: truncated PNG", predict_case(truncated_png),
+     ["cut.png: not a PNG, JPEG, BMP or GIF image"], FAILURE),
+    ("predict: a folder", folder_to_predict,
+     ["scans: is a folder, not an image", "pass the image files in it"], FAILURE),
     ("predict: blank image", predict_case(image("blank.png", np.full((40, 40), 255, np.uint8))),
-     ["blank.png", "no digit"], FAILURE),
+     ["blank.png: no digit found (the image is blank)"], FAILURE),
 ]
 
 
@@ -257,6 +229,7 @@ def test_bad_input_is_one_clear_line(case, tmp_path, small_arrays, small_npz, sa
 
     assert code == status, err
     assert len(err) == 1, err
+    assert err[0].startswith("error: "), err[0]
     for word in words:
         assert word in err[0], err[0]
     assert not any("allow_pickle" in line for line in err), "numpy's advice is beside the point"
