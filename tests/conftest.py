@@ -26,6 +26,35 @@ def missing(what):
     pytest.skip(what)
 
 
+def cpu_model_name_and_flags():
+    """The CPU's model name and feature flags as /proc/cpuinfo lists them."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None, set()
+    names = [line.split(":", 1)[1].strip() for line in text.splitlines()
+             if line.startswith("model name")]
+    flags = [line.split(":", 1)[1].split() for line in text.splitlines()
+             if line.startswith("flags")]
+    return (names[0] if names else None), set(flags[0] if flags else [])
+
+
+def cpu_model_name():
+    return cpu_model_name_and_flags()[0]
+
+
+def expected_precisions():
+    """The precisions training may pick when not told (README): bfloat16 mixed precision on
+    CPUs with AVX-512 BF16 or AMX (oneDNN is faster at it there), float32 on other CPUs; on a
+    GPU it depends on its compute capability."""
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return ("mixed_bfloat16", "mixed_float16", "float32")
+    bf16 = {"avx512_bf16", "amx_bf16"} & cpu_model_name_and_flags()[1]
+    return ("mixed_bfloat16",) if bf16 else ("float32",)
+
+
 def mnist_data_dir():
     """The full MNIST copy: $MNIST_DATA, else ../shared/data/mnist beside the repository;
     None when neither exists."""
