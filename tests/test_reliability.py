@@ -1,5 +1,9 @@
 """Interruption and resume, divergence, reproducibility and safe saving (SPEC section 7)."""
 
+import argparse
+import builtins
+import contextlib
+import io
 import json
 import os
 import signal
@@ -39,38 +43,108 @@ def start_and_signal_in_epoch(flags, epoch, cwd, how=signal.SIGINT):
     return process.returncode, stderr
 
 
-@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_interrupted_run_keeps_the_old_model_and_resumes(how, small_npz, tmp_path, capsys,
-                                                         monkeypatch):
-    """The run to interrupt is a real process (signals); the others run in this one."""
+def main_quietly(*args):
+    """main(args) in this process, its output kept: (exit status, stdout lines, stderr lines)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = mdr.main([str(arg) for arg in args])
+    return status, out.getvalue().splitlines(), err.getvalue().splitlines()
+
+
+# Batches of 1 make an epoch 540 short steps of the mlp (half a second or more), so the signal
+# sent a twentieth of a second into epoch 2 lands in epoch 2 (with batches of 4 of the cnn and
+# a second's wait, a machine with bfloat16 had finished the run).
+RESUMABLE = ["--epochs", "2", "--seed", "1", "--batch-size", "1", "--arch", "mlp",
+             "--no-augmentation"]
+
+
+@pytest.fixture(scope="module")
+def interrupted_and_resumed(small_npz, tmp_path_factory):
+    """A folder with a saved model; a run of RESUMABLE on it interrupted by Ctrl-C in epoch 2
+    (a real process), then repeated without and with --resume; and the same run uninterrupted
+    in another model directory. The runs other than the interrupted one run in this process."""
+    folder = tmp_path_factory.mktemp("resume")
+    flags = ["--data", small_npz, *RESUMABLE]
+    run = argparse.Namespace(folder=folder, model_dir=folder / "mnist_digit_recognition_model")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        assert main_quietly(*flags, "--epochs", "1", "--train-size", "200")[0] == 0
+        run.old = (run.model_dir / "model.keras").read_bytes()
+        run.interrupted = start_and_signal_in_epoch(flags, 2, folder)
+        run.kept = (run.model_dir / "model.keras").read_bytes()
+        run.without_resume = main_quietly(*flags)
+        run.resumed = main_quietly(*flags, "--resume")
+        run.uninterrupted = main_quietly(*flags, "--model-dir", folder / "uninterrupted")
+    return run
+
+
+def test_an_interrupted_run_keeps_the_old_model_and_says_to_resume(interrupted_and_resumed):
+    run = interrupted_and_resumed
+    code, stderr = run.interrupted
+    assert code == 130, stderr
+    lines = our_stderr_lines(stderr)
+    assert len(lines) == 1 and "interrupted after 1 finished epoch" in lines[0], stderr
+    assert "run the same command with --resume to continue" in lines[0]
+    assert "Traceback" not in stderr
+    assert run.kept == run.old, "the saved model was touched"
+    code, _, err = run.without_resume  # refuses to throw the work away
+    assert code == 2 and len(err) == 1 and "add --resume to continue it" in err[0], err
+
+
+def test_resume_continues_from_the_checkpoint_and_saves_what_it_trained(interrupted_and_resumed):
+    """The resumed run trains epoch 2 only, from the weights epoch 1 ended with: its epoch 2
+    learns as the uninterrupted run's did (from fresh weights its loss would be epoch 1's), and
+    the model it saves scores as well."""
+    run = interrupted_and_resumed
+    code, out, err = run.resumed
+    assert code == 0, err
+    assert "Epoch 2/2" in out and "Epoch 1/2" not in out
+    resumed = read_metadata(run.model_dir)
+    whole = read_metadata(run.folder / "uninterrupted")
+    assert run.uninterrupted[0] == 0, run.uninterrupted[2]
+    assert [row["epoch"] for row in resumed["history"]] == [1, 2]
+    without_time = lambda row: {k: v for k, v in row.items() if k != "epoch_seconds"}
+    assert without_time(resumed["history"][0]) == without_time(whole["history"][0])
+    first, second = resumed["history"][0]["loss"], resumed["history"][1]["loss"]
+    assert second < 0.5 * first, "epoch 2 started from fresh weights"
+    assert second == pytest.approx(whole["history"][1]["loss"], rel=0.1)
+    assert resumed["history"][1]["learning_rate"] == whole["history"][1]["learning_rate"]
+    assert whole["test_accuracy"] > 0.75
+    assert resumed["test_accuracy"] == pytest.approx(whole["test_accuracy"], abs=0.06)
+    assert resumed["test_loss"] == pytest.approx(whole["test_loss"], rel=0.25)
+    assert sorted(p.name for p in run.folder.iterdir()) == [
+        "mnist_digit_recognition_model", "uninterrupted"], "the .partial folder was left"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "product bug: a resumed --seed run does not end with the uninterrupted run's metrics "
+    "(SPEC section 2). Epoch 1 is the same, epoch 2 is not (mlp, seed 1: val_loss 0.312 against "
+    "0.386, test accuracy 86.0% against 82.3%): the resumed process starts the seeded shuffle "
+    "(and the other seeded random streams) afresh, so epoch 2 sees epoch 1's order"))
+def test_resume_ends_with_the_metrics_of_the_uninterrupted_run(interrupted_and_resumed):
+    run = interrupted_and_resumed
+    assert run.resumed[0] == 0 and run.uninterrupted[0] == 0
+    resumed = read_metadata(run.model_dir)
+    whole = read_metadata(run.folder / "uninterrupted")
+    assert [row["val_loss"] for row in resumed["history"]] == \
+        [row["val_loss"] for row in whole["history"]]
+    assert (resumed["test_loss"], resumed["test_accuracy"]) == \
+        (whole["test_loss"], whole["test_accuracy"])
+
+
+def test_sigterm_stops_training_as_ctrl_c_does(small_npz, tmp_path, capsys, monkeypatch):
+    """A stopped container, `kill`: the same one line, the old model kept."""
     monkeypatch.chdir(tmp_path)
-    # Batches of 1 make an epoch 540 short steps of the mlp (half a second or more), so the
-    # signal sent a twentieth of a second into epoch 2 lands in epoch 2 (with batches of 4 of
-    # the cnn and a second's wait, a machine with bfloat16 had finished the run).
-    flags = ["--data", small_npz, "--epochs", "2", "--seed", "1", "--batch-size", "1",
-             "--arch", "mlp", "--no-augmentation"]
+    flags = ["--data", small_npz, *RESUMABLE]
     assert run_main(capsys, *flags, "--epochs", "1", "--train-size", "200")[0] == 0
     model_dir = tmp_path / "mnist_digit_recognition_model"
     old = (model_dir / "model.keras").read_bytes()
-
-    code, stderr = start_and_signal_in_epoch(flags, 2, tmp_path, how)
+    code, stderr = start_and_signal_in_epoch(flags, 2, tmp_path, signal.SIGTERM)
     assert code == 130, stderr
     lines = our_stderr_lines(stderr)
     assert len(lines) == 1 and "interrupted after 1 finished epoch" in lines[0], stderr
     assert "--resume" in lines[0] and "Traceback" not in stderr
     assert (model_dir / "model.keras").read_bytes() == old, "the saved model was touched"
-    if how == signal.SIGTERM:
-        return  # resuming is the same after either signal: once is enough
-
-    code, _, err = run_main(capsys, *flags)  # without --resume: refuses to throw work away
-    assert code == 2 and "--resume" in err[0]
-
-    code, out, err = run_main(capsys, *flags, "--resume")
-    assert code == 0, err
-    assert "Epoch 2/2" in out and "Epoch 1/2" not in out
-    metadata = read_metadata(model_dir)
-    assert [row["epoch"] for row in metadata["history"]] == [1, 2]
-    assert not (tmp_path / "mnist_digit_recognition_model.partial").exists()
 
 
 def test_interrupted_in_the_first_epoch_offers_nothing_to_resume(small_npz, tmp_path):
@@ -145,27 +219,115 @@ def test_same_seed_gives_the_same_metrics(small_npz, tmp_path, capsys):
     assert [r["val_loss"] for r in a["history"]] == [r["val_loss"] for r in b["history"]]
 
 
-def test_a_save_that_fails_keeps_the_training_for_resume(small_npz, tmp_path, capsys,
-                                                        monkeypatch):
-    """A full disk at the end of a run: one line, and --resume saves without training again."""
+def snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.fixture
+def failing_write_of(monkeypatch):
+    """failing_write_of(name, error): from now on, opening a file of that name for writing
+    raises error (the disk fills up, or Ctrl-C comes, while the save writes it)."""
+    real_open = io.open
+
+    def arm(name, error):
+        def open_or_fail(file, mode="r", *args, **kwargs):
+            if isinstance(file, (str, os.PathLike)) and os.path.basename(file) == name \
+                    and set(mode) & set("wax"):
+                raise error
+            return real_open(file, mode, *args, **kwargs)
+        monkeypatch.setattr(io, "open", open_or_fail)
+        monkeypatch.setattr(builtins, "open", open_or_fail)
+    yield arm
+    monkeypatch.undo()
+
+
+@pytest.mark.parametrize("error, status, words", [
+    (OSError(28, "No space left on device"), 1, "saving the trained model failed (No space left "
+                                                "on device)"),
+    (KeyboardInterrupt(), 130, "saving the trained model interrupted"),
+], ids=["disk full", "Ctrl-C"])
+def test_a_save_that_fails_keeps_the_old_model_and_the_training_for_resume(
+        error, status, words, small_npz, tmp_path, capsys, monkeypatch, failing_write_of):
+    """The disk fills up, or Ctrl-C comes, in the middle of the real save (model.keras,
+    saved_model/ and model.tflite written, metadata.json not): one line, the previous model as
+    it was, nothing half-written left, and --resume saves without training again."""
     monkeypatch.chdir(tmp_path)
-    flags = ["--data", small_npz, "--epochs", "2", "--train-size", "200", "--seed", "3"]
-    save = mdr.save_model_dir
+    model_dir = tmp_path / "mnist_digit_recognition_model"
+    flags = ["--data", small_npz, "--epochs", "2", "--train-size", "200", "--seed", "3",
+             "--arch", "mlp"]
+    assert run_main(capsys, *flags, "--epochs", "1")[0] == 0
+    before = snapshot(model_dir)
 
-    def disk_full(*args, **kwargs):
-        raise OSError(28, "No space left on device")
-    monkeypatch.setattr(mdr, "save_model_dir", disk_full)
+    failing_write_of("metadata.json", error)
     code, out, err = run_main(capsys, *flags)
-    assert code == 1 and len(err) == 1 and "No space left on device" in err[0]
-    assert "--resume" in err[0] and not (tmp_path / "mnist_digit_recognition_model").exists()
+    assert code == status and len(err) == 1, err
+    assert words in err[0] and "mnist_digit_recognition_model is as it was" in err[0]
+    assert "run the same command with --resume to save it without training again" in err[0]
+    assert snapshot(model_dir) == before, "the previous model was touched"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "mnist_digit_recognition_model", "mnist_digit_recognition_model.partial"], \
+        "a half-written model directory was left"
 
-    monkeypatch.setattr(mdr, "save_model_dir", save)
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
     code, out, err = run_main(capsys, *flags, "--resume")
     assert code == 0, err
     assert not any(line.startswith("Epoch") for line in out), "it trained again"
-    assert [row["epoch"] for row in read_metadata(tmp_path / "mnist_digit_recognition_model")
-            ["history"]] == [1, 2]
+    assert [row["epoch"] for row in read_metadata(model_dir)["history"]] == [1, 2]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist_digit_recognition_model"]
+
+
+@pytest.fixture
+def saved_twice_with_a_failing_rename(tmp_path, monkeypatch, request):
+    """A model saved in tmp_path/model, then another saved over it while the n-th rename or
+    replace of a path (request.param) fails as a full or vanished disk makes it: (the folder's
+    files before, the error raised)."""
+    model_dir = tmp_path / "model"
+    mdr.save_model_dir(mdr.compile_model(mdr.build_model("mlp")), model_dir, {"test_accuracy": 0.5})
+    before = snapshot(model_dir)
+    calls = []
+
+    def fail_on_call(real):
+        def move(source, target, *args, **kwargs):
+            calls.append((source, target))
+            if len(calls) == request.param:
+                raise OSError(5, "Input/output error")
+            return real(source, target, *args, **kwargs)
+        return move
+
+    monkeypatch.setattr(os, "rename", fail_on_call(os.rename))
+    monkeypatch.setattr(os, "replace", fail_on_call(os.replace))
+    with pytest.raises(OSError, match="Input/output error") as raised:
+        mdr.save_model_dir(mdr.compile_model(mdr.build_model("classic-cnn")), model_dir,
+                           {"test_accuracy": 0.6})
+    monkeypatch.undo()
+    assert len(calls) >= request.param
+    return model_dir, before
+
+
+RENAMES = pytest.mark.parametrize("saved_twice_with_a_failing_rename", [1, 2],
+                                  ids=["first rename", "between the renames"], indirect=True)
+
+
+@RENAMES
+def test_a_save_that_fails_at_a_rename_keeps_the_previous_model(saved_twice_with_a_failing_rename):
+    model_dir, before = saved_twice_with_a_failing_rename
+    assert snapshot(model_dir) == before, "the previous model is not in place"
+    assert mdr.load_model(model_dir).count_params() == mdr.build_model("mlp").count_params()
+    assert [p.name for p in model_dir.parent.iterdir() if p != model_dir and any(p.iterdir())] \
+        == [], "a folder with files was left beside the model (the new one, half moved?)"
+
+
+@RENAMES
+@pytest.mark.xfail(strict=True, reason=(
+    "product bug: replace_directory creates an empty '.model.old-XXXX' folder beside the model "
+    "(tempfile.mkdtemp) before its first rename and removes it only after both renames "
+    "succeed: a failure at either rename leaves the empty folder behind, one more each time"))
+def test_a_save_that_fails_at_a_rename_leaves_nothing_beside_the_model(
+        saved_twice_with_a_failing_rename):
+    model_dir, _ = saved_twice_with_a_failing_rename
+    assert sorted(p.name for p in model_dir.parent.iterdir()) == ["model"]
 
 
 def test_failed_save_leaves_the_previous_model_intact(tmp_path):
