@@ -25,17 +25,14 @@ from PIL import Image
 import mnist_digit_recognition as mdr
 import serve
 from pictures import NOT_AN_IMAGE
-from conftest import SCRIPT, run_main
+from conftest import SCRIPT, SHIPPED, missing, run_main
 
-SHIPPED = Path(__file__).resolve().parent.parent / mdr.DEFAULT_MODEL_DIR
 HEALTH = {"status": "ok", "model": "the shipped one"}
 
 
 @pytest.fixture(scope="module")
-def model():
-    if not (SHIPPED / "model.keras").is_file():
-        pytest.skip(f"the shipped model is missing ({SHIPPED})")
-    return mdr.load_model(SHIPPED)
+def model(shipped_model):
+    return shipped_model
 
 
 @contextlib.contextmanager
@@ -115,9 +112,9 @@ def pixels_json(array):
 
 
 @pytest.fixture(scope="module")
-def digits(full_arrays):
+def digits(test_digits):
     """The first 100 real test digits (uint8, light on dark) and their labels."""
-    return full_arrays["x_test"][:100], full_arrays["y_test"][:100]
+    return test_digits
 
 
 @pytest.fixture(scope="module")
@@ -193,13 +190,16 @@ def predict_error(capsys, tmp_path, data):
     return err[0].removeprefix(f"error: {path}: ")
 
 
-@pytest.mark.parametrize("data", [b"\x89PNG\r\n\x1a\n garbage", bytes(range(256)) * 10, b"",
-                                  png(np.zeros((280, 280), np.uint8)),
-                                  png(np.full((50, 80), 255, np.uint8))],
-                         ids=["broken-png", "garbage", "empty", "blank-black", "blank-white"])
-def test_unreadable_and_blank_images_as_predict_says(server, capsys, tmp_path, data):
-    words = predict_error(capsys, tmp_path, data)
-    assert words in (NOT_AN_IMAGE, "no digit found (the image is blank)")
+BLANK = "no digit found (the image is blank)"
+
+
+@pytest.mark.parametrize("data, words", [
+    (b"\x89PNG\r\n\x1a\n garbage", NOT_AN_IMAGE), (bytes(range(256)) * 10, NOT_AN_IMAGE),
+    (b"", NOT_AN_IMAGE), (png(np.zeros((280, 280), np.uint8)), BLANK),
+    (png(np.full((50, 80), 255, np.uint8)), BLANK),
+], ids=["broken-png", "garbage", "empty", "blank-black", "blank-white"])
+def test_unreadable_and_blank_images_as_predict_says(server, capsys, tmp_path, data, words):
+    assert predict_error(capsys, tmp_path, data) == words
     assert post(server, data) == (400, {"error": words})
     assert_still_serving(server)
 
@@ -253,7 +253,10 @@ def test_bad_json(server, name):
 def test_unknown_paths_and_wrong_methods(server, method, path, status, allow):
     got, headers, body = request(server, method, path, b"x" * 100)
     assert got == status and headers["Allow"] == allow
-    assert headers["Content-Type"] == "application/json" and "error" in json.loads(body)
+    assert headers["Content-Type"] == "application/json"
+    route = path.replace("//", "/")  # http.server reads //etc/passwd as /etc/passwd
+    expected = f"no such page: {route}" if status == 404 else f"{method} is not allowed on {path}"
+    assert json.loads(body) == {"error": expected}
     assert_still_serving(server)
 
 
@@ -274,21 +277,25 @@ def test_a_body_over_1_mb_is_refused_before_it_is_read(server):
     assert_still_serving(server)
 
 
-@pytest.mark.parametrize("data, status", [
-    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n\r\n", 411),
-    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 12abc\r\n\r\n", 411),
-    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\n", 411),
-    (b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411),
+NO_LENGTH = "a POST needs a Content-Length"
+
+
+@pytest.mark.parametrize("data, status, error", [
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n\r\n", 411, NO_LENGTH),
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 12abc\r\n\r\n", 411, NO_LENGTH),
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\n", 411, NO_LENGTH),
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411,
+     NO_LENGTH),
     (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-     b"Content-Length: 4\r\n\r\n--b\n", 400),
-    (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 101 + b"\r\n", 431),
-    (b"BREW /predict HTTP/1.1\r\nHost: x\r\n\r\n", 405),
-    (b"BREW /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", 404),
+     b"Content-Length: 4\r\n\r\n--b\n", 400,
+     "send the image file's bytes as the body, not a form (e.g. curl --data-binary @digit.png)"),
+    (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 101 + b"\r\n", 431, "Too many headers"),
+    (b"BREW /predict HTTP/1.1\r\nHost: x\r\n\r\n", 405, "BREW is not allowed on /predict"),
+    (b"BREW /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", 404, "no such page: /nowhere"),
 ], ids=["no-length", "bad-length", "latin1-digit-length", "chunked", "form",
         "too-many-headers", "unknown-method", "unknown-method-and-path"])
-def test_malformed_requests(server, data, status):
-    got, answer = raw_request(server, data)
-    assert got == status and answer["error"]
+def test_malformed_requests(server, data, status, error):
+    assert raw_request(server, data) == (status, {"error": error})
     assert_still_serving(server)
 
 
@@ -350,7 +357,7 @@ def test_many_clients_at_once(server, digits):
 
 def test_serve_command_line_warns_off_loopback_and_stops_on_sigterm():
     if not (SHIPPED / "model.keras").is_file():
-        pytest.skip(f"the shipped model is missing ({SHIPPED})")
+        missing(f"the shipped model is missing ({SHIPPED})")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     process = subprocess.Popen(
         [sys.executable, str(SCRIPT), "serve", "--host", "0.0.0.0", "--port", "0",
