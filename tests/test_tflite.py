@@ -1,15 +1,16 @@
-"""model.tflite gives the same digits and probabilities as model.keras, in a fresh process."""
+"""The shipped model.tflite gives the same digits as model.keras, and probabilities within
+README's 1e-6, in a fresh process. (tests/test_cli.py compares the model.tflite a training run
+has just written in the same way.)"""
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
-
-SHIPPED = ROOT / "mnist_digit_recognition_model"
+from conftest import ROOT, SHIPPED, missing
 
 COMPARE = """
 import json, sys
@@ -18,7 +19,7 @@ from ai_edge_litert.interpreter import Interpreter
 import mnist_digit_recognition as mdr
 
 model_dir, data = sys.argv[1], sys.argv[2]
-(_, _), (x_test, y_test) = mdr.load_mnist(data)
+(_, _), (x_test, y_test) = mdr.load_mnist(f"{data}/mnist.npz")
 x = x_test[:1000]
 keras_probabilities = mdr.load_model(model_dir).predict(x, batch_size=500, verbose=0)
 
@@ -36,15 +37,29 @@ print(json.dumps({
 """
 
 
-def test_tflite_matches_keras_on_test_images(data_dir):
-    if not (SHIPPED / "model.tflite").is_file():
-        pytest.skip(f"the shipped model has no model.tflite ({SHIPPED})")
-    pytest.importorskip("ai_edge_litert", reason="needs ai-edge-litert (requirements-dev.txt)")
+@pytest.fixture(scope="module")
+def compared(data_dir):
+    """The shipped model.tflite on LiteRT against its model.keras on the first 1,000 test
+    images, in a fresh process."""
+    assert (SHIPPED / "model.tflite").is_file(), f"the shipped model has no model.tflite ({SHIPPED})"
+    if importlib.util.find_spec("ai_edge_litert") is None:
+        missing("needs ai-edge-litert (requirements-dev.txt) to run model.tflite")
     result = subprocess.run([sys.executable, "-c", COMPARE, str(SHIPPED), str(data_dir)],
                             capture_output=True, text=True, cwd=ROOT, timeout=300,
-                            env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 0, result.stderr
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
-    print(figures)
-    assert figures["same_digits"] == figures["images"]
-    assert figures["max_difference"] < 1e-4
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_tflite_gives_the_digits_of_keras_on_test_images(compared):
+    assert compared["images"] == 1000 and compared["same_digits"] == 1000, compared
+    assert compared["tflite_accuracy"] >= 0.99
+    assert compared["max_difference"] < 2e-6, compared
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "README (section on LiteRT) says model.tflite's probabilities are within 1e-6 of "
+    "model.keras' (9.5e-7 at most on 1,000 test images), measured on the model shipped before "
+    "commit 5f22703; the model shipped now differs by 1.013e-6 on those images"))
+def test_tflite_probabilities_are_within_readmes_1e_6_of_keras(compared):
+    assert compared["max_difference"] < 1e-6, compared
