@@ -70,14 +70,30 @@ def test_imagedatagenerator_engine_is_keras_own_class(one_digit_many_times):
 
 
 @pytest.mark.parametrize("engine", ["layers", "imagedatagenerator"])
-def test_train_with_each_engine_returns_the_epoch_history(engine, small_npz):
+def test_train_uses_the_engine_it_is_asked_for(engine, small_npz, monkeypatch):
+    """Keras' ImageDataGenerator transforms every training image (within the recipe's 10
+    degrees) when its engine is asked for, and never otherwise. Its transform is watched,
+    not replaced: it runs as it would."""
+    from tensorflow.keras.preprocessing.image import ImageDataGenerator
+
+    angles = []
+    keras_transform = ImageDataGenerator.apply_transform
+
+    def watched(self, x, transform_parameters):
+        angles.append(transform_parameters["theta"])
+        return keras_transform(self, x, transform_parameters)
+    monkeypatch.setattr(ImageDataGenerator, "apply_transform", watched)
     (x_train, y_train), _ = mdr.load_mnist(small_npz)
     recipe = mdr.Recipe(arch="classic-cnn", epochs=2, augmentation_engine=engine, seed=1)
     model = mdr.compile_model(mdr.build_model_for(recipe))
     history = mdr.train(model, x_train[:320], y_train[:320], recipe, verbose=0)
     assert [row["epoch"] for row in history] == [1, 2]
     assert all(row["epoch_seconds"] > 0 and "val_loss" in row for row in history)
-    assert history[-1]["learning_rate"] <= history[0]["learning_rate"]
+    if engine == "layers":
+        assert angles == [], "the layers engine ran ImageDataGenerator"
+    else:
+        assert len(angles) >= 2 * 288, "not every training image of both epochs was transformed"
+        assert max(map(abs, angles)) <= 10 and len(set(angles)) > 100
 
 
 def test_the_last_third_of_the_epochs_halve_the_learning_rate():
