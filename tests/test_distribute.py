@@ -14,9 +14,10 @@ from conftest import SCRIPT, assert_one_line_error, run_main, run_program, run_p
 
 # Without batch norm the network learns enough from 600 images in four epochs for test scores
 # to tell a working run from a broken one. float32, as on most machines (on one, the chief once
-# failed evaluating: its model's predict waited for the worker that had left).
+# failed evaluating: its model's predict waited for the worker that had left). No dropout: its
+# random draws are the one thing two workers cannot share with one process.
 FLAGS = ["--epochs", "4", "--seed", "4", "--no-batchnorm", "--arch", "classic-cnn",
-         "--no-mixed-precision"]
+         "--no-mixed-precision", "--conv-dropout", "0", "--dense-dropout", "0"]
 
 
 def metadata_of(model_dir):
@@ -104,10 +105,15 @@ def test_two_workers_train_together_and_only_the_chief_saves(small_npz, tmp_path
     together = metadata_of(tmp_path / "mnist_digit_recognition_model")
     alone = metadata_of(tmp_path / "single")
     assert together["settings"]["batch_size"] == alone["settings"]["batch_size"] == 32
-    # Same global batch and data order; the workers differ from one process only in dropout's
-    # random draws, so they learn about as well.
-    assert alone["test_accuracy"] > 0.6
-    assert together["test_accuracy"] == pytest.approx(alone["test_accuracy"], abs=0.08)
+    # Same global batch of the same data, no dropout. The two workers do not reproduce one
+    # process exactly (measured with seed 4: training losses 1.857, 1.344, 1.117, 0.755 against
+    # 1.870, 1.249, 0.977, 0.686; 88.3% against 89.3%, even without augmentation), but they
+    # learn as fast: each epoch's loss within a fifth, test accuracy within 4 points.
+    assert alone["test_accuracy"] > 0.8
+    assert together["test_accuracy"] == pytest.approx(alone["test_accuracy"], abs=0.04)
+    assert together["test_loss"] == pytest.approx(alone["test_loss"], rel=0.2)
+    assert [row["loss"] for row in together["history"]] == pytest.approx(
+        [row["loss"] for row in alone["history"]], rel=0.2)
     assert accuracy_in_another_process(tmp_path / "mnist_digit_recognition_model",
                                        small_npz) == pytest.approx(together["test_accuracy"],
                                                                    abs=1e-6)
