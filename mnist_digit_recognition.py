@@ -29,6 +29,7 @@ import difflib
 import functools
 import gzip
 import hashlib
+import importlib
 import io
 import json
 import math
@@ -53,34 +54,40 @@ import figures
 import pictures
 import serve
 
-# TensorFlow and Keras take seconds to import: the command line imports them only once its
-# flags are known to be good (so --help and a mistyped flag answer at once); importing this
-# module as a library imports them straight away (see the end of the file).
-tf = keras = None
+class LazyModule:
+    """A module imported on its first use. TensorFlow and Keras take seconds to import, and
+    --help, a mistyped flag and `predict` on LiteRT need neither."""
+
+    def __init__(self, name):
+        self._name = name
+
+    def __getattr__(self, attribute):
+        return getattr(importlib.import_module(self._name), attribute)
 
 
-def import_tensorflow(quiet=False):
-    """Import TensorFlow and Keras into this module. `quiet` (the command line) keeps
-    TensorFlow's C++ start-up lines, which ignore its log level, out of the terminal."""
-    global tf, keras
-    if keras is not None:
-        return
-    if not quiet:
-        import keras as keras_module
-        import tensorflow as tf_module
-    else:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        sys.stderr.flush()
-        saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        try:
-            import keras as keras_module
-            import tensorflow as tf_module
-        finally:
-            os.dup2(saved_stderr, 2)
-            os.close(saved_stderr)
-            os.close(devnull)
-    tf, keras = tf_module, keras_module
+tf, keras = LazyModule("tensorflow"), LazyModule("keras")
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Keep what C++ code writes to stderr (TensorFlow's and LiteRT's start-up lines, which
+    ignore TensorFlow's log level) out of the terminal."""
+    sys.stderr.flush()
+    saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)
+        os.close(devnull)
+
+
+def import_tensorflow_quietly():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with quiet_stderr():
+        importlib.import_module("tensorflow")
+        importlib.import_module("keras")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -930,8 +937,8 @@ def write_atomically(path, text):
     os.replace(partial, path)
 
 
-def load_model(model_dir=DEFAULT_MODEL_DIR):
-    """Load a saved model.keras (plain keras.models.load_model works as well)."""
+def check_saved_model(model_dir):
+    """The model directory as a Path, once it is known to hold a model."""
     path = Path(model_dir)
     if not path.is_dir():
         raise UsageError(f"no model directory at {path}: train one first "
@@ -939,6 +946,12 @@ def load_model(model_dir=DEFAULT_MODEL_DIR):
     if not is_model_dir(path):
         raise UsageError(f"{path} holds no model (no model.keras): train one first "
                          "or pass the --model-dir of a trained model")
+    return path
+
+
+def load_model(model_dir=DEFAULT_MODEL_DIR):
+    """Load a saved model.keras (plain keras.models.load_model works as well)."""
+    path = check_saved_model(model_dir)
     try:
         return keras.models.load_model(path / "model.keras")
     except Exception as error:
@@ -962,6 +975,41 @@ def library_versions():
 # ---------------------------------------------------------------------------------------------
 # Prediction on arrays and on people's pictures (read by pictures.py)
 # ---------------------------------------------------------------------------------------------
+
+def load_classifier(model_dir=DEFAULT_MODEL_DIR):
+    """classify(images (N, 28, 28, 1) float32) -> probabilities (N, 10), safe to call from
+    many threads. It runs model.tflite on LiteRT's interpreter where ai-edge-litert is
+    installed (no TensorFlow to wait for), else model.keras on TensorFlow: the same digits."""
+    path = check_saved_model(model_dir)
+    lock = threading.Lock()  # one call at a time: an interpreter is not thread-safe
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        Interpreter = None
+    if Interpreter is None or not (path / "model.tflite").is_file():
+        import_tensorflow_quietly()
+        model = load_model(path)
+
+        def classify(images):
+            with lock:
+                return np.asarray(model.predict_on_batch(images))
+        return classify
+    with quiet_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+        interpreter = Interpreter(model_path=str(path / "model.tflite"))
+        interpreter.allocate_tensors()  # for one image at a time
+    image_in = interpreter.get_input_details()[0]["index"]
+    probabilities_out = interpreter.get_output_details()[0]["index"]
+
+    def classify(images):
+        with lock:
+            probabilities = []
+            for image in np.asarray(images, np.float32):
+                interpreter.set_tensor(image_in, image[np.newaxis])
+                interpreter.invoke()
+                probabilities.append(interpreter.get_tensor(probabilities_out)[0])
+            return np.array(probabilities).reshape(-1, NUM_CLASSES)
+    return classify
+
 
 def read_picture(path):
     """pictures.read_picture, its refusal a UserError: (digits (K, 28, 28), the main one's index)."""
@@ -995,30 +1043,22 @@ def predict(model, images):
     return probabilities.argmax(axis=1), probabilities
 
 
-def picture_answerer(model):
-    """answer(grey): a grey picture's digits classified by `model` and described as `predict
-    --json` prints them; safe to call from many threads (one model call at a time)."""
-    lock = threading.Lock()
-
-    def answer(grey):
-        digits, main = pictures.find_digits(grey)
-        with lock:
-            probabilities = np.asarray(model.predict_on_batch(digits[..., np.newaxis]))
-        return describe_prediction(probabilities, main)
-
-    return answer
-
-
-def describe_prediction(probabilities, main):
-    """What `predict --json` and the server answer for one picture, given the probabilities of
-    its digits left to right: the main digit's class and probabilities, and, where it holds
+def answer_digits(classify, digits, main):
+    """What `predict --json` and the server answer for a picture whose digits, left to right,
+    are `digits` (K, 28, 28): the main digit's class and probabilities, and, where it holds
     several, all of them."""
+    probabilities = classify(digits[..., np.newaxis])
     answer = {"digit": int(probabilities[main].argmax()),
               "probability": round(float(probabilities[main].max()), 6),
               "probabilities": [round(float(p), 6) for p in probabilities[main]]}
     if len(probabilities) > 1:
         answer["digits"] = [int(p.argmax()) for p in probabilities]
     return answer
+
+
+def picture_answerer(classify):
+    """answer(grey) for the server: a grey picture's digits found and answered."""
+    return lambda grey: answer_digits(classify, *pictures.find_digits(grey))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1479,13 +1519,16 @@ def check_training_flags(args):
 
 
 def run_train(args):
+    check_training_flags(args)  # before TensorFlow's seconds of start-up
+    import_tensorflow_quietly()
     strategy = make_strategy(args.distribute)  # created once: a cluster allows no second one
     (compare_batchnorm if args.compare_batchnorm else run_training)(args, strategy)
     return 0
 
 
 def run_evaluate(args):
-    model_dir = resolve_model_dir(args.model_dir)
+    model_dir = check_saved_model(resolve_model_dir(args.model_dir))
+    import_tensorflow_quietly()
     model = load_model(model_dir)
     _, (x_test, y_test) = load_mnist(args.data)
     results, probabilities = evaluate(model, x_test, y_test)
@@ -1504,39 +1547,33 @@ def run_evaluate(args):
 
 
 def run_predict(args):
-    model = load_model(resolve_model_dir(args.model_dir))
-    read = []  # every file is read first, then all their digits are classified in one go
-    for path in args.files:
+    classify = load_classifier(resolve_model_dir(args.model_dir))
+    failed = 0
+    for path in args.files:  # each answer as soon as it is known, in the order of the files
         try:
-            read.append((path, read_picture(path)))
+            digits, main = read_picture(path)
         except UserError as error:
-            read.append((path, error))
-    found = [picture[0] for _, picture in read if not isinstance(picture, UserError)]
-    probabilities = iter(model.predict(np.concatenate(found)[..., np.newaxis],
-                                       batch_size=EVAL_BATCH_SIZE, verbose=0) if found else [])
-    for path, picture in read:  # the answers in the order of the files
-        if isinstance(picture, UserError):
-            print(f"error: {picture}", file=sys.stderr, flush=True)
+            failed += 1
+            print(f"error: {error}", file=sys.stderr, flush=True)
             if args.json:
-                print(json.dumps({"file": path, "error": str(picture)}), flush=True)
+                print(json.dumps({"file": path, "error": str(error)}), flush=True)
             continue
-        digits, main = picture
-        answer = describe_prediction(np.stack([next(probabilities) for _ in digits]), main)
+        answer = answer_digits(classify, digits, main)
         if args.json:
             print(json.dumps({"file": path, **answer}), flush=True)
         else:
             several = (f"; {len(digits)} digits found, left to right "
                        f"{''.join(map(str, answer['digits']))}") if len(digits) > 1 else ""
             print(f"{path}: {answer['digit']} ({answer['probability']:.1%}){several}", flush=True)
-    return 1 if len(found) < len(read) else 0
+    return 1 if failed else 0
 
 
 def run_serve(args):
     model_dir = resolve_model_dir(args.model_dir)
-    model = load_model(model_dir)
+    classify = load_classifier(model_dir)
     metadata = read_metadata(model_dir)
     try:
-        server = serve.make_server(picture_answerer(model), args.host, args.port, {
+        server = serve.make_server(picture_answerer(classify), args.host, args.port, {
             "status": "ok", "model": str(model_dir), "arch": metadata.get("model", {}).get("arch"),
             "test_accuracy": metadata.get("test_accuracy")})
     except ValueError as error:
@@ -1587,9 +1624,6 @@ def main(argv=None):
     action = argv.pop(0) if argv and argv[0] in ACTIONS else "train"
     try:
         args = parse_flags(action, argv)
-        if action == "train":
-            check_training_flags(args)  # before TensorFlow's seconds of start-up
-        import_tensorflow(quiet=__name__ == "__main__")
         with sigterm_as_ctrl_c():
             return ACTIONS[action][1](args)
     except UserError as error:
@@ -1605,5 +1639,3 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.exit(main())
-else:
-    import_tensorflow()

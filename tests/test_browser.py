@@ -54,7 +54,7 @@ def server():
         (pytest.fail if os.environ.get("CI") else pytest.skip)(
             f"the browser test needs {', '.join(missing)} "
             "(Debian: apt-get install chromium chromium-driver)")
-    with running_server(mdr.load_model(SHIPPED)) as server:
+    with running_server(mdr.load_classifier(SHIPPED)) as server:
         yield server
 
 

@@ -35,7 +35,7 @@ HEALTH = {"status": "ok", "model": "the shipped one"}
 def model():
     if not (SHIPPED / "model.keras").is_file():
         pytest.skip(f"the shipped model is missing ({SHIPPED})")
-    return mdr.load_model(SHIPPED)
+    return mdr.load_classifier(SHIPPED)  # what serve runs: model.tflite on LiteRT
 
 
 @contextlib.contextmanager
