@@ -210,8 +210,10 @@ def download_mnist():
     # Keras downloads without a timeout; a machine without network should fail, not hang.
     previous_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(30)
-    try:
-        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    try:  # Keras' "Downloading data from ..." and progress bar: shown once it has worked
+        with contextlib.redirect_stdout(io.StringIO()) as said:
+            (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+        print(said.getvalue(), end="", flush=True)
     except Exception as error:  # urllib, SSL and hash errors all mean the same to the user
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UserError(f"could not download MNIST ({reason}): without network, pass --data "
@@ -895,7 +897,8 @@ def new_sibling_dir(path, kind):
 def save_model_dir(model, model_dir, metadata, reports=None):
     """Write model.keras, saved_model/, model.tflite, metadata.json and the pictures
     (draw_reports' arguments) into a new sibling folder, then swap it into place: an
-    interrupted or failed save leaves the previous model intact."""
+    interrupted or failed save leaves the previous model intact. A model it replaces is kept
+    as MODEL_DIR.previous (replace_directory)."""
     model_dir = Path(model_dir)
     if model.optimizer is not None and not model.optimizer.built:
         # An optimizer saved before its first step makes load_model warn that it skipped it.
@@ -917,7 +920,13 @@ def save_model_dir(model, model_dir, metadata, reports=None):
         raise
 
 
+def previous_dir(model_dir):
+    """Where training keeps the model it replaces (one generation): MODEL_DIR.previous."""
+    return Path(f"{Path(model_dir)}.previous")
+
+
 def replace_directory(new, target):
+    """Put `new` in the place of `target`; a model there moves to previous_dir(target)."""
     if not target.exists():
         os.rename(new, target)
         return
@@ -928,6 +937,9 @@ def replace_directory(new, target):
     except BaseException:
         os.rename(old / target.name, target)
         raise
+    if is_model_dir(old / target.name):
+        shutil.rmtree(previous_dir(target), ignore_errors=True)
+        os.rename(old / target.name, previous_dir(target))
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -1072,7 +1084,11 @@ class Interrupted(UserError):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse that reports a bad flag as a UsageError: one line, exit status 2."""
+    """argparse that reports a bad flag as a UsageError (one line, exit status 2) and takes
+    flags only as written in full (--epoch is not --epochs)."""
+
+    def __init__(self, **options):
+        super().__init__(allow_abbrev=False, **options)
 
     def error(self, message):
         raise UsageError(f"{message} (see {self.prog} --help)")
@@ -1234,17 +1250,30 @@ def build_serve_parser(prog):
                         help="address to listen on (default: 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=whole_number(0, 65535), default=8000,
                         help="TCP port to listen on; 0 picks a free one (default: 8000)")
+    parser.add_argument("--log-requests", action="store_true",
+                        help="print a line per request (default: only errors)")
     add_model_dir_flag(parser)
     return parser
 
 
 def resolve_model_dir(model_dir):
-    """--model-dir, else the default one in the working directory, else the one beside this
-    script (the model the repository ships)."""
+    """The model to use, checked before anything is loaded: --model-dir, else the default one
+    in the working directory, else the one beside this script (the model the repository ships)."""
     if model_dir is not None:
-        return Path(model_dir)
+        path = Path(model_dir)
+        if not path.is_dir():
+            raise UsageError(f"no model directory at {path} (--model-dir): pass the folder of "
+                             "a trained model")
+        if not is_model_dir(path):
+            raise UsageError(f"{path} holds no model (no model.keras): pass the --model-dir "
+                             "of a trained model")
+        return path
     here, beside = Path(DEFAULT_MODEL_DIR), Path(__file__).resolve().parent / DEFAULT_MODEL_DIR
-    return beside if not is_model_dir(here) and is_model_dir(beside) else here
+    found = next((path for path in (here, beside) if is_model_dir(path)), None)
+    if found is None:
+        raise UsageError(f"no model directory at {here} nor at {beside}: train one first "
+                         "(python mnist_digit_recognition.py) or pass --model-dir")
+    return found
 
 
 def recipe_from(args):
@@ -1350,6 +1379,7 @@ def finish(run, history):
         print(f"{worker_name(run.strategy)}: training finished; the chief writes "
               f"{run.args.model_dir}")
         return None
+    replaced = read_metadata(run.args.model_dir).get("test_accuracy")
     try:
         metadata = evaluate_and_save(run, history)
     except (KeyboardInterrupt, OSError) as error:
@@ -1359,7 +1389,7 @@ def finish(run, history):
             f"saving the trained model {reason}: {run.args.model_dir} is as it was; run the "
             "same command with --resume to save it without training again") from None
     shutil.rmtree(run.work_dir, ignore_errors=True)
-    print_summary(metadata, run.args.model_dir)
+    print_summary(metadata, run.args.model_dir, replaced)
     return metadata
 
 
@@ -1457,7 +1487,8 @@ def format_duration(seconds):
     return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
 
 
-def print_summary(metadata, model_dir):
+def print_summary(metadata, model_dir, replaced_accuracy=None):
+    """The run's table; `replaced_accuracy`: the test accuracy of the model it replaced."""
     settings, model, data = metadata["settings"], metadata["model"], metadata["data"]
     augmentation = (f"{settings['augmentation_engine']} (rotation {settings['rotation_range']:g} "
                     f"deg, zoom {settings['zoom_range']:g}, shift {settings['shift_range']:g})"
@@ -1482,6 +1513,12 @@ def print_summary(metadata, model_dir):
         ("wall time", format_duration(metadata["wall_seconds"])),
         ("saved to", f"{Path(model_dir).resolve()}/"),
     ])
+    if is_model_dir(previous_dir(model_dir)):
+        accuracy = f"{replaced_accuracy:.2%}" if replaced_accuracy is not None else "unknown"
+        print(f"The model it replaces (test accuracy {accuracy}, this one "
+              f"{metadata['test_accuracy']:.2%}) is kept in {previous_dir(model_dir)}/: to use "
+              f"it again, pass --model-dir {previous_dir(model_dir)} or move it back.",
+              flush=True)
 
 
 def print_table(rows):
@@ -1527,7 +1564,7 @@ def run_train(args):
 
 
 def run_evaluate(args):
-    model_dir = check_saved_model(resolve_model_dir(args.model_dir))
+    model_dir = resolve_model_dir(args.model_dir)
     import_tensorflow_quietly()
     model = load_model(model_dir)
     _, (x_test, y_test) = load_mnist(args.data)
@@ -1575,7 +1612,7 @@ def run_serve(args):
     try:
         server = serve.make_server(picture_answerer(classify), args.host, args.port, {
             "status": "ok", "model": str(model_dir), "arch": metadata.get("model", {}).get("arch"),
-            "test_accuracy": metadata.get("test_accuracy")})
+            "test_accuracy": metadata.get("test_accuracy")}, log_requests=args.log_requests)
     except ValueError as error:
         raise UsageError(str(error)) from None
     if not serve.is_loopback(args.host):
@@ -1608,12 +1645,20 @@ def parse_flags(action, argv):
     prog = "mnist_digit_recognition.py" + ("" if action == "train" else f" {action}")
     parser = ACTIONS[action][0](prog)
     args, unknown = parser.parse_known_args(argv)
+    actions = [a for a in ACTIONS if a != "train"]
     for word in unknown if action == "train" else []:
-        meant = difflib.get_close_matches(word, [a for a in ACTIONS if a != "train"], 1)
-        if meant and not word.startswith("-"):
-            hint = "comes first" if meant[0] == word else f"is {meant[0]}?"
+        meant = difflib.get_close_matches(word.lstrip("-"), actions, 1)
+        if meant:
+            hint = ("comes first" if meant[0] == word else "is a word, not a flag"
+                    if meant[0] == word.lstrip("-") else f"is {meant[0]}?")
             parser.error(f"unrecognized arguments: {' '.join(unknown)}; the action {hint}: "
                          f"mnist_digit_recognition.py {meant[0]} [its flags and files]")
+    flags = [flag for flag in parser._option_string_actions if flag.startswith("--")]
+    for word in unknown:
+        flag = word.partition("=")[0]
+        meant = [f for f in flags if f.startswith(flag)] or difflib.get_close_matches(flag, flags, 1)
+        if word.startswith("--") and meant:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}; did you mean {meant[0]}?")
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return args

@@ -155,6 +155,12 @@ CASES = [
     ("flags before the action", flags("--model-dir", "m1", "predict", "d0.png"),
      ["action comes first", "predict"], USAGE),
     ("misspelt action", flags("predcit", "d0.png"), ["predcit", "is predict?"], USAGE),
+    ("action written as a flag", flags("--predict", "d0.png"),
+     ["--predict", "is a word, not a flag", "mnist_digit_recognition.py predict"], USAGE),
+    ("abbreviated flag", flags("--epoch", "1"), ["--epoch 1", "did you mean --epochs?"], USAGE),
+    ("misspelt flag", flags("--learnin-rate", "0.1"), ["did you mean --learning-rate?"], USAGE),
+    ("abbreviated flag of an action", flags("predict", "--js", "d0.png"),
+     ["--js", "did you mean --json?"], USAGE),
     ("a flag of the action before it", flags("--json", "predict", "d0.png"),
      ["--json", "action comes first"], USAGE),
     ("serve: port not a number", flags("serve", "--port", "http"), ["--port"], USAGE),
@@ -213,7 +219,9 @@ CASES = [
      USAGE),
     ("model dir holds other files", model_dir_of_photos, ["not a model"], USAGE),
     ("evaluate: no model dir", flags("evaluate", "--model-dir", "nothing"),
-     ["no model directory"], USAGE),
+     ["no model directory at nothing", "(--model-dir)"], USAGE),
+    ("predict: no model dir", flags("predict", "--model-dir", "nothing", "d0.png"),
+     ["no model directory at nothing", "(--model-dir)"], USAGE),
     ("evaluate: dir without a model", empty_model_dir, ["holds no model"], USAGE),
     ("evaluate: corrupt model.keras", corrupt_model, ["cannot be loaded"], FAILURE),
     # images for predict
@@ -289,7 +297,8 @@ def test_usage_errors_answer_before_tensorflow_is_imported(tmp_path):
     (tmp_path / "a file").write_text("x")
     cases = [["--help"], ["--epochs", "ten"], ["predict", "--help"], ["serve", "--help"],
              ["--data", "nowhere.npz"], ["--model-dir", "a file"], ["predcit", "d.png"],
-             ["--compare-batchnorm", "--arch", "mlp"]]
+             ["--compare-batchnorm", "--arch", "mlp"], ["--epoch", "1"], ["--predict", "d.png"],
+             ["evaluate", "--model-dir", "nowhere"], ["predict", "--model-dir", "nowhere", "d.png"]]
     code = f"""
 import runpy, sys
 sys.path.insert(0, {str(SCRIPT.parent)!r})  # as `python path/to/the/script.py` does
@@ -303,7 +312,7 @@ for args in {cases!r}:
     started = time.perf_counter()
     result = run_python(code, cwd=tmp_path)
     exits = [line.split() for line in result.stderr.splitlines() if line.startswith("exit ")]
-    assert exits == [["exit", str(code), "False"] for code in (0, 2, 0, 0, 2, 2, 2, 2)], \
+    assert exits == [["exit", str(code), "False"] for code in (0, 2, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2)], \
         result.stderr
     assert time.perf_counter() - started < 30  # TensorFlow's import alone takes 5-10 s
 
