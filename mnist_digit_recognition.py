@@ -116,7 +116,6 @@ class Recipe:
     lr_factor: float = 0.5              # ...the rate is multiplied by this (ReduceLROnPlateau)
     final_halvings: float = 1 / 3       # and at the start of each of this last part of the
                                         # epochs: every run ends at a small rate
-    lr_decay: float = 1.0               # per-epoch factor on top (1: none)
     min_learning_rate: float = 1e-5
     # the augmentation (ImageDataGenerator's meaning)
     augment: bool = True
@@ -695,16 +694,15 @@ def split_validation(x, y, validation_split):
 
 
 def learning_rate_schedule(recipe):
-    """The fixed part of the schedule: `lr_decay` every epoch, and `lr_factor` at the start of
-    each of the last `final_halvings` of the epochs; never below min_learning_rate (nor raising
-    a rate set below it). ReduceLROnPlateau's cuts follow the noise of the validation loss and
+    """The fixed part of the schedule: `lr_factor` at the start of each of the last
+    `final_halvings` of the epochs; never below min_learning_rate (nor raising a rate set below
+    it). ReduceLROnPlateau's cuts follow the noise of the validation loss and
     may come late or never (in three runs of the old default, after epoch 5, 7 and 8, and the
     later the worse: 99.49%, 99.38%, 99.32%); this makes every run end at a small rate."""
     first_halving = recipe.epochs - round(recipe.epochs * recipe.final_halvings)
 
     def schedule(epoch, rate):
-        factor = (recipe.lr_decay if epoch else 1.0) * (
-            recipe.lr_factor if epoch >= first_halving else 1.0)
+        factor = recipe.lr_factor if epoch >= first_halving else 1.0
         return max(rate * factor, min(rate, recipe.min_learning_rate))
     return schedule
 
@@ -931,16 +929,22 @@ def replace_directory(new, target):
         os.rename(new, target)
         return
     old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    os.rename(target, old / target.name)
+    replaced = old / target.name
     try:
-        os.rename(new, target)
-    except BaseException:
-        os.rename(old / target.name, target)
-        raise
-    if is_model_dir(old / target.name):
-        shutil.rmtree(previous_dir(target), ignore_errors=True)
-        os.rename(old / target.name, previous_dir(target))
-    shutil.rmtree(old, ignore_errors=True)
+        os.rename(target, replaced)
+        try:
+            os.rename(new, target)
+        except BaseException:
+            os.rename(replaced, target)
+            raise
+        if is_model_dir(replaced):
+            shutil.rmtree(previous_dir(target), ignore_errors=True)
+            os.rename(replaced, previous_dir(target))
+        else:
+            shutil.rmtree(replaced, ignore_errors=True)
+    finally:
+        with contextlib.suppress(OSError):
+            old.rmdir()  # not empty only where the replaced model could not be put back
 
 
 def write_atomically(path, text):
@@ -1314,37 +1318,54 @@ def prepare_work_dir(args, worker=None):
     return work_dir
 
 
+@dataclasses.dataclass
+class Run:
+    """A training run as prepare_training sets it up, for fit, finish and evaluate_and_save."""
+    args: argparse.Namespace  # the flags
+    recipe: Recipe
+    strategy: object          # the tf.distribute strategy
+    chief: bool               # whether this process writes the model directory
+    arrays: dict              # the raw MNIST arrays, for their checksum
+    x_train: np.ndarray       # the training images (with the validation split still in them)
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_val: int                # how many of x_train the validation split holds out
+    work_dir: Path            # checkpoints and history until the model is saved (--resume)
+    policy: str               # the Keras dtype policy
+    model: object             # compiled, under the strategy
+    started: float            # time.perf_counter() at the start
+
+
 def prepare_training(args, strategy):
     """Everything before the first step, each mistake found before any training: the data,
     the model directory, the work folder, the seeds and the compiled model."""
-    run = argparse.Namespace(args=args, recipe=recipe_from(args), started=time.perf_counter(),
-                             chief=is_chief(strategy), strategy=strategy)
+    started, recipe, chief = time.perf_counter(), recipe_from(args), is_chief(strategy)
     check_model_dir(args.model_dir)
-    run.arrays = read_mnist_arrays(args.data)
-    (x_train, y_train), (run.x_test, run.y_test) = load_mnist(arrays=run.arrays)
+    arrays = read_mnist_arrays(args.data)
+    (x_train, y_train), (x_test, y_test) = load_mnist(arrays=arrays)
     if args.train_size:
         if args.train_size > len(x_train):
             raise UsageError(f"--train-size {args.train_size:,} is more than the "
                              f"{len(x_train):,} training images")
         x_train, y_train = x_train[:args.train_size], y_train[:args.train_size]
-    run.x_train, run.y_train = x_train, y_train
-    run.n_val = validation_size(len(x_train), run.recipe.validation_split)
-    if run.recipe.batch_size > len(x_train) - run.n_val:
-        raise UsageError(f"--batch-size {run.recipe.batch_size:,} is more than the "
-                         f"{count(len(x_train) - run.n_val, 'image')} to train on: one step per epoch "
+    n_val = validation_size(len(x_train), recipe.validation_split)
+    if recipe.batch_size > len(x_train) - n_val:
+        raise UsageError(f"--batch-size {recipe.batch_size:,} is more than the "
+                         f"{count(len(x_train) - n_val, 'image')} to train on: one step per epoch "
                          "would learn next to nothing; use a smaller --batch-size")
-    run.work_dir = prepare_work_dir(args, None if run.chief else worker_name(strategy))
+    work_dir = prepare_work_dir(args, None if chief else worker_name(strategy))
     if args.seed is not None:
         keras.utils.set_random_seed(args.seed)
         tf.config.experimental.enable_op_determinism()
-    run.policy = choose_precision(args.mixed_precision)
+    policy = choose_precision(args.mixed_precision)
     with strategy.scope():
-        run.model = compile_model(build_model_for(run.recipe, run.policy, fused_batchnorm=True),
-                                  run.recipe)
-    print(f"Training {run.recipe.arch} ({run.model.count_params():,} parameters) on "
-          f"{len(x_train) - run.n_val:,} images, validating on {run.n_val:,}; "
-          f"{describe_device()}, {run.policy}, {describe_distribution(strategy)}", flush=True)
-    return run
+        model = compile_model(build_model_for(recipe, policy, fused_batchnorm=True), recipe)
+    print(f"Training {recipe.arch} ({model.count_params():,} parameters) on "
+          f"{len(x_train) - n_val:,} images, validating on {n_val:,}; "
+          f"{describe_device()}, {policy}, {describe_distribution(strategy)}", flush=True)
+    return Run(args, recipe, strategy, chief, arrays, x_train, y_train, x_test, y_test, n_val,
+               work_dir, policy, model, started)
 
 
 def fit(run, callbacks=()):
@@ -1445,8 +1466,6 @@ def compare_batchnorm(args, strategy):
                 "no batch norm": vars(args) | {"batchnorm": False, "model_dir": without}}
     runs = {name: argparse.Namespace(**settings | {"seed": seed, "compare_batchnorm": False})
             for name, settings in variants.items()}
-    for run in runs.values():  # both directories are checked before either is trained
-        check_model_dir(run.model_dir)
     results = {name: finished_run(run) or run_training(run, strategy)
                for name, run in runs.items()}
     if not is_chief(strategy):
