@@ -29,6 +29,7 @@ import difflib
 import functools
 import gzip
 import hashlib
+import importlib
 import io
 import json
 import math
@@ -53,34 +54,40 @@ import figures
 import pictures
 import serve
 
-# TensorFlow and Keras take seconds to import: the command line imports them only once its
-# flags are known to be good (so --help and a mistyped flag answer at once); importing this
-# module as a library imports them straight away (see the end of the file).
-tf = keras = None
+class LazyModule:
+    """A module imported on its first use. TensorFlow and Keras take seconds to import, and
+    --help, a mistyped flag and `predict` on LiteRT need neither."""
+
+    def __init__(self, name):
+        self._name = name
+
+    def __getattr__(self, attribute):
+        return getattr(importlib.import_module(self._name), attribute)
 
 
-def import_tensorflow(quiet=False):
-    """Import TensorFlow and Keras into this module. `quiet` (the command line) keeps
-    TensorFlow's C++ start-up lines, which ignore its log level, out of the terminal."""
-    global tf, keras
-    if keras is not None:
-        return
-    if not quiet:
-        import keras as keras_module
-        import tensorflow as tf_module
-    else:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        sys.stderr.flush()
-        saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        try:
-            import keras as keras_module
-            import tensorflow as tf_module
-        finally:
-            os.dup2(saved_stderr, 2)
-            os.close(saved_stderr)
-            os.close(devnull)
-    tf, keras = tf_module, keras_module
+tf, keras = LazyModule("tensorflow"), LazyModule("keras")
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Keep what C++ code writes to stderr (TensorFlow's and LiteRT's start-up lines, which
+    ignore TensorFlow's log level) out of the terminal."""
+    sys.stderr.flush()
+    saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)
+        os.close(devnull)
+
+
+def import_tensorflow_quietly():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with quiet_stderr():
+        importlib.import_module("tensorflow")
+        importlib.import_module("keras")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,7 +116,6 @@ class Recipe:
     lr_factor: float = 0.5              # ...the rate is multiplied by this (ReduceLROnPlateau)
     final_halvings: float = 1 / 3       # and at the start of each of this last part of the
                                         # epochs: every run ends at a small rate
-    lr_decay: float = 1.0               # per-epoch factor on top (1: none)
     min_learning_rate: float = 1e-5
     # the augmentation (ImageDataGenerator's meaning)
     augment: bool = True
@@ -203,8 +209,10 @@ def download_mnist():
     # Keras downloads without a timeout; a machine without network should fail, not hang.
     previous_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(30)
-    try:
-        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    try:  # Keras' "Downloading data from ..." and progress bar: shown once it has worked
+        with contextlib.redirect_stdout(io.StringIO()) as said:
+            (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+        print(said.getvalue(), end="", flush=True)
     except Exception as error:  # urllib, SSL and hash errors all mean the same to the user
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UserError(f"could not download MNIST ({reason}): without network, pass --data "
@@ -686,16 +694,15 @@ def split_validation(x, y, validation_split):
 
 
 def learning_rate_schedule(recipe):
-    """The fixed part of the schedule: `lr_decay` every epoch, and `lr_factor` at the start of
-    each of the last `final_halvings` of the epochs; never below min_learning_rate (nor raising
-    a rate set below it). ReduceLROnPlateau's cuts follow the noise of the validation loss and
+    """The fixed part of the schedule: `lr_factor` at the start of each of the last
+    `final_halvings` of the epochs; never below min_learning_rate (nor raising a rate set below
+    it). ReduceLROnPlateau's cuts follow the noise of the validation loss and
     may come late or never (in three runs of the old default, after epoch 5, 7 and 8, and the
     later the worse: 99.49%, 99.38%, 99.32%); this makes every run end at a small rate."""
     first_halving = recipe.epochs - round(recipe.epochs * recipe.final_halvings)
 
     def schedule(epoch, rate):
-        factor = (recipe.lr_decay if epoch else 1.0) * (
-            recipe.lr_factor if epoch >= first_halving else 1.0)
+        factor = recipe.lr_factor if epoch >= first_halving else 1.0
         return max(rate * factor, min(rate, recipe.min_learning_rate))
     return schedule
 
@@ -888,7 +895,8 @@ def new_sibling_dir(path, kind):
 def save_model_dir(model, model_dir, metadata, reports=None):
     """Write model.keras, saved_model/, model.tflite, metadata.json and the pictures
     (draw_reports' arguments) into a new sibling folder, then swap it into place: an
-    interrupted or failed save leaves the previous model intact."""
+    interrupted or failed save leaves the previous model intact. A model it replaces is kept
+    as MODEL_DIR.previous (replace_directory)."""
     model_dir = Path(model_dir)
     if model.optimizer is not None and not model.optimizer.built:
         # An optimizer saved before its first step makes load_model warn that it skipped it.
@@ -910,18 +918,33 @@ def save_model_dir(model, model_dir, metadata, reports=None):
         raise
 
 
+def previous_dir(model_dir):
+    """Where training keeps the model it replaces (one generation): MODEL_DIR.previous."""
+    return Path(f"{Path(model_dir)}.previous")
+
+
 def replace_directory(new, target):
+    """Put `new` in the place of `target`; a model there moves to previous_dir(target)."""
     if not target.exists():
         os.rename(new, target)
         return
     old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    os.rename(target, old / target.name)
+    replaced = old / target.name
     try:
-        os.rename(new, target)
-    except BaseException:
-        os.rename(old / target.name, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+        os.rename(target, replaced)
+        try:
+            os.rename(new, target)
+        except BaseException:
+            os.rename(replaced, target)
+            raise
+        if is_model_dir(replaced):
+            shutil.rmtree(previous_dir(target), ignore_errors=True)
+            os.rename(replaced, previous_dir(target))
+        else:
+            shutil.rmtree(replaced, ignore_errors=True)
+    finally:
+        with contextlib.suppress(OSError):
+            old.rmdir()  # not empty only where the replaced model could not be put back
 
 
 def write_atomically(path, text):
@@ -930,8 +953,8 @@ def write_atomically(path, text):
     os.replace(partial, path)
 
 
-def load_model(model_dir=DEFAULT_MODEL_DIR):
-    """Load a saved model.keras (plain keras.models.load_model works as well)."""
+def check_saved_model(model_dir):
+    """The model directory as a Path, once it is known to hold a model."""
     path = Path(model_dir)
     if not path.is_dir():
         raise UsageError(f"no model directory at {path}: train one first "
@@ -939,6 +962,12 @@ def load_model(model_dir=DEFAULT_MODEL_DIR):
     if not is_model_dir(path):
         raise UsageError(f"{path} holds no model (no model.keras): train one first "
                          "or pass the --model-dir of a trained model")
+    return path
+
+
+def load_model(model_dir=DEFAULT_MODEL_DIR):
+    """Load a saved model.keras (plain keras.models.load_model works as well)."""
+    path = check_saved_model(model_dir)
     try:
         return keras.models.load_model(path / "model.keras")
     except Exception as error:
@@ -962,6 +991,41 @@ def library_versions():
 # ---------------------------------------------------------------------------------------------
 # Prediction on arrays and on people's pictures (read by pictures.py)
 # ---------------------------------------------------------------------------------------------
+
+def load_classifier(model_dir=DEFAULT_MODEL_DIR):
+    """classify(images (N, 28, 28, 1) float32) -> probabilities (N, 10), safe to call from
+    many threads. It runs model.tflite on LiteRT's interpreter where ai-edge-litert is
+    installed (no TensorFlow to wait for), else model.keras on TensorFlow: the same digits."""
+    path = check_saved_model(model_dir)
+    lock = threading.Lock()  # one call at a time: an interpreter is not thread-safe
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        Interpreter = None
+    if Interpreter is None or not (path / "model.tflite").is_file():
+        import_tensorflow_quietly()
+        model = load_model(path)
+
+        def classify(images):
+            with lock:
+                return np.asarray(model.predict_on_batch(images))
+        return classify
+    with quiet_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+        interpreter = Interpreter(model_path=str(path / "model.tflite"))
+        interpreter.allocate_tensors()  # for one image at a time
+    image_in = interpreter.get_input_details()[0]["index"]
+    probabilities_out = interpreter.get_output_details()[0]["index"]
+
+    def classify(images):
+        with lock:
+            probabilities = []
+            for image in np.asarray(images, np.float32):
+                interpreter.set_tensor(image_in, image[np.newaxis])
+                interpreter.invoke()
+                probabilities.append(interpreter.get_tensor(probabilities_out)[0])
+            return np.array(probabilities).reshape(-1, NUM_CLASSES)
+    return classify
+
 
 def read_picture(path):
     """pictures.read_picture, its refusal a UserError: (digits (K, 28, 28), the main one's index)."""
@@ -995,30 +1059,22 @@ def predict(model, images):
     return probabilities.argmax(axis=1), probabilities
 
 
-def picture_answerer(model):
-    """answer(grey): a grey picture's digits classified by `model` and described as `predict
-    --json` prints them; safe to call from many threads (one model call at a time)."""
-    lock = threading.Lock()
-
-    def answer(grey):
-        digits, main = pictures.find_digits(grey)
-        with lock:
-            probabilities = np.asarray(model.predict_on_batch(digits[..., np.newaxis]))
-        return describe_prediction(probabilities, main)
-
-    return answer
-
-
-def describe_prediction(probabilities, main):
-    """What `predict --json` and the server answer for one picture, given the probabilities of
-    its digits left to right: the main digit's class and probabilities, and, where it holds
+def answer_digits(classify, digits, main):
+    """What `predict --json` and the server answer for a picture whose digits, left to right,
+    are `digits` (K, 28, 28): the main digit's class and probabilities, and, where it holds
     several, all of them."""
+    probabilities = classify(digits[..., np.newaxis])
     answer = {"digit": int(probabilities[main].argmax()),
               "probability": round(float(probabilities[main].max()), 6),
               "probabilities": [round(float(p), 6) for p in probabilities[main]]}
     if len(probabilities) > 1:
         answer["digits"] = [int(p.argmax()) for p in probabilities]
     return answer
+
+
+def picture_answerer(classify):
+    """answer(grey) for the server: a grey picture's digits found and answered."""
+    return lambda grey: answer_digits(classify, *pictures.find_digits(grey))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1032,7 +1088,11 @@ class Interrupted(UserError):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse that reports a bad flag as a UsageError: one line, exit status 2."""
+    """argparse that reports a bad flag as a UsageError (one line, exit status 2) and takes
+    flags only as written in full (--epoch is not --epochs)."""
+
+    def __init__(self, **options):
+        super().__init__(allow_abbrev=False, **options)
 
     def error(self, message):
         raise UsageError(f"{message} (see {self.prog} --help)")
@@ -1194,17 +1254,30 @@ def build_serve_parser(prog):
                         help="address to listen on (default: 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=whole_number(0, 65535), default=8000,
                         help="TCP port to listen on; 0 picks a free one (default: 8000)")
+    parser.add_argument("--log-requests", action="store_true",
+                        help="print a line per request (default: only errors)")
     add_model_dir_flag(parser)
     return parser
 
 
 def resolve_model_dir(model_dir):
-    """--model-dir, else the default one in the working directory, else the one beside this
-    script (the model the repository ships)."""
+    """The model to use, checked before anything is loaded: --model-dir, else the default one
+    in the working directory, else the one beside this script (the model the repository ships)."""
     if model_dir is not None:
-        return Path(model_dir)
+        path = Path(model_dir)
+        if not path.is_dir():
+            raise UsageError(f"no model directory at {path} (--model-dir): pass the folder of "
+                             "a trained model")
+        if not is_model_dir(path):
+            raise UsageError(f"{path} holds no model (no model.keras): pass the --model-dir "
+                             "of a trained model")
+        return path
     here, beside = Path(DEFAULT_MODEL_DIR), Path(__file__).resolve().parent / DEFAULT_MODEL_DIR
-    return beside if not is_model_dir(here) and is_model_dir(beside) else here
+    found = next((path for path in (here, beside) if is_model_dir(path)), None)
+    if found is None:
+        raise UsageError(f"no model directory at {here} nor at {beside}: train one first "
+                         "(python mnist_digit_recognition.py) or pass --model-dir")
+    return found
 
 
 def recipe_from(args):
@@ -1245,37 +1318,54 @@ def prepare_work_dir(args, worker=None):
     return work_dir
 
 
+@dataclasses.dataclass
+class Run:
+    """A training run as prepare_training sets it up, for fit, finish and evaluate_and_save."""
+    args: argparse.Namespace  # the flags
+    recipe: Recipe
+    strategy: object          # the tf.distribute strategy
+    chief: bool               # whether this process writes the model directory
+    arrays: dict              # the raw MNIST arrays, for their checksum
+    x_train: np.ndarray       # the training images (with the validation split still in them)
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_val: int                # how many of x_train the validation split holds out
+    work_dir: Path            # checkpoints and history until the model is saved (--resume)
+    policy: str               # the Keras dtype policy
+    model: object             # compiled, under the strategy
+    started: float            # time.perf_counter() at the start
+
+
 def prepare_training(args, strategy):
     """Everything before the first step, each mistake found before any training: the data,
     the model directory, the work folder, the seeds and the compiled model."""
-    run = argparse.Namespace(args=args, recipe=recipe_from(args), started=time.perf_counter(),
-                             chief=is_chief(strategy), strategy=strategy)
+    started, recipe, chief = time.perf_counter(), recipe_from(args), is_chief(strategy)
     check_model_dir(args.model_dir)
-    run.arrays = read_mnist_arrays(args.data)
-    (x_train, y_train), (run.x_test, run.y_test) = load_mnist(arrays=run.arrays)
+    arrays = read_mnist_arrays(args.data)
+    (x_train, y_train), (x_test, y_test) = load_mnist(arrays=arrays)
     if args.train_size:
         if args.train_size > len(x_train):
             raise UsageError(f"--train-size {args.train_size:,} is more than the "
                              f"{len(x_train):,} training images")
         x_train, y_train = x_train[:args.train_size], y_train[:args.train_size]
-    run.x_train, run.y_train = x_train, y_train
-    run.n_val = validation_size(len(x_train), run.recipe.validation_split)
-    if run.recipe.batch_size > len(x_train) - run.n_val:
-        raise UsageError(f"--batch-size {run.recipe.batch_size:,} is more than the "
-                         f"{count(len(x_train) - run.n_val, 'image')} to train on: one step per epoch "
+    n_val = validation_size(len(x_train), recipe.validation_split)
+    if recipe.batch_size > len(x_train) - n_val:
+        raise UsageError(f"--batch-size {recipe.batch_size:,} is more than the "
+                         f"{count(len(x_train) - n_val, 'image')} to train on: one step per epoch "
                          "would learn next to nothing; use a smaller --batch-size")
-    run.work_dir = prepare_work_dir(args, None if run.chief else worker_name(strategy))
+    work_dir = prepare_work_dir(args, None if chief else worker_name(strategy))
     if args.seed is not None:
         keras.utils.set_random_seed(args.seed)
         tf.config.experimental.enable_op_determinism()
-    run.policy = choose_precision(args.mixed_precision)
+    policy = choose_precision(args.mixed_precision)
     with strategy.scope():
-        run.model = compile_model(build_model_for(run.recipe, run.policy, fused_batchnorm=True),
-                                  run.recipe)
-    print(f"Training {run.recipe.arch} ({run.model.count_params():,} parameters) on "
-          f"{len(x_train) - run.n_val:,} images, validating on {run.n_val:,}; "
-          f"{describe_device()}, {run.policy}, {describe_distribution(strategy)}", flush=True)
-    return run
+        model = compile_model(build_model_for(recipe, policy, fused_batchnorm=True), recipe)
+    print(f"Training {recipe.arch} ({model.count_params():,} parameters) on "
+          f"{len(x_train) - n_val:,} images, validating on {n_val:,}; "
+          f"{describe_device()}, {policy}, {describe_distribution(strategy)}", flush=True)
+    return Run(args, recipe, strategy, chief, arrays, x_train, y_train, x_test, y_test, n_val,
+               work_dir, policy, model, started)
 
 
 def fit(run, callbacks=()):
@@ -1310,6 +1400,7 @@ def finish(run, history):
         print(f"{worker_name(run.strategy)}: training finished; the chief writes "
               f"{run.args.model_dir}")
         return None
+    replaced = read_metadata(run.args.model_dir).get("test_accuracy")
     try:
         metadata = evaluate_and_save(run, history)
     except (KeyboardInterrupt, OSError) as error:
@@ -1319,7 +1410,7 @@ def finish(run, history):
             f"saving the trained model {reason}: {run.args.model_dir} is as it was; run the "
             "same command with --resume to save it without training again") from None
     shutil.rmtree(run.work_dir, ignore_errors=True)
-    print_summary(metadata, run.args.model_dir)
+    print_summary(metadata, run.args.model_dir, replaced)
     return metadata
 
 
@@ -1375,8 +1466,6 @@ def compare_batchnorm(args, strategy):
                 "no batch norm": vars(args) | {"batchnorm": False, "model_dir": without}}
     runs = {name: argparse.Namespace(**settings | {"seed": seed, "compare_batchnorm": False})
             for name, settings in variants.items()}
-    for run in runs.values():  # both directories are checked before either is trained
-        check_model_dir(run.model_dir)
     results = {name: finished_run(run) or run_training(run, strategy)
                for name, run in runs.items()}
     if not is_chief(strategy):
@@ -1417,7 +1506,8 @@ def format_duration(seconds):
     return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
 
 
-def print_summary(metadata, model_dir):
+def print_summary(metadata, model_dir, replaced_accuracy=None):
+    """The run's table; `replaced_accuracy`: the test accuracy of the model it replaced."""
     settings, model, data = metadata["settings"], metadata["model"], metadata["data"]
     augmentation = (f"{settings['augmentation_engine']} (rotation {settings['rotation_range']:g} "
                     f"deg, zoom {settings['zoom_range']:g}, shift {settings['shift_range']:g})"
@@ -1442,6 +1532,12 @@ def print_summary(metadata, model_dir):
         ("wall time", format_duration(metadata["wall_seconds"])),
         ("saved to", f"{Path(model_dir).resolve()}/"),
     ])
+    if is_model_dir(previous_dir(model_dir)):
+        accuracy = f"{replaced_accuracy:.2%}" if replaced_accuracy is not None else "unknown"
+        print(f"The model it replaces (test accuracy {accuracy}, this one "
+              f"{metadata['test_accuracy']:.2%}) is kept in {previous_dir(model_dir)}/: to use "
+              f"it again, pass --model-dir {previous_dir(model_dir)} or move it back.",
+              flush=True)
 
 
 def print_table(rows):
@@ -1479,6 +1575,8 @@ def check_training_flags(args):
 
 
 def run_train(args):
+    check_training_flags(args)  # before TensorFlow's seconds of start-up
+    import_tensorflow_quietly()
     strategy = make_strategy(args.distribute)  # created once: a cluster allows no second one
     (compare_batchnorm if args.compare_batchnorm else run_training)(args, strategy)
     return 0
@@ -1486,6 +1584,7 @@ def run_train(args):
 
 def run_evaluate(args):
     model_dir = resolve_model_dir(args.model_dir)
+    import_tensorflow_quietly()
     model = load_model(model_dir)
     _, (x_test, y_test) = load_mnist(args.data)
     results, probabilities = evaluate(model, x_test, y_test)
@@ -1504,41 +1603,35 @@ def run_evaluate(args):
 
 
 def run_predict(args):
-    model = load_model(resolve_model_dir(args.model_dir))
-    read = []  # every file is read first, then all their digits are classified in one go
-    for path in args.files:
+    classify = load_classifier(resolve_model_dir(args.model_dir))
+    failed = 0
+    for path in args.files:  # each answer as soon as it is known, in the order of the files
         try:
-            read.append((path, read_picture(path)))
+            digits, main = read_picture(path)
         except UserError as error:
-            read.append((path, error))
-    found = [picture[0] for _, picture in read if not isinstance(picture, UserError)]
-    probabilities = iter(model.predict(np.concatenate(found)[..., np.newaxis],
-                                       batch_size=EVAL_BATCH_SIZE, verbose=0) if found else [])
-    for path, picture in read:  # the answers in the order of the files
-        if isinstance(picture, UserError):
-            print(f"error: {picture}", file=sys.stderr, flush=True)
+            failed += 1
+            print(f"error: {error}", file=sys.stderr, flush=True)
             if args.json:
-                print(json.dumps({"file": path, "error": str(picture)}), flush=True)
+                print(json.dumps({"file": path, "error": str(error)}), flush=True)
             continue
-        digits, main = picture
-        answer = describe_prediction(np.stack([next(probabilities) for _ in digits]), main)
+        answer = answer_digits(classify, digits, main)
         if args.json:
             print(json.dumps({"file": path, **answer}), flush=True)
         else:
             several = (f"; {len(digits)} digits found, left to right "
                        f"{''.join(map(str, answer['digits']))}") if len(digits) > 1 else ""
             print(f"{path}: {answer['digit']} ({answer['probability']:.1%}){several}", flush=True)
-    return 1 if len(found) < len(read) else 0
+    return 1 if failed else 0
 
 
 def run_serve(args):
     model_dir = resolve_model_dir(args.model_dir)
-    model = load_model(model_dir)
+    classify = load_classifier(model_dir)
     metadata = read_metadata(model_dir)
     try:
-        server = serve.make_server(picture_answerer(model), args.host, args.port, {
+        server = serve.make_server(picture_answerer(classify), args.host, args.port, {
             "status": "ok", "model": str(model_dir), "arch": metadata.get("model", {}).get("arch"),
-            "test_accuracy": metadata.get("test_accuracy")})
+            "test_accuracy": metadata.get("test_accuracy")}, log_requests=args.log_requests)
     except ValueError as error:
         raise UsageError(str(error)) from None
     if not serve.is_loopback(args.host):
@@ -1571,12 +1664,20 @@ def parse_flags(action, argv):
     prog = "mnist_digit_recognition.py" + ("" if action == "train" else f" {action}")
     parser = ACTIONS[action][0](prog)
     args, unknown = parser.parse_known_args(argv)
+    actions = [a for a in ACTIONS if a != "train"]
     for word in unknown if action == "train" else []:
-        meant = difflib.get_close_matches(word, [a for a in ACTIONS if a != "train"], 1)
-        if meant and not word.startswith("-"):
-            hint = "comes first" if meant[0] == word else f"is {meant[0]}?"
+        meant = difflib.get_close_matches(word.lstrip("-"), actions, 1)
+        if meant:
+            hint = ("comes first" if meant[0] == word else "is a word, not a flag"
+                    if meant[0] == word.lstrip("-") else f"is {meant[0]}?")
             parser.error(f"unrecognized arguments: {' '.join(unknown)}; the action {hint}: "
                          f"mnist_digit_recognition.py {meant[0]} [its flags and files]")
+    flags = [flag for flag in parser._option_string_actions if flag.startswith("--")]
+    for word in unknown:
+        flag = word.partition("=")[0]
+        meant = [f for f in flags if f.startswith(flag)] or difflib.get_close_matches(flag, flags, 1)
+        if word.startswith("--") and meant:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}; did you mean {meant[0]}?")
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return args
@@ -1587,9 +1688,6 @@ def main(argv=None):
     action = argv.pop(0) if argv and argv[0] in ACTIONS else "train"
     try:
         args = parse_flags(action, argv)
-        if action == "train":
-            check_training_flags(args)  # before TensorFlow's seconds of start-up
-        import_tensorflow(quiet=__name__ == "__main__")
         with sigterm_as_ctrl_c():
             return ACTIONS[action][1](args)
     except UserError as error:
@@ -1605,5 +1703,3 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.exit(main())
-else:
-    import_tensorflow()

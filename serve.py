@@ -43,10 +43,11 @@ def pixels_from_json(body):
     return np.array(rows, np.float32) / 255
 
 
-def make_server(answer, host, port, health):
+def make_server(answer, host, port, health, log_requests=False):
     """A threading HTTP server: GET / the drawing page, POST /predict an image file's bytes or
     JSON pixels, GET /healthz `health`. `answer(grey)` turns a grey picture into the JSON answer
-    (raising ValueError for one without a digit); every request thread calls it."""
+    (raising ValueError for one without a digit); every request thread calls it. Errors are
+    logged to stderr; each request too with `log_requests`."""
     if not 0 <= port <= 65535:
         raise ValueError(f"--port must be from 0 to 65535 (0: any free port), not {port}")
     # Decoding a large picture takes a few hundred MB for a moment: a few at a time, no more.
@@ -77,6 +78,10 @@ def make_server(answer, host, port, health):
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
+
+        def log_request(self, code="-", size="-"):
+            if log_requests:
+                super().log_request(code, size)
 
         def refuse(self, status, message):
             self.reply(status, {"error": message})

@@ -132,6 +132,15 @@ def shipped_model():
     return mdr.load_model(SHIPPED)
 
 
+@pytest.fixture(scope="session")
+def shipped_classifier(shipped_model):
+    """What predict and serve run on the shipped model (mdr.load_classifier: model.tflite on
+    LiteRT where it is installed), made once per test process."""
+    import mnist_digit_recognition as mdr
+
+    return mdr.load_classifier(SHIPPED)
+
+
 def slice_arrays(arrays, n_train, n_test):
     return {"x_train": arrays["x_train"][:n_train], "y_train": arrays["y_train"][:n_train],
             "x_test": arrays["x_test"][:n_test], "y_test": arrays["y_test"][:n_test]}

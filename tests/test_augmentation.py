@@ -142,15 +142,6 @@ def test_the_cnn_trains_its_first_epoch_without_dropout(small_npz):
     assert mdr.RECIPE.dropout_from_epoch is None and mdr.DROPOUT_FROM_EPOCH == {"cnn": 2}
 
 
-def test_a_per_epoch_decay_multiplies_every_epoch_after_the_first():
-    schedule = mdr.learning_rate_schedule(mdr.Recipe(epochs=4, lr_decay=0.8, final_halvings=0))
-    rates, rate = [], 1e-3
-    for epoch in range(4):
-        rate = schedule(epoch, rate)
-        rates.append(rate)
-    assert rates == pytest.approx([1e-3, 8e-4, 6.4e-4, 5.12e-4])
-
-
 def test_augmented_examples_show_each_digit_beside_its_transforms(small_npz):
     (x_train, _), _ = mdr.load_mnist(small_npz)
     for engine in mdr.AUGMENTATION_ENGINES:

@@ -146,6 +146,15 @@ CASES = [
       "mnist_digit_recognition.py predict [its flags and files]"], USAGE),
     ("misspelt action", flags("predcit", "d0.png"),
      ["unrecognized arguments: predcit d0.png", "is predict?"], USAGE),
+    ("action written as a flag", flags("--predict", "d0.png"),
+     ["unrecognized arguments: --predict d0.png", "is a word, not a flag",
+      "mnist_digit_recognition.py predict [its flags and files]"], USAGE),
+    ("abbreviated flag", flags("--epoch", "1"),
+     ["unrecognized arguments: --epoch 1; did you mean --epochs?"], USAGE),
+    ("misspelt flag", flags("--learnin-rate", "0.1"),
+     ["unrecognized arguments: --learnin-rate 0.1; did you mean --learning-rate?"], USAGE),
+    ("abbreviated flag of an action", flags("predict", "--js", "d0.png"),
+     ["unrecognized arguments: --js; did you mean --json?", "predict --help"], USAGE),
     ("a flag of the action before it", flags("--json", "predict", "d0.png"),
      ["unrecognized arguments: --json predict d0.png", "action comes first"], USAGE),
     ("serve: port not a number", flags("serve", "--port", "http"),
@@ -181,9 +190,11 @@ CASES = [
      ["photos holds files that are not a model of this program", "refusing to replace them"],
      USAGE),
     ("evaluate: no model dir", flags("evaluate", "--model-dir", "nothing"),
-     ["no model directory at nothing", "train one first"], USAGE),
+     ["no model directory at nothing (--model-dir)", "pass the folder of a trained model"], USAGE),
+    ("predict: no model dir", flags("predict", "--model-dir", "nothing", "d0.png"),
+     ["no model directory at nothing (--model-dir)", "pass the folder of a trained model"], USAGE),
     ("evaluate: dir without a model", empty_model_dir,
-     ["empty holds no model (no model.keras)", "train one first"], USAGE),
+     ["empty holds no model (no model.keras)", "pass the --model-dir of a trained model"], USAGE),
     ("evaluate: corrupt model.keras", corrupt_model,
      ["broken/model.keras cannot be loaded", "train the model again"], FAILURE),
     # images for predict
@@ -262,7 +273,8 @@ def test_usage_errors_answer_before_tensorflow_is_imported(tmp_path):
     (tmp_path / "a file").write_text("x")
     cases = [["--help"], ["--epochs", "ten"], ["predict", "--help"], ["serve", "--help"],
              ["--data", "nowhere.npz"], ["--model-dir", "a file"], ["predcit", "d.png"],
-             ["--compare-batchnorm", "--arch", "mlp"]]
+             ["--compare-batchnorm", "--arch", "mlp"], ["--epoch", "1"], ["--predict", "d.png"],
+             ["evaluate", "--model-dir", "nowhere"], ["predict", "--model-dir", "nowhere", "d.png"]]
     code = f"""
 import runpy, sys
 sys.path.insert(0, {str(SCRIPT.parent)!r})  # as `python path/to/the/script.py` does
@@ -276,7 +288,7 @@ for args in {cases!r}:
     started = time.perf_counter()
     result = run_python(code, cwd=tmp_path)
     exits = [line.split() for line in result.stderr.splitlines() if line.startswith("exit ")]
-    assert exits == [["exit", str(code), "False"] for code in (0, 2, 0, 0, 2, 2, 2, 2)], \
+    assert exits == [["exit", str(code), "False"] for code in (0, 2, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2)], \
         result.stderr
     assert time.perf_counter() - started < 30  # TensorFlow's import alone takes 5-10 s
 

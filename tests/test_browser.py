@@ -43,7 +43,7 @@ def open_page(server, user_data_dir, phone=False):
 
 
 @pytest.fixture(scope="module")
-def server(shipped_model):
+def server(shipped_classifier):
     """make_server with the shipped model, when a browser can be had."""
     missing = [what for what, found in [("selenium (pip install selenium)", webdriver),
                                         ("chromium", shutil.which("chromium")),
@@ -53,7 +53,7 @@ def server(shipped_model):
         (pytest.fail if os.environ.get("CI") else pytest.skip)(
             f"the browser test needs {', '.join(missing)} "
             "(Debian: apt-get install chromium chromium-driver)")
-    with running_server(shipped_model) as server:
+    with running_server(shipped_classifier) as server:
         yield server
 
 

@@ -151,21 +151,33 @@ print(json.dumps(figures))
     assert figures["tflite_same_digits"] == 300 and figures["tflite_difference"] < 1e-6
 
 
-def test_a_second_run_replaces_the_model_and_keeps_nothing_stale(trained, small_npz, tmp_path):
+def test_a_second_run_replaces_the_model_keeps_the_old_one_and_nothing_stale(trained, small_npz,
+                                                                             tmp_path):
+    """SPEC section 5: the model a run replaces is kept as MODEL_DIR.previous (one generation),
+    and the run says so with both test accuracies. On a copy of the shared run's folder."""
     import shutil
 
     model_dir = tmp_path / trained[0].name
-    shutil.copytree(trained[0], model_dir)  # the shared run's folder stays as it was
+    shutil.copytree(trained[0], model_dir)
     before = json.loads((model_dir / "metadata.json").read_text())
-    result = run_program("--epochs", "1", "--data", small_npz, "--train-size", "200",
-                         "--no-augmentation", "--no-batchnorm", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    after = json.loads((model_dir / "metadata.json").read_text())
+    previous = tmp_path / f"{model_dir.name}.previous"
+    for run in range(2):
+        result = run_program("--epochs", "1", "--data", small_npz, "--train-size", "200",
+                             "--no-augmentation", "--no-batchnorm", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        if run == 0:
+            after = json.loads((model_dir / "metadata.json").read_text())
+            assert json.loads((previous / "metadata.json").read_text()) == before
+    assert json.loads((previous / "metadata.json").read_text()) == after  # one generation
+    last = json.loads((model_dir / "metadata.json").read_text())
+    assert result.stdout.splitlines()[-1].startswith(
+        f"The model it replaces (test accuracy {after['test_accuracy']:.2%}, this one "
+        f"{last['test_accuracy']:.2%}) is kept in {previous.name}/")
     assert before["settings"]["train_size"] is None and before["model"]["batchnorm"] is True
     assert after["settings"]["train_size"] == 200 and after["model"]["batchnorm"] is False
     assert after["model"]["parameters"] == 325_578 and after["data"]["train_images"] == 180
     assert "augmentation.png" not in {p.name for p in model_dir.iterdir()}, "a stale picture"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [model_dir.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [model_dir.name, previous.name]
 
 
 def test_no_network_and_no_data_says_how_to_use_data(tmp_path):
@@ -178,6 +190,7 @@ def test_no_network_and_no_data_says_how_to_use_data(tmp_path):
                          env={"MNIST_DATA": "", "KERAS_HOME": str(home), "HOME": str(home),
                               "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"})
     assert_one_line_error(result, "could not download MNIST", "--data", code=1)
+    assert result.stdout == ""  # not Keras' "Downloading data from ..." before it
     assert not Path(tmp_path / "mnist_digit_recognition_model").exists()
 
 

@@ -1,10 +1,12 @@
 """Using a trained model: predict on image files, evaluate, and the shipped model itself."""
 
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -12,8 +14,8 @@ import pytest
 import figures
 import mnist_digit_recognition as mdr
 import pictures
-from conftest import (PICTURE_FORMS, SCRIPT, SHIPPED, assert_one_line_error, enlarge, missing,
-                      our_stderr_lines, run_main, run_program, run_python, save_image)
+from conftest import (PICTURE_FORMS, ROOT, SCRIPT, SHIPPED, assert_one_line_error, enlarge,
+                      missing, our_stderr_lines, run_main, run_program, run_python, save_image)
 
 # The published test accuracy of the default recipe, which SPEC says our model meets or beats.
 PUBLISHED_ACCURACY = 0.9940
@@ -31,6 +33,7 @@ def test_the_shipped_model_is_complete_and_trained_by_the_default_command():
     metadata = json.loads((SHIPPED / "metadata.json").read_text())
     settings = dict(metadata["settings"], seed=None)
     defaults = mdr.training_settings(mdr.parse_flags("train", []))
+    assert settings.pop("lr_decay", 1.0) == 1.0  # a setting that no longer exists, unused
     differences = {key: value for key, value in settings.items()
                    if key not in ("data", "model_dir") and defaults[key] != value}
     assert differences == {}, "not trained by the default command"
@@ -224,21 +227,76 @@ def test_predict_and_evaluate_find_the_shipped_model_from_another_directory(ship
     assert result.stdout.startswith(f"{path}: {labels[0]} (")
 
 
-def test_predict_reads_every_file_then_classifies_them_together(shipped_model, test_digits,
-                                                                tmp_path):
-    """300 files in one command: one model call for all (it took 37-71 s file by file)."""
+def test_predict_answers_300_files_in_their_order_errors_included(shipped_model, test_digits,
+                                                                  tmp_path):
+    """300 files in one command, a bad one among them: with stdout and stderr in one pipe,
+    as `2>&1 | less` shows them, the error line stands in the bad file's place."""
     digits, labels = test_digits
     paths = [save_image(tmp_path / f"{i}.png", digits[i % 100]) for i in range(300)]
     (tmp_path / "bad.png").write_bytes(b"not a png")
-    started = __import__("time").perf_counter()
-    result = run_program("predict", *paths[:150], tmp_path / "bad.png", *paths[150:],
-                         "--model-dir", SHIPPED)
-    seconds = __import__("time").perf_counter() - started
-    lines = result.stdout.splitlines()
-    assert result.returncode == 1 and len(lines) == 300
-    assert [line.split(": ")[0] for line in lines] == [str(p) for p in paths]
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, str(SCRIPT), "predict", *paths[:150],
+                             tmp_path / "bad.png", *paths[150:], "--model-dir", SHIPPED],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    seconds = time.perf_counter() - started
+    lines = our_stderr_lines(result.stdout)
+    assert result.returncode == 1 and len(lines) == 301
+    assert lines[150] == f"error: {tmp_path / 'bad.png'}: not a PNG, JPEG, BMP or GIF image"
+    answers = lines[:150] + lines[151:]
+    assert [line.split(": ")[0] for line in answers] == [str(p) for p in paths]
     assert np.mean([int(line.split(": ")[1][0]) == labels[i % 100]
-                    for i, line in enumerate(lines)]) > 0.95
-    assert our_stderr_lines(result.stderr) == [f"error: {tmp_path / 'bad.png'}: not a PNG, "
-                                               "JPEG, BMP or GIF image"]
+                    for i, line in enumerate(answers)]) > 0.95
     assert seconds < 30, f"{seconds:.0f} s for 300 files"
+
+
+# --- predict and serve on LiteRT (SPEC section 3) --------------------------------------------
+
+def test_predict_runs_without_importing_tensorflow(test_digits, tmp_path):
+    """Where LiteRT is installed, `predict` runs model.tflite and never imports TensorFlow."""
+    if importlib.util.find_spec("ai_edge_litert") is None:
+        missing("needs ai-edge-litert (requirements.txt)")
+    path = save_image(tmp_path / "digit.png", test_digits[0][0])
+    code = f"""
+import sys
+import mnist_digit_recognition as mdr
+status = mdr.main(["predict", "--json", {str(path)!r}, "--model-dir", {str(SHIPPED)!r}])
+print("exit", status, "tensorflow" in sys.modules, "keras" in sys.modules)
+"""
+    result = run_python(code, cwd=ROOT)
+    answer, last = result.stdout.splitlines()
+    assert last == "exit 0 False False", result.stderr
+    assert json.loads(answer)["digit"] == test_digits[1][0]
+    assert our_stderr_lines(result.stderr) == []  # LiteRT's start-up line is kept quiet too
+
+
+def test_without_litert_predict_falls_back_to_keras_with_the_same_answers(test_digits,
+                                                                          tmp_path):
+    """LiteRT missing (made unimportable here), or a model directory without model.tflite:
+    TensorFlow runs model.keras, and the answers are the same to 1e-5."""
+    if importlib.util.find_spec("ai_edge_litert") is None:
+        missing("needs ai-edge-litert (requirements.txt) to compare with")
+    paths = [str(save_image(tmp_path / f"{i}.png", test_digits[0][i])) for i in range(20)]
+    no_tflite = tmp_path / "model"
+    no_tflite.mkdir()
+    (no_tflite / "model.keras").symlink_to(SHIPPED / "model.keras")
+    code = f"""
+import json, sys
+import mnist_digit_recognition as mdr
+mdr.main(["predict", "--json", *{paths!r}, "--model-dir", {str(SHIPPED)!r}])
+for name in [name for name in sys.modules if name.startswith("ai_edge_litert")]:
+    sys.modules[name] = None  # importing it now raises ImportError
+mdr.main(["predict", "--json", *{paths!r}, "--model-dir", {str(SHIPPED)!r}])
+print("tensorflow" in sys.modules)
+mdr.main(["predict", "--json", *{paths!r}, "--model-dir", {str(no_tflite)!r}])
+"""
+    result = run_python(code, cwd=ROOT)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 61 and lines[40] == "True", result.stderr
+    litert, keras, keras_no_tflite = (
+        [json.loads(line) for line in part] for part in (lines[:20], lines[20:40], lines[41:]))
+    assert [a["digit"] for a in litert] == [a["digit"] for a in keras] \
+        == [a["digit"] for a in keras_no_tflite]
+    assert max(abs(p - q) for a, b in zip(litert, keras)
+               for p, q in zip(a["probabilities"], b["probabilities"])) <= 1e-5
+    assert keras == keras_no_tflite

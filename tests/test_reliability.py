@@ -113,7 +113,10 @@ def test_resume_continues_from_the_checkpoint_and_saves_what_it_trained(interrup
     assert resumed["test_accuracy"] == pytest.approx(whole["test_accuracy"], abs=0.06)
     assert resumed["test_loss"] == pytest.approx(whole["test_loss"], rel=0.25)
     assert sorted(p.name for p in run.folder.iterdir()) == [
-        "mnist_digit_recognition_model", "uninterrupted"], "the .partial folder was left"
+        "mnist_digit_recognition_model", "mnist_digit_recognition_model.previous",
+        "uninterrupted"], "the .partial folder was left"
+    assert (run.folder / "mnist_digit_recognition_model.previous" / "model.keras").read_bytes() \
+        == run.old, "the model the resumed run replaced is not the one kept"
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -275,7 +278,9 @@ def test_a_save_that_fails_keeps_the_old_model_and_the_training_for_resume(
     assert code == 0, err
     assert not any(line.startswith("Epoch") for line in out), "it trained again"
     assert [row["epoch"] for row in read_metadata(model_dir)["history"]] == [1, 2]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist_digit_recognition_model"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "mnist_digit_recognition_model", "mnist_digit_recognition_model.previous"]
+    assert snapshot(tmp_path / "mnist_digit_recognition_model.previous") == before
 
 
 @pytest.fixture
@@ -320,10 +325,6 @@ def test_a_save_that_fails_at_a_rename_keeps_the_previous_model(saved_twice_with
 
 
 @RENAMES
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: replace_directory creates an empty '.model.old-XXXX' folder beside the model "
-    "(tempfile.mkdtemp) before its first rename and removes it only after both renames "
-    "succeed: a failure at either rename leaves the empty folder behind, one more each time"))
 def test_a_save_that_fails_at_a_rename_leaves_nothing_beside_the_model(
         saved_twice_with_a_failing_rename):
     model_dir, _ = saved_twice_with_a_failing_rename

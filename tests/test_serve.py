@@ -25,14 +25,14 @@ from PIL import Image
 import mnist_digit_recognition as mdr
 import serve
 from pictures import NOT_AN_IMAGE
-from conftest import SCRIPT, SHIPPED, missing, run_main
+from conftest import SCRIPT, SHIPPED, missing, our_stderr_lines, run_main
 
 HEALTH = {"status": "ok", "model": "the shipped one"}
 
 
 @pytest.fixture(scope="module")
-def model(shipped_model):
-    return shipped_model
+def model(shipped_classifier):
+    return shipped_classifier  # what serve runs: model.tflite on LiteRT
 
 
 @contextlib.contextmanager
@@ -394,7 +394,25 @@ def test_serve_command_line_warns_off_loopback_and_stops_on_sigterm():
     stderr = "".join(err)
     assert process.returncode == 0, stderr
     assert list(out.queue) == ["Server stopped.\n"]
-    warnings = [line for line in stderr.splitlines() if line.startswith("warning:")]
-    assert warnings == ["warning: serving on 0.0.0.0, beyond this machine, without "
-                        "authentication: anyone who can reach it can use it"], stderr
-    assert "Traceback" not in stderr
+    # Quiet by default: the warning, and no line for the request.
+    assert our_stderr_lines(stderr) == ["warning: serving on 0.0.0.0, beyond this machine, "
+                                        "without authentication: anyone who can reach it can "
+                                        "use it"], stderr
+
+
+def test_requests_are_logged_only_when_asked(model, capsys):
+    for log_requests, lines in ((False, 0), (True, 2)):
+        server = serve.make_server(mdr.picture_answerer(model), "127.0.0.1", 0, HEALTH,
+                                   log_requests=log_requests)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        capsys.readouterr()
+        try:
+            assert request(server, "GET", "/healthz")[0] == 200
+            assert request(server, "GET", "/nowhere")[0] == 404
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(10)
+        logged = capsys.readouterr().err.splitlines()
+        assert len(logged) == lines and all("HTTP/1.1" in line for line in logged), logged
