@@ -1011,8 +1011,9 @@ def load_classifier(model_dir=DEFAULT_MODEL_DIR):
                 return np.asarray(model.predict_on_batch(images))
         return classify
     with quiet_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-        interpreter = Interpreter(model_path=str(path / "model.tflite"))
-        interpreter.allocate_tensors()  # for one image at a time
+        # One image at a time, on one thread: more threads only wait on each other here.
+        interpreter = Interpreter(model_path=str(path / "model.tflite"), num_threads=1)
+        interpreter.allocate_tensors()
     image_in = interpreter.get_input_details()[0]["index"]
     probabilities_out = interpreter.get_output_details()[0]["index"]
 
