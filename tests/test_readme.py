@@ -204,7 +204,10 @@ def test_console_command_prints_what_readme_shows(command, shown, clone):
 
 
 def port_is_free(port):
+    """As the server binds (with SO_REUSEADDR: closed connections waiting out TIME_WAIT do not
+    hold the port)."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
