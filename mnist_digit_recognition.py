@@ -30,6 +30,7 @@ import functools
 import gzip
 import hashlib
 import importlib
+import importlib.util
 import io
 import json
 import math
@@ -1571,6 +1572,9 @@ def check_training_flags(args):
         except OSError as error:
             raise UsageError(f"cannot write TensorBoard logs to {args.tensorboard} "
                              f"({error.strerror}): choose another --tensorboard DIR") from None
+        if importlib.util.find_spec("tensorboard") is None:  # TensorFlow 2.21 does not bring it
+            raise UsageError("--tensorboard needs the tensorboard package: pip install "
+                             "tensorboard, or leave out --tensorboard")
     for model_dir in comparison_dirs(args):
         check_model_dir(model_dir)
 

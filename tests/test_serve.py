@@ -193,14 +193,22 @@ def predict_error(capsys, tmp_path, data):
     return err[0].removeprefix(f"error: {path}: ")
 
 
-@pytest.mark.parametrize("data", [b"\x89PNG\r\n\x1a\n garbage", bytes(range(256)) * 10, b"",
+@pytest.mark.parametrize("data", [b"\x89PNG\r\n\x1a\n garbage", bytes(range(256)) * 10,
                                   png(np.zeros((280, 280), np.uint8)),
                                   png(np.full((50, 80), 255, np.uint8))],
-                         ids=["broken-png", "garbage", "empty", "blank-black", "blank-white"])
+                         ids=["broken-png", "garbage", "blank-black", "blank-white"])
 def test_unreadable_and_blank_images_as_predict_says(server, capsys, tmp_path, data):
     words = predict_error(capsys, tmp_path, data)
     assert words in (NOT_AN_IMAGE, "no digit found (the image is blank)")
     assert post(server, data) == (400, {"error": words})
+    assert_still_serving(server)
+
+
+def test_an_empty_body_is_named(server):
+    """As `curl --data-binary @missing.png` sends when the file is missing."""
+    assert post(server, b"") == (400, {"error": "the body is empty: send an image file's bytes "
+                                                "(e.g. curl --data-binary @digit.png) or JSON "
+                                                "pixels"})
     assert_still_serving(server)
 
 
