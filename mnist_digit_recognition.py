@@ -1382,16 +1382,23 @@ def fit(run, callbacks=()):
             if (run.work_dir / "history.json").exists() else 0
         if not done:
             shutil.rmtree(run.work_dir, ignore_errors=True)
-            raise Interrupted(f"interrupted in the first epoch: {run.args.model_dir} is as it "
-                              "was, and there is nothing to resume") from None
+            raise Interrupted(f"interrupted in the first epoch: {left_as_it_was(run)}, and "
+                              "there is nothing to resume") from None
         raise Interrupted(f"interrupted after {count(done, 'finished epoch')}: "
-                          f"{run.args.model_dir} is as it was; run the same command with "
-                          "--resume to continue") from None
+                          f"{left_as_it_was(run)}; run the same command with --resume to "
+                          "continue") from None
     except TrainingDiverged as error:
         shutil.rmtree(run.work_dir, ignore_errors=True)
         kept = "the saved model was not changed" if is_model_dir(run.args.model_dir) \
             else "nothing was saved"
         raise TrainingDiverged(f"{error}; {kept}") from None
+
+
+def left_as_it_was(run):
+    """What a run that stops before its save leaves, in words."""
+    model_dir = run.args.model_dir
+    return f"{model_dir} is as it was" if is_model_dir(model_dir) else \
+        f"nothing was saved to {model_dir}"
 
 
 def finish(run, history):
@@ -1409,8 +1416,8 @@ def finish(run, history):
         interrupted = isinstance(error, KeyboardInterrupt)
         reason = "interrupted" if interrupted else f"failed ({error.strerror or error})"
         raise (Interrupted if interrupted else UserError)(
-            f"saving the trained model {reason}: {run.args.model_dir} is as it was; run the "
-            "same command with --resume to save it without training again") from None
+            f"saving the trained model {reason}: {left_as_it_was(run)}; run the same command "
+            "with --resume to save it without training again") from None
     shutil.rmtree(run.work_dir, ignore_errors=True)
     print_summary(metadata, run.args.model_dir, replaced)
     return metadata
