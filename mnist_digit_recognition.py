@@ -30,6 +30,7 @@ import functools
 import gzip
 import hashlib
 import importlib
+import importlib.util
 import io
 import json
 import math
@@ -1011,8 +1012,9 @@ def load_classifier(model_dir=DEFAULT_MODEL_DIR):
                 return np.asarray(model.predict_on_batch(images))
         return classify
     with quiet_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-        interpreter = Interpreter(model_path=str(path / "model.tflite"))
-        interpreter.allocate_tensors()  # for one image at a time
+        # One image at a time, on one thread: more threads only wait on each other here.
+        interpreter = Interpreter(model_path=str(path / "model.tflite"), num_threads=1)
+        interpreter.allocate_tensors()
     image_in = interpreter.get_input_details()[0]["index"]
     probabilities_out = interpreter.get_output_details()[0]["index"]
 
@@ -1380,16 +1382,23 @@ def fit(run, callbacks=()):
             if (run.work_dir / "history.json").exists() else 0
         if not done:
             shutil.rmtree(run.work_dir, ignore_errors=True)
-            raise Interrupted(f"interrupted in the first epoch: {run.args.model_dir} is as it "
-                              "was, and there is nothing to resume") from None
+            raise Interrupted(f"interrupted in the first epoch: {left_as_it_was(run)}, and "
+                              "there is nothing to resume") from None
         raise Interrupted(f"interrupted after {count(done, 'finished epoch')}: "
-                          f"{run.args.model_dir} is as it was; run the same command with "
-                          "--resume to continue") from None
+                          f"{left_as_it_was(run)}; run the same command with --resume to "
+                          "continue") from None
     except TrainingDiverged as error:
         shutil.rmtree(run.work_dir, ignore_errors=True)
         kept = "the saved model was not changed" if is_model_dir(run.args.model_dir) \
             else "nothing was saved"
         raise TrainingDiverged(f"{error}; {kept}") from None
+
+
+def left_as_it_was(run):
+    """What a run that stops before its save leaves, in words."""
+    model_dir = run.args.model_dir
+    return f"{model_dir} is as it was" if is_model_dir(model_dir) else \
+        f"nothing was saved to {model_dir}"
 
 
 def finish(run, history):
@@ -1407,8 +1416,8 @@ def finish(run, history):
         interrupted = isinstance(error, KeyboardInterrupt)
         reason = "interrupted" if interrupted else f"failed ({error.strerror or error})"
         raise (Interrupted if interrupted else UserError)(
-            f"saving the trained model {reason}: {run.args.model_dir} is as it was; run the "
-            "same command with --resume to save it without training again") from None
+            f"saving the trained model {reason}: {left_as_it_was(run)}; run the same command "
+            "with --resume to save it without training again") from None
     shutil.rmtree(run.work_dir, ignore_errors=True)
     print_summary(metadata, run.args.model_dir, replaced)
     return metadata
@@ -1570,6 +1579,9 @@ def check_training_flags(args):
         except OSError as error:
             raise UsageError(f"cannot write TensorBoard logs to {args.tensorboard} "
                              f"({error.strerror}): choose another --tensorboard DIR") from None
+        if importlib.util.find_spec("tensorboard") is None:  # TensorFlow 2.21 does not bring it
+            raise UsageError("--tensorboard needs the tensorboard package: pip install "
+                             "tensorboard, or leave out --tensorboard")
     for model_dir in comparison_dirs(args):
         check_model_dir(model_dir)
 

@@ -128,6 +128,9 @@ def make_server(answer, host, port, health, log_requests=False):
             length = self.content_length()
             if length is None:
                 return self.refuse(411, "a POST needs a Content-Length")
+            if length == 0:
+                return self.refuse(400, "the body is empty: send an image file's bytes (e.g. "
+                                        "curl --data-binary @digit.png) or JSON pixels")
             if length > MAX_REQUEST_BYTES:
                 self.refuse(413, f"the body is over {MAX_REQUEST_BYTES:,} bytes")
                 return self.discard_body()

@@ -307,3 +307,17 @@ def test_invalid_tf_config_is_a_usage_error(tmp_path, small_npz, capsys, monkeyp
     monkeypatch.setenv("TF_CONFIG", "{not json")
     code, _, err = run_main(capsys, "--epochs", "1", "--data", small_npz)
     assert code == USAGE and len(err) == 1 and "TF_CONFIG" in err[0]
+
+
+def test_tensorboard_without_its_package_is_refused_before_training(tmp_path, capsys):
+    """TensorFlow 2.21 does not bring the tensorboard package; --tensorboard needs it."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is not None:
+        pytest.skip("tensorboard is installed here")
+    status, out, err = run_main(capsys, "--tensorboard", tmp_path / "logs",
+                                "--model-dir", tmp_path / "model")
+    assert (status, out) == (2, [])
+    assert err == ["error: --tensorboard needs the tensorboard package: pip install tensorboard, "
+                   "or leave out --tensorboard"]
+    assert not (tmp_path / "model.partial").exists()

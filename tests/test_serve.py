@@ -195,12 +195,19 @@ BLANK = "no digit found (the image is blank)"
 
 @pytest.mark.parametrize("data, words", [
     (b"\x89PNG\r\n\x1a\n garbage", NOT_AN_IMAGE), (bytes(range(256)) * 10, NOT_AN_IMAGE),
-    (b"", NOT_AN_IMAGE), (png(np.zeros((280, 280), np.uint8)), BLANK),
-    (png(np.full((50, 80), 255, np.uint8)), BLANK),
-], ids=["broken-png", "garbage", "empty", "blank-black", "blank-white"])
+    (png(np.zeros((280, 280), np.uint8)), BLANK), (png(np.full((50, 80), 255, np.uint8)), BLANK),
+], ids=["broken-png", "garbage", "blank-black", "blank-white"])
 def test_unreadable_and_blank_images_as_predict_says(server, capsys, tmp_path, data, words):
     assert predict_error(capsys, tmp_path, data) == words
     assert post(server, data) == (400, {"error": words})
+    assert_still_serving(server)
+
+
+def test_an_empty_body_is_named(server):
+    """As `curl --data-binary @missing.png` sends when the file is missing."""
+    assert post(server, b"") == (400, {"error": "the body is empty: send an image file's bytes "
+                                                "(e.g. curl --data-binary @digit.png) or JSON "
+                                                "pixels"})
     assert_still_serving(server)
 
 
