@@ -214,6 +214,12 @@ def run_main(capsys, *args):
     return status, captured.out.splitlines(), captured.err.splitlines()
 
 
+def snapshot(folder):
+    """Every file under folder and its bytes: to show a saved model was not touched."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
 def assert_one_line_error(result, *words, code=2):
     """The program failed as SPEC section 7 asks: exit status `code`, exactly one line of its
     own on stderr, holding each of `words`, and no traceback. Returns that line."""

@@ -15,7 +15,7 @@ import pytest
 
 import mnist_digit_recognition as mdr
 from conftest import (CORRUPT_DATA, SCRIPT, assert_one_line_error, run_main, run_program,
-                      run_python)
+                      run_python, snapshot)
 
 USAGE, FAILURE = 2, 1
 
@@ -217,11 +217,6 @@ def saved_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("saved") / "mnist_digit_recognition_model"
     mdr.save_model_dir(mdr.compile_model(mdr.build_model("mlp")), folder, {"test_accuracy": 0.5})
     return folder
-
-
-def snapshot(folder):
-    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import mnist_digit_recognition as mdr
-from conftest import SCRIPT, our_stderr_lines, run_main
+from conftest import SCRIPT, our_stderr_lines, run_main, snapshot
 
 
 def read_metadata(model_dir):
@@ -222,11 +222,6 @@ def test_same_seed_gives_the_same_metrics(small_npz, tmp_path, capsys):
     assert [r["val_loss"] for r in a["history"]] == [r["val_loss"] for r in b["history"]]
 
 
-def snapshot(folder):
-    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}
-
-
 @pytest.fixture
 def failing_write_of(monkeypatch):
     """failing_write_of(name, error): from now on, opening a file of that name for writing
@@ -303,7 +298,7 @@ def saved_twice_with_a_failing_rename(tmp_path, monkeypatch, request):
 
     monkeypatch.setattr(os, "rename", fail_on_call(os.rename))
     monkeypatch.setattr(os, "replace", fail_on_call(os.replace))
-    with pytest.raises(OSError, match="Input/output error") as raised:
+    with pytest.raises(OSError, match="Input/output error"):
         mdr.save_model_dir(mdr.compile_model(mdr.build_model("classic-cnn")), model_dir,
                            {"test_accuracy": 0.6})
     monkeypatch.undo()
