@@ -63,6 +63,9 @@ class LazyModule:
         self._name = name
 
     def __getattr__(self, attribute):
+        # A probe (copy, pickle, inspect, hasattr(x, "__wrapped__")) imports nothing.
+        if attribute == "_name" or attribute.startswith("__") and self._name not in sys.modules:
+            raise AttributeError(attribute)
         return getattr(importlib.import_module(self._name), attribute)
 
 
@@ -210,10 +213,9 @@ def download_mnist():
     # Keras downloads without a timeout; a machine without network should fail, not hang.
     previous_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(30)
-    try:  # Keras' "Downloading data from ..." and progress bar: shown once it has worked
-        with contextlib.redirect_stdout(io.StringIO()) as said:
+    try:
+        with contextlib.redirect_stdout(ShownOnceMoving(sys.stdout)):
             (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
-        print(said.getvalue(), end="", flush=True)
     except Exception as error:  # urllib, SSL and hash errors all mean the same to the user
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UserError(f"could not download MNIST ({reason}): without network, pass --data "
@@ -222,6 +224,28 @@ def download_mnist():
     finally:
         socket.setdefaulttimeout(previous_timeout)
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+class ShownOnceMoving(io.TextIOBase):
+    """stdout for Keras' download: its first line ("Downloading data from ...") is held back
+    until the progress bar follows it, so that without network only our error is printed."""
+
+    def __init__(self, stdout):
+        self.stdout, self.held = stdout, ""
+
+    def write(self, text):
+        if self.held is not None:
+            self.held += text
+            if "\n" not in self.held.rstrip("\n"):
+                return len(text)
+            text, self.held = self.held, None
+        return self.stdout.write(text)
+
+    def flush(self):
+        self.stdout.flush()
+
+    def isatty(self):
+        return self.stdout.isatty()
 
 
 def read_npz(path):
@@ -883,11 +907,11 @@ def saveable_copy(model, recipe):
     return copy
 
 
-def new_sibling_dir(path, kind):
+def new_sibling_dir(path):
     """An empty folder beside `path` with the permissions any mkdir gives (mkdtemp's are
     private, which would keep other users and serving containers from reading the model)."""
     while True:
-        folder = path.parent / f".{path.name}.{kind}-{secrets.token_hex(4)}"
+        folder = path.parent / f".{path.name}.new-{secrets.token_hex(4)}"
         with contextlib.suppress(FileExistsError):
             folder.mkdir()
             return folder
@@ -903,7 +927,7 @@ def save_model_dir(model, model_dir, metadata, reports=None):
         # An optimizer saved before its first step makes load_model warn that it skipped it.
         model.optimizer.build(model.trainable_variables)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = new_sibling_dir(model_dir, "new")
+    staging = new_sibling_dir(model_dir)
     try:
         model.save(staging / "model.keras")
         model.export(str(staging / "saved_model"), verbose=False)
@@ -925,27 +949,26 @@ def previous_dir(model_dir):
 
 
 def replace_directory(new, target):
-    """Put `new` in the place of `target`; a model there moves to previous_dir(target)."""
+    """Put `new` in the place of `target`. A model there becomes previous_dir(target), and the
+    one kept there before is deleted; where any rename fails, those before it are undone."""
     if not target.exists():
         os.rename(new, target)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    replaced = old / target.name
+    previous = previous_dir(target)
+    trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    renames = [(previous, trash / "previous")] if os.path.lexists(previous) else []
+    renames += [(target, previous if is_model_dir(target) else trash / "replaced"), (new, target)]
+    done = []
     try:
-        os.rename(target, replaced)
-        try:
-            os.rename(new, target)
-        except BaseException:
-            os.rename(replaced, target)
-            raise
-        if is_model_dir(replaced):
-            shutil.rmtree(previous_dir(target), ignore_errors=True)
-            os.rename(replaced, previous_dir(target))
-        else:
-            shutil.rmtree(replaced, ignore_errors=True)
-    finally:
-        with contextlib.suppress(OSError):
-            old.rmdir()  # not empty only where the replaced model could not be put back
+        for source, destination in renames:
+            os.rename(source, destination)
+            done.append((source, destination))
+    except BaseException:
+        for source, destination in reversed(done):
+            os.rename(destination, source)
+        trash.rmdir()
+        raise
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def write_atomically(path, text):
@@ -954,15 +977,14 @@ def write_atomically(path, text):
     os.replace(partial, path)
 
 
-def check_saved_model(model_dir):
+def check_saved_model(model_dir, what_to_do="train one first (python "
+                      "mnist_digit_recognition.py) or pass the folder of a trained model"):
     """The model directory as a Path, once it is known to hold a model."""
     path = Path(model_dir)
     if not path.is_dir():
-        raise UsageError(f"no model directory at {path}: train one first "
-                         "(python mnist_digit_recognition.py) or pass --model-dir")
+        raise UsageError(f"no model directory at {path}: {what_to_do}")
     if not is_model_dir(path):
-        raise UsageError(f"{path} holds no model (no model.keras): train one first "
-                         "or pass the --model-dir of a trained model")
+        raise UsageError(f"{path} holds no model (no model.keras): {what_to_do}")
     return path
 
 
@@ -1011,10 +1033,15 @@ def load_classifier(model_dir=DEFAULT_MODEL_DIR):
             with lock:
                 return np.asarray(model.predict_on_batch(images))
         return classify
-    with quiet_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-        # One image at a time, on one thread: more threads only wait on each other here.
-        interpreter = Interpreter(model_path=str(path / "model.tflite"), num_threads=1)
-        interpreter.allocate_tensors()
+    try:
+        with quiet_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+            # One image at a time, on one thread: more threads only wait on each other here.
+            interpreter = Interpreter(model_path=str(path / "model.tflite"), num_threads=1)
+            interpreter.allocate_tensors()
+    except Exception as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{path / 'model.tflite'} cannot be loaded ({reason}): train the model "
+                        "again, or delete model.tflite to use model.keras") from None
     image_in = interpreter.get_input_details()[0]["index"]
     probabilities_out = interpreter.get_output_details()[0]["index"]
 
@@ -1257,7 +1284,7 @@ def build_serve_parser(prog):
     parser.add_argument("--port", type=whole_number(0, 65535), default=8000,
                         help="TCP port to listen on; 0 picks a free one (default: 8000)")
     parser.add_argument("--log-requests", action="store_true",
-                        help="print a line per request (default: only errors)")
+                        help="print a line per request (default: only those refused or failed)")
     add_model_dir_flag(parser)
     return parser
 
@@ -1266,14 +1293,7 @@ def resolve_model_dir(model_dir):
     """The model to use, checked before anything is loaded: --model-dir, else the default one
     in the working directory, else the one beside this script (the model the repository ships)."""
     if model_dir is not None:
-        path = Path(model_dir)
-        if not path.is_dir():
-            raise UsageError(f"no model directory at {path} (--model-dir): pass the folder of "
-                             "a trained model")
-        if not is_model_dir(path):
-            raise UsageError(f"{path} holds no model (no model.keras): pass the --model-dir "
-                             "of a trained model")
-        return path
+        return check_saved_model(model_dir, "pass the --model-dir of a trained model")
     here, beside = Path(DEFAULT_MODEL_DIR), Path(__file__).resolve().parent / DEFAULT_MODEL_DIR
     found = next((path for path in (here, beside) if is_model_dir(path)), None)
     if found is None:
@@ -1409,7 +1429,8 @@ def finish(run, history):
         print(f"{worker_name(run.strategy)}: training finished; the chief writes "
               f"{run.args.model_dir}")
         return None
-    replaced = read_metadata(run.args.model_dir).get("test_accuracy")
+    replaced = [read_metadata(path) if is_model_dir(path) else None
+                for path in (run.args.model_dir, previous_dir(run.args.model_dir))]
     try:
         metadata = evaluate_and_save(run, history)
     except (KeyboardInterrupt, OSError) as error:
@@ -1419,7 +1440,8 @@ def finish(run, history):
             f"saving the trained model {reason}: {left_as_it_was(run)}; run the same command "
             "with --resume to save it without training again") from None
     shutil.rmtree(run.work_dir, ignore_errors=True)
-    print_summary(metadata, run.args.model_dir, replaced)
+    print_summary(metadata, run.args.model_dir)
+    print_what_was_replaced(metadata, run.args.model_dir, *replaced)
     return metadata
 
 
@@ -1506,8 +1528,9 @@ def finished_run(args):
     """With --resume, the metadata of a variant that already finished with these settings."""
     if not args.resume or Path(f"{args.model_dir}.partial").exists():
         return None
-    metadata = read_metadata(args.model_dir)
-    return metadata if metadata.get("settings") == training_settings(args) else None
+    metadata, settings = read_metadata(args.model_dir), training_settings(args)
+    saved = metadata.get("settings", {})
+    return metadata if {key: saved.get(key) for key in settings} == settings else None
 
 
 def format_duration(seconds):
@@ -1515,8 +1538,7 @@ def format_duration(seconds):
     return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
 
 
-def print_summary(metadata, model_dir, replaced_accuracy=None):
-    """The run's table; `replaced_accuracy`: the test accuracy of the model it replaced."""
+def print_summary(metadata, model_dir):
     settings, model, data = metadata["settings"], metadata["model"], metadata["data"]
     augmentation = (f"{settings['augmentation_engine']} (rotation {settings['rotation_range']:g} "
                     f"deg, zoom {settings['zoom_range']:g}, shift {settings['shift_range']:g})"
@@ -1541,12 +1563,22 @@ def print_summary(metadata, model_dir, replaced_accuracy=None):
         ("wall time", format_duration(metadata["wall_seconds"])),
         ("saved to", f"{Path(model_dir).resolve()}/"),
     ])
-    if is_model_dir(previous_dir(model_dir)):
-        accuracy = f"{replaced_accuracy:.2%}" if replaced_accuracy is not None else "unknown"
-        print(f"The model it replaces (test accuracy {accuracy}, this one "
-              f"{metadata['test_accuracy']:.2%}) is kept in {previous_dir(model_dir)}/: to use "
-              f"it again, pass --model-dir {previous_dir(model_dir)} or move it back.",
-              flush=True)
+
+
+def print_what_was_replaced(metadata, model_dir, replaced, dropped):
+    """Say which model the save replaced (kept as MODEL_DIR.previous) and which it deleted:
+    the metadata of the two that were there before, None where there was none."""
+    def accuracy(old):
+        known = isinstance(old.get("test_accuracy"), float)
+        return f"test accuracy {old['test_accuracy']:.2%}" if known else "test accuracy unknown"
+
+    if replaced is None:
+        return
+    print(f"The model it replaces ({accuracy(replaced)}, this one "
+          f"{metadata['test_accuracy']:.2%}) is kept in {previous_dir(model_dir)}/: to use it "
+          f"again, pass --model-dir {previous_dir(model_dir)} or move it back"
+          + (f"; the one kept there before ({accuracy(dropped)}) is deleted." if dropped is not None
+             else "."), flush=True)
 
 
 def print_table(rows):
@@ -1689,7 +1721,8 @@ def parse_flags(action, argv):
         flag = word.partition("=")[0]
         meant = [f for f in flags if f.startswith(flag)] or difflib.get_close_matches(flag, flags, 1)
         if word.startswith("--") and meant:
-            parser.error(f"unrecognized arguments: {' '.join(unknown)}; did you mean {meant[0]}?")
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}; did you mean "
+                         f"{' or '.join(meant)}?")
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return args

@@ -1,6 +1,7 @@
 """The HTTP server of `mnist_digit_recognition.py serve`: GET / the drawing page
-(serve_page.html), POST /predict an image file's bytes or JSON pixels, GET /healthz. Standard
-library only, and pictures.py to decode what is posted; the script passes in the model."""
+(serve_page.html), POST /predict an image file's bytes or JSON pixels, GET /healthz. Python's
+http.server, with pictures.py to decode what is posted; the script passes in the function that
+answers a picture."""
 
 import contextlib
 import http.server
@@ -21,7 +22,7 @@ MAX_REQUEST_BYTES = 1_000_000
 # with unread data is reset, and a client that sends all before it reads (Python's http.client)
 # would lose the answer.
 DISCARDED_BYTES = 50_000_000
-PAGE = (Path(__file__).parent / "serve_page.html").read_bytes()
+PAGE = Path(__file__).parent / "serve_page.html"
 
 
 JSON_REQUEST = '{"pixels": 28 rows of 28 numbers from 0 to 255}'
@@ -53,6 +54,7 @@ def make_server(answer, host, port, health, log_requests=False):
     # Decoding a large picture takes a few hundred MB for a moment: a few at a time, no more.
     decoding = threading.BoundedSemaphore(os.cpu_count() or 1)
     methods = {"/": ("GET", "HEAD"), "/healthz": ("GET", "HEAD"), "/predict": ("POST",)}
+    page = PAGE.read_bytes()
 
     def classify(body, content_type):
         content_type = content_type.lower()
@@ -80,7 +82,7 @@ def make_server(answer, host, port, health, log_requests=False):
                 self.wfile.write(body)
 
         def log_request(self, code="-", size="-"):
-            if log_requests:
+            if log_requests or isinstance(code, int) and code >= 400:  # refusals, failures
                 super().log_request(code, size)
 
         def refuse(self, status, message):
@@ -118,7 +120,7 @@ def make_server(answer, host, port, health, log_requests=False):
                     self.refuse(405, f"{self.command} is not allowed on {self.route}")
                 return self.discard_body()
             if self.route == "/":
-                self.reply(200, PAGE, "text/html; charset=utf-8")
+                self.reply(200, page, "text/html; charset=utf-8")
             elif self.route == "/healthz":
                 self.reply(200, health)
             else:

@@ -125,6 +125,8 @@ def request(port, method, path, body=None):
 
 def agreement(model_dir, x_test):
     """model.tflite on LiteRT (load_classifier) against model.keras, on every test image."""
+    import ai_edge_litert  # noqa: F401  (without it, load_classifier would run model.keras)
+
     images = mdr.normalize_images(x_test)
     litert = mdr.load_classifier(model_dir)(images)
     keras = mdr.load_model(model_dir).predict(images, batch_size=500, verbose=0)

@@ -86,6 +86,15 @@ def corrupt_model(folder, arrays):
     return ["evaluate", "--model-dir", folder / "broken"]
 
 
+def corrupt_tflite(folder, arrays):
+    """A model directory whose model.tflite is cut short (a failed copy, a git-LFS pointer)."""
+    (folder / "cut").mkdir()
+    (folder / "cut" / "model.keras").write_bytes(b"PK\x03\x04 not read: LiteRT runs first")
+    (folder / "cut" / "model.tflite").write_bytes(b"version https://git-lfs.github.com/spec/v1\n")
+    mdr.tf.io.write_file(str(folder / "d.png"), mdr.tf.io.encode_png(arrays["x_test"][0][..., None]))
+    return ["predict", "--model-dir", folder / "cut", folder / "d.png"]
+
+
 def folder_to_predict(folder, arrays):
     (folder / "scans").mkdir()
     return ["predict", folder / "scans"]
@@ -190,9 +199,11 @@ CASES = [
      ["photos holds files that are not a model of this program", "refusing to replace them"],
      USAGE),
     ("evaluate: no model dir", flags("evaluate", "--model-dir", "nothing"),
-     ["no model directory at nothing (--model-dir)", "pass the folder of a trained model"], USAGE),
+     ["no model directory at nothing", "pass the --model-dir of a trained model"], USAGE),
     ("predict: no model dir", flags("predict", "--model-dir", "nothing", "d0.png"),
-     ["no model directory at nothing (--model-dir)", "pass the folder of a trained model"], USAGE),
+     ["no model directory at nothing", "pass the --model-dir of a trained model"], USAGE),
+    ("predict: model.tflite cut short", corrupt_tflite,
+     ["model.tflite cannot be loaded", "delete model.tflite"], FAILURE),
     ("evaluate: dir without a model", empty_model_dir,
      ["empty holds no model (no model.keras)", "pass the --model-dir of a trained model"], USAGE),
     ("evaluate: corrupt model.keras", corrupt_model,

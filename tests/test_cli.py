@@ -170,9 +170,11 @@ def test_a_second_run_replaces_the_model_keeps_the_old_one_and_nothing_stale(tra
             assert json.loads((previous / "metadata.json").read_text()) == before
     assert json.loads((previous / "metadata.json").read_text()) == after  # one generation
     last = json.loads((model_dir / "metadata.json").read_text())
-    assert result.stdout.splitlines()[-1].startswith(
+    assert result.stdout.splitlines()[-1] == (
         f"The model it replaces (test accuracy {after['test_accuracy']:.2%}, this one "
-        f"{last['test_accuracy']:.2%}) is kept in {previous.name}/")
+        f"{last['test_accuracy']:.2%}) is kept in {previous.name}/: to use it again, pass "
+        f"--model-dir {previous.name} or move it back; the one kept there before (test "
+        f"accuracy {before['test_accuracy']:.2%}) is deleted.")
     assert before["settings"]["train_size"] is None and before["model"]["batchnorm"] is True
     assert after["settings"]["train_size"] == 200 and after["model"]["batchnorm"] is False
     assert after["model"]["parameters"] == 325_578 and after["data"]["train_images"] == 180

@@ -300,3 +300,29 @@ mdr.main(["predict", "--json", *{paths!r}, "--model-dir", {str(no_tflite)!r}])
     assert max(abs(p - q) for a, b in zip(litert, keras)
                for p, q in zip(a["probabilities"], b["probabilities"])) <= 1e-5
     assert keras == keras_no_tflite
+
+
+def test_importing_the_script_imports_no_tensorflow_until_it_is_used():
+    """LazyModule: a probe (copy, hasattr of a dunder) imports nothing; a real use does."""
+    code = """
+import copy, sys
+import mnist_digit_recognition as mdr
+copy.copy(mdr.keras)
+print(hasattr(mdr.tf, "__wrapped__"), "tensorflow" in sys.modules)
+print(mdr.keras.layers.Dense(3).units, "tensorflow" in sys.modules, mdr.tf.__version__ > "2")
+"""
+    result = run_python(code, cwd=ROOT)
+    assert result.stdout.splitlines() == ["False False", "3 True True"], result.stderr
+
+
+def test_keras_download_lines_show_once_the_download_moves(capsys):
+    """Without network, Keras' "Downloading data from ..." is never shown (only our error)."""
+    import sys as real_sys
+    held = mdr.ShownOnceMoving(real_sys.stdout)
+    held.write("Downloading data from https://example.invalid/mnist.npz\n")
+    held.flush()
+    assert capsys.readouterr().out == ""
+    held.write("\r 8192/11490434 [...] - ETA: 1s")
+    held.write(" more")
+    assert capsys.readouterr().out == ("Downloading data from https://example.invalid/mnist.npz\n"
+                                       "\r 8192/11490434 [...] - ETA: 1s more")

@@ -341,3 +341,42 @@ def test_failed_save_leaves_the_previous_model_intact(tmp_path):
     reloaded = mdr.load_model(model_dir)
     assert reloaded.count_params() == model.count_params()
     np.testing.assert_array_equal(reloaded.get_weights()[0], model.get_weights()[0])
+
+
+def folders_to_swap(tmp_path):
+    """A model directory, what stands at its .previous (a stray file), and a new model."""
+    target, previous, new = tmp_path / "m", tmp_path / "m.previous", tmp_path / ".m.new"
+    for folder, text in ((target, "old"), (new, "new")):
+        folder.mkdir()
+        (folder / "model.keras").write_text(text)
+    previous.write_text("a stray file")
+    return target, previous, new
+
+
+def test_the_swap_keeps_the_replaced_model_whatever_stood_at_previous(tmp_path):
+    target, previous, new = folders_to_swap(tmp_path)
+    mdr.replace_directory(new, target)
+    assert (target / "model.keras").read_text() == "new"
+    assert (previous / "model.keras").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "m.previous"]
+
+
+@pytest.mark.parametrize("failing", [1, 2, 3])
+def test_a_swap_that_fails_at_any_rename_undoes_the_ones_before(tmp_path, monkeypatch, failing):
+    target, previous, new = folders_to_swap(tmp_path)
+    renames, rename = [], os.rename
+
+    def rename_that_fails(source, destination):
+        renames.append(source)
+        if len(renames) == failing:
+            raise OSError(28, "No space left on device")
+        rename(source, destination)
+
+    monkeypatch.setattr(os, "rename", rename_that_fails)
+    with pytest.raises(OSError):
+        mdr.replace_directory(new, target)
+    monkeypatch.undo()
+    assert (target / "model.keras").read_text() == "old"
+    assert previous.read_text() == "a stray file"
+    assert (new / "model.keras").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.new", "m", "m.previous"]

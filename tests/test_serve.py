@@ -408,7 +408,7 @@ def test_serve_command_line_warns_off_loopback_and_stops_on_sigterm():
 
 
 def test_requests_are_logged_only_when_asked(model, capsys):
-    for log_requests, lines in ((False, 0), (True, 2)):
+    for log_requests, lines in ((False, 1), (True, 2)):  # without: the refused one only
         server = serve.make_server(mdr.picture_answerer(model), "127.0.0.1", 0, HEALTH,
                                    log_requests=log_requests)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -423,3 +423,4 @@ def test_requests_are_logged_only_when_asked(model, capsys):
             thread.join(10)
         logged = capsys.readouterr().err.splitlines()
         assert len(logged) == lines and all("HTTP/1.1" in line for line in logged), logged
+        assert '"GET /nowhere HTTP/1.1" 404' in logged[-1]
