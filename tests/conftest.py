@@ -123,8 +123,8 @@ def test_digits(full_arrays):
 
 @pytest.fixture(scope="session")
 def shipped_model():
-    """The model the repository ships, loaded once per test process (read only: no test
-    changes it)."""
+    """The model the repository ships (model.keras), loaded once per test process (read only:
+    no test changes it)."""
     import mnist_digit_recognition as mdr
 
     if not (SHIPPED / "model.keras").is_file():
@@ -133,11 +133,13 @@ def shipped_model():
 
 
 @pytest.fixture(scope="session")
-def shipped_classifier(shipped_model):
+def shipped_classifier():
     """What predict and serve run on the shipped model (mdr.load_classifier: model.tflite on
-    LiteRT where it is installed), made once per test process."""
+    LiteRT where it is installed, without TensorFlow), made once per test process."""
     import mnist_digit_recognition as mdr
 
+    if not (SHIPPED / "model.keras").is_file():
+        missing(f"the repository's trained model is missing ({SHIPPED})")
     return mdr.load_classifier(SHIPPED)
 
 
