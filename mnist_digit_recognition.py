@@ -205,8 +205,9 @@ def check_data_path(path):
     except OSError as error:  # a name too long, a folder we may not enter
         raise UsageError(f"--data {path}: {error.strerror}") from None
     if not found:
-        raise UsageError(f"MNIST data not found at {path}: pass --data PATH to a mnist.npz "
-                         "or to a folder with the four IDX files")
+        named_by = "MNIST_DATA" if str(path) == os.environ.get("MNIST_DATA") else "--data"
+        raise UsageError(f"MNIST data not found at {path} ({named_by}): pass --data PATH to a "
+                         "mnist.npz or to a folder with the four IDX files")
 
 
 def download_mnist():
@@ -1155,7 +1156,9 @@ def number_in(low, high, *, high_included=False, low_included=True):
         below = value <= high if high_included else value < high
         if not (math.isfinite(value) and above and below):
             left, right = "[" if low_included else "(", "]" if high_included else ")"
-            raise argparse.ArgumentTypeError(f"must be in {left}{low}, {high}{right}, not {text!r}")
+            limits = f"in {left}{low:g}, {high:g}{right}" if high < math.inf else \
+                f"a finite number {'>=' if low_included else '>'} {low:g}"
+            raise argparse.ArgumentTypeError(f"must be {limits}, not {text!r}")
         return value
     return parse
 
@@ -1192,7 +1195,7 @@ def build_train_parser(prog):
                                "the replicas and workers split each batch")
     training.add_argument("--optimizer", choices=OPTIMIZERS, default=r.optimizer,
                           help=f"the optimizer, at its Keras defaults (default: {r.optimizer})")
-    training.add_argument("--learning-rate", type=number_in(0, 1e6, low_included=False),
+    training.add_argument("--learning-rate", type=number_in(0, math.inf, low_included=False),
                           metavar="X", help="initial learning rate (default: Keras' default "
                                             "for the optimizer: 0.001, sgd 0.01)")
     training.add_argument("--validation-split", type=number_in(0, 1), metavar="F",
@@ -1606,16 +1609,24 @@ def check_training_flags(args):
                              "batches of one shuffled order)")
     check_data_path(args.data)
     if args.tensorboard:
-        try:
-            Path(args.tensorboard).mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise UsageError(f"cannot write TensorBoard logs to {args.tensorboard} "
-                             f"({error.strerror}): choose another --tensorboard DIR") from None
-        if importlib.util.find_spec("tensorboard") is None:  # TensorFlow 2.21 does not bring it
-            raise UsageError("--tensorboard needs the tensorboard package: pip install "
-                             "tensorboard, or leave out --tensorboard")
+        check_tensorboard_dir(args.tensorboard)
     for model_dir in comparison_dirs(args):
         check_model_dir(model_dir)
+
+
+def check_tensorboard_dir(folder):
+    """A folder TensorBoard can write to, made only once it is known to be wanted."""
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise UsageError(f"cannot write TensorBoard logs to {folder}: it is a file; choose "
+                         "another --tensorboard DIR")
+    if importlib.util.find_spec("tensorboard") is None:  # TensorFlow 2.21 does not bring it
+        raise UsageError("--tensorboard needs the tensorboard package: pip install "
+                         "tensorboard, or leave out --tensorboard")
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot write TensorBoard logs to {folder} ({error.strerror}): "
+                         "choose another --tensorboard DIR") from None
 
 
 def run_train(args):

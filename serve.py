@@ -134,7 +134,9 @@ def make_server(answer, host, port, health, log_requests=False):
                 return self.refuse(400, "the body is empty: send an image file's bytes (e.g. "
                                         "curl --data-binary @digit.png) or JSON pixels")
             if length > MAX_REQUEST_BYTES:
-                self.refuse(413, f"the body is over {MAX_REQUEST_BYTES:,} bytes")
+                self.refuse(413, f"the body is over {MAX_REQUEST_BYTES:,} bytes: send a "
+                                 "smaller picture (a digit needs no more than 1,000 pixels a "
+                                 "side), or read a large photo with predict")
                 return self.discard_body()
             body = self.rfile.read(length)
             try:

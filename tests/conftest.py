@@ -100,7 +100,7 @@ def data_dir(tmp_path_factory):
             arrays = keras_mnist_arrays(tmp_path_factory.getbasetemp().parent)
         except Exception as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            missing(f"needs the MNIST data: set MNIST_DATA, put it at {SHARED_DATA}, or let "
+            missing(f"needs the MNIST data: set MNIST_DATA, put it at {SHARED_DATA} (../shared beside the repository), or let "
                     f"Keras download it (that failed: {reason})")
     folder = tmp_path_factory.mktemp("mnist")
     np.savez(folder / "mnist.npz", **arrays)

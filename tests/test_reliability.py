@@ -179,7 +179,7 @@ def test_resume_needs_the_same_command(small_npz, tmp_path, capsys, monkeypatch)
     assert code == 2 and len(err) == 1 and "--epochs 4 (now 15)" in err[0]
 
 
-# The largest rate the flag takes. The loss explodes in the first steps; in about one run of six
+# An absurd rate. The loss explodes in the first steps; in about one run of six
 # it stays finite (1e31 and falling), which must count as diverged too (14 runs of 14 did).
 DIVERGING = ["--no-batchnorm", "--arch", "classic-cnn", "--optimizer", "sgd",
              "--learning-rate", "999999"]
