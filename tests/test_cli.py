@@ -160,21 +160,19 @@ def test_a_second_run_replaces_the_model_keeps_the_old_one_and_nothing_stale(tra
     model_dir = tmp_path / trained[0].name
     shutil.copytree(trained[0], model_dir)
     before = json.loads((model_dir / "metadata.json").read_text())
-    previous = tmp_path / f"{model_dir.name}.previous"
-    for run in range(2):
-        result = run_program("--epochs", "1", "--data", small_npz, "--train-size", "200",
-                             "--no-augmentation", "--no-batchnorm", cwd=tmp_path)
-        assert result.returncode == 0, result.stderr
-        if run == 0:
-            after = json.loads((model_dir / "metadata.json").read_text())
-            assert json.loads((previous / "metadata.json").read_text()) == before
-    assert json.loads((previous / "metadata.json").read_text()) == after  # one generation
-    last = json.loads((model_dir / "metadata.json").read_text())
+    previous = tmp_path / f"{model_dir.name}.previous"  # an older model, kept by an earlier run
+    shutil.copytree(trained[0], previous)
+    (previous / "metadata.json").write_text(json.dumps(dict(before, test_accuracy=0.5)))
+    result = run_program("--epochs", "1", "--data", small_npz, "--train-size", "200",
+                         "--no-augmentation", "--no-batchnorm", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    after = json.loads((model_dir / "metadata.json").read_text())
+    assert json.loads((previous / "metadata.json").read_text()) == before  # one generation
     assert result.stdout.splitlines()[-1] == (
-        f"The model it replaces (test accuracy {after['test_accuracy']:.2%}, this one "
-        f"{last['test_accuracy']:.2%}) is kept in {previous.name}/: to use it again, pass "
+        f"The model it replaces (test accuracy {before['test_accuracy']:.2%}, this one "
+        f"{after['test_accuracy']:.2%}) is kept in {previous.name}/: to use it again, pass "
         f"--model-dir {previous.name} or move it back; the one kept there before (test "
-        f"accuracy {before['test_accuracy']:.2%}) is deleted.")
+        f"accuracy 50.00%) is deleted.")
     assert before["settings"]["train_size"] is None and before["model"]["batchnorm"] is True
     assert after["settings"]["train_size"] == 200 and after["model"]["batchnorm"] is False
     assert after["model"]["parameters"] == 325_578 and after["data"]["train_images"] == 180
