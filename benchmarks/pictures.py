@@ -8,7 +8,7 @@ as a user runs it. Per rendering: accuracy; files refused; answers changed again
 answers on the arrays themselves; the plain MNIST recipe's accuracy on the same files (crop to
 the ink, fit a 20x20 box keeping the aspect ratio, centre of mass at (14, 14), nothing else,
 then the same model); and milliseconds per picture of pictures.read_picture alone, in this
-process (on the first --timed files). For "two digits" a file holds test digits i and i+1:
+process (CPU time, on the first --timed files). For "two digits" a file holds test digits i and i+1:
 it is right when both are found, in order, and read correctly. Results go to
 benchmarks/results/pictures.json and pictures.md (with --renderings, the other renderings'
 earlier results stay in them). Takes about an hour on 2 CPU cores.
@@ -276,13 +276,14 @@ class Classifier:
 
 
 def ms_per_picture(paths):
-    start = time.perf_counter()
+    """CPU time of this process (not wall time: the machine may be shared) per picture."""
+    start = time.process_time()
     for path in paths:
         try:
             pictures.read_picture(path)
         except ValueError:
             pass
-    return 1000 * (time.perf_counter() - start) / max(len(paths), 1)
+    return 1000 * (time.process_time() - start) / max(len(paths), 1)
 
 
 def measure(name, x, y, array_answers, classifier, model_dir, folder, timed):
@@ -341,7 +342,7 @@ def markdown(results):
     lines += ["", "Changed: answers other than the model's own answer on the array (refusals "
               "not counted). Plain recipe: crop to the ink, fit 20x20 keeping the aspect ratio, "
               "centre of mass at (14, 14), nothing else, same model. ms per picture: "
-              "pictures.read_picture alone, in-process, on the first "
+              "pictures.read_picture alone, in-process CPU time, on the first "
               f"{results['timed']} files of each rendering.", ""]
     return "\n".join(lines)
 
