@@ -26,8 +26,11 @@ GLANCE_SIZE = 128  # the picture reduced to at most this, to find its ink, paper
 DIGIT_SIZE = 64  # the steps measure strokes on digits reduced to about this height (or smaller)
 PAPER_FIT_SIZE = 48  # the paper's light is fitted on at most this many pixels across
 EVEN_PAPER = 0.08  # paper whose light varies less than this is taken as evenly lit
+FULL_INK = 0.9  # typical ink this strong is MNIST's full ink; fainter ink is scaled up to it
 MIN_NOISE_FLOOR = 0.5 / 255  # a clean picture's faintest ink is ink
 MNIST_STROKE = 0.14  # MNIST's median stroke width, as a fraction of the digit's longer side
+RESAMPLE = Image.Resampling.BILINEAR
+CROP = 0
 
 
 def decode_picture(data):
@@ -136,7 +139,12 @@ def fit_paper(glance, places):
     rows, cols = places[0][::step], places[1][:, ::step]
     terms = np.stack(np.broadcast_arrays(*surface_terms(rows, cols)), axis=-1).reshape(-1, 6)
     values = glance[::step, ::step].ravel()
-    paper = values <= np.median(values)  # ink is the minority
+    # At first, paper is what is no brighter than most of the edges, and than half the picture:
+    # a bold digit may cover more than half of a small picture, never most of its edges.
+    band = max(1, round(0.1 * min(glance.shape)))
+    edges = np.concatenate([glance[:band].ravel(), glance[-band:].ravel(),
+                            glance[:, :band].ravel(), glance[:, -band:].ravel()])
+    paper = values <= min(np.median(values), np.percentile(edges, 75))
     for _ in range(3):
         coefficients = np.linalg.lstsq(terms[paper].T @ terms[paper], terms[paper].T @ values[paper],
                                        rcond=None)[0]
@@ -193,6 +201,8 @@ def separate_ink(ink):
     floor, level = ink_levels(ink)
     if level is None:
         raise ValueError("no digit found (the image is blank)")
+    if level >= FULL_INK:  # as dark as MNIST's own: left as it is
+        level = 1
     return np.where(ink > floor, ink / level, 0).astype(np.float32), ink > max(floor, 0.4 * level)
 
 
@@ -286,11 +296,11 @@ def thicken_thin_strokes(ink):
 def to_mnist_form(ink):
     """Light ink on black -> MNIST's 28x28: cropped to the ink, scaled to fit a 20x20 box
     keeping its aspect ratio, centre of mass at pixel (14, 14) as in MNIST."""
-    rows, cols = np.nonzero(ink)
+    rows, cols = np.nonzero(ink > CROP)
     ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
     scale = 20.0 / max(ink.shape)
     height, width = (max(1, round(n * scale)) for n in ink.shape)
-    digit = Image.fromarray(ink.astype(np.float32)).resize((width, height), Image.Resampling.BILINEAR)
+    digit = Image.fromarray(ink.astype(np.float32)).resize((width, height), RESAMPLE)
     digit = np.clip(np.asarray(digit), 0, 1)
     centre_y, centre_x = ndimage.center_of_mass(digit)
     top = int(np.clip(round(14 - centre_y), 0, 28 - height))

@@ -31,8 +31,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SCRIPT = ROOT / "mnist_digit_recognition.py"
 RESULTS = HERE / "results"
-sys.path.insert(0, str(ROOT))
-import pictures  # noqa: E402  (the module measured, beside the script)
 
 
 # --- Renderings: a uint8 MNIST digit (light on dark, 28x28) and its index -> (image, format,
@@ -277,6 +275,8 @@ class Classifier:
 
 def ms_per_picture(paths):
     """CPU time of this process (not wall time: the machine may be shared) per picture."""
+    import pictures  # the module measured, beside the script (main puts it on the path)
+
     start = time.process_time()
     for path in paths:
         try:
@@ -371,7 +371,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT))  # before this folder, which holds a pictures.py of its own
     import mnist_digit_recognition as mdr
 
     arrays = mdr.read_mnist_arrays(args.data)
