@@ -29,8 +29,6 @@ EVEN_PAPER = 0.08  # paper whose light varies less than this is taken as evenly 
 FULL_INK = 0.9  # typical ink this strong is MNIST's full ink; fainter ink is scaled up to it
 MIN_NOISE_FLOOR = 0.5 / 255  # a clean picture's faintest ink is ink
 MNIST_STROKE = 0.14  # MNIST's median stroke width, as a fraction of the digit's longer side
-RESAMPLE = Image.Resampling.BILINEAR
-CROP = 0
 
 
 def decode_picture(data):
@@ -296,11 +294,14 @@ def thicken_thin_strokes(ink):
 def to_mnist_form(ink):
     """Light ink on black -> MNIST's 28x28: cropped to the ink, scaled to fit a 20x20 box
     keeping its aspect ratio, centre of mass at pixel (14, 14) as in MNIST."""
-    rows, cols = np.nonzero(ink > CROP)
+    rows, cols = np.nonzero(ink)
+    if max(np.ptp(rows), np.ptp(cols)) >= 20:
+        # to be reduced: its faint rim (an enlargement's or a blur's spread) is not its size
+        rows, cols = np.nonzero(ink > 0.1)
     ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
     scale = 20.0 / max(ink.shape)
     height, width = (max(1, round(n * scale)) for n in ink.shape)
-    digit = Image.fromarray(ink.astype(np.float32)).resize((width, height), RESAMPLE)
+    digit = Image.fromarray(ink.astype(np.float32)).resize((width, height), Image.Resampling.BILINEAR)
     digit = np.clip(np.asarray(digit), 0, 1)
     centre_y, centre_x = ndimage.center_of_mass(digit)
     top = int(np.clip(round(14 - centre_y), 0, 28 - height))

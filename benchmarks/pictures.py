@@ -365,7 +365,9 @@ def parse_args(argv=None):
     parser.add_argument("--folder", help="where to write the pictures (default: a temporary "
                                          "folder, removed at the end)")
     parser.add_argument("--no-save", action="store_true",
-                        help="print only (a run with --limit never writes the results)")
+                        help="print only (a run with --limit writes results only with --save-as)")
+    parser.add_argument("--save-as", metavar="STEM",
+                        help="write benchmarks/results/STEM.json and STEM.md (default: pictures)")
     return parser.parse_args(argv)
 
 
@@ -378,8 +380,10 @@ def main(argv=None):
     x, y = arrays["x_test"][:args.limit], arrays["y_test"][:args.limit]
     classifier = Classifier(args.model_dir)
     array_answers = classifier.digits(x.astype(np.float32) / 255)
-    results_file = RESULTS / "pictures.json"
-    save = not args.no_save and len(x) == 10_000  # a quick run (--limit) leaves them alone
+    stem = args.save_as or "pictures"
+    results_file = RESULTS / f"{stem}.json"
+    # a quick run (--limit) leaves the full run's results alone
+    save = not args.no_save and (len(x) == 10_000 or args.save_as is not None)
     results = json.loads(results_file.read_text()) if results_file.exists() and save else {}
     if results.get("files") != len(x):
         results = {"renderings": {}}
@@ -400,7 +404,7 @@ def main(argv=None):
             if save:
                 RESULTS.mkdir(exist_ok=True)
                 results_file.write_text(json.dumps(results, indent=1) + "\n")
-                (RESULTS / "pictures.md").write_text(markdown(results))
+                (RESULTS / f"{stem}.md").write_text(markdown(results))
     print(markdown(results))
 
 
