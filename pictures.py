@@ -25,7 +25,8 @@ WORK_SIZE = 1200  # longer pictures are first reduced to this many pixels on the
 GLANCE_SIZE = 128  # the picture reduced to at most this, to find its ink, paper and digits
 DIGIT_SIZE = 64  # the steps measure strokes on digits reduced to about this height (or smaller)
 PAPER_FIT_SIZE = 48  # the paper's light is fitted on at most this many pixels across
-EVEN_PAPER = 0.08  # paper whose light varies less than this is taken as evenly lit
+EVEN_PAPER = 0.08
+FLAT_PAPER = 0.02  # paper that varies less than this needs no fitting at all  # paper whose light varies less than this is taken as evenly lit
 FULL_INK = 0.9  # typical ink this strong is MNIST's full ink; fainter ink is scaled up to it
 MIN_NOISE_FLOOR = 0.5 / 255  # a clean picture's faintest ink is ink
 MNIST_STROKE = 0.14  # MNIST's median stroke width, as a fraction of the digit's longer side
@@ -93,6 +94,8 @@ def ink_at_digit_scale(grey):
         grey, glance = 1 - grey, 1 - glance
     places = pixel_places(glance.shape, (0, 0), factor, grey.shape)
     paper = fit_paper(glance, places)
+    if max(grey.shape) < 2 * DIGIT_SIZE:  # small enough to be read whole, as it is
+        return ink_above_paper(grey, paper, places, light)
     box = ink_box(ink_above_paper(glance, paper, places, light))
     if box is None:  # the glance averages the paper's noise away, not a digit's ink
         raise ValueError("no digit found (the image is blank)")
@@ -143,6 +146,8 @@ def fit_paper(glance, places):
     edges = np.concatenate([glance[:band].ravel(), glance[-band:].ravel(),
                             glance[:, :band].ravel(), glance[:, -band:].ravel()])
     paper = values <= min(np.median(values), np.percentile(edges, 75))
+    if np.ptp(values[paper]) < FLAT_PAPER:  # a clean picture's paper: nothing to fit
+        return np.median(values[paper])
     for _ in range(3):
         coefficients = np.linalg.lstsq(terms[paper].T @ terms[paper], terms[paper].T @ values[paper],
                                        rcond=None)[0]
