@@ -25,8 +25,8 @@ WORK_SIZE = 1200  # longer pictures are first reduced to this many pixels on the
 GLANCE_SIZE = 128  # the picture reduced to at most this, to find its ink, paper and digits
 DIGIT_SIZE = 64  # the steps measure strokes on digits reduced to about this height (or smaller)
 PAPER_FIT_SIZE = 48  # the paper's light is fitted on at most this many pixels across
-EVEN_PAPER = 0.08
-FLAT_PAPER = 0.02  # paper that varies less than this needs no fitting at all  # paper whose light varies less than this is taken as evenly lit
+EVEN_PAPER = 0.08  # paper whose light varies less than this is taken as evenly lit
+FLAT_PAPER = 0.02  # paper that varies less than this needs no fitting at all
 FULL_INK = 0.9  # typical ink this strong is MNIST's full ink; fainter ink is scaled up to it
 MIN_NOISE_FLOOR = 0.5 / 255  # a clean picture's faintest ink is ink
 MNIST_STROKE = 0.14  # MNIST's median stroke width, as a fraction of the digit's longer side
@@ -182,7 +182,8 @@ def ink_box(ink):
         return None
     labels, count = ndimage.label(ink > max(floor, 0.4 * level), np.ones((3, 3)))
     sizes = np.bincount(labels.ravel())[1:]
-    boxes = [box for box, size in zip(ndimage.find_objects(labels), sizes) if size >= 0.02 * sizes.max()]
+    boxes = [box for box, size in zip(ndimage.find_objects(labels), sizes)
+             if size >= 0.02 * sizes.max()]
     return (min(b[0].start for b in boxes), min(b[1].start for b in boxes),
             max(b[0].stop for b in boxes), max(b[1].stop for b in boxes))
 
@@ -262,12 +263,17 @@ def group_into_digits(mask):
 
 def belong_together(a, b):
     """Two pieces of one digit: their columns overlap by half the narrower's width (a 4 drawn
-    in two strokes), or one is much shorter and they nearly touch (a 5's loose top bar)."""
+    in two strokes), or one is much shorter and they nearly touch (a 5's loose top bar), or
+    one is much shorter and both fit in one digit's box, no wider than 1.2 times its height
+    (a 5's bar drawn apart)."""
     (a_rows, a_cols), (b_rows, b_cols) = a, b
     overlap = min(a_cols.stop, b_cols.stop) - max(a_cols.start, b_cols.start)
     narrower = min(a_cols.stop - a_cols.start, b_cols.stop - b_cols.start)
     short, tall = sorted((a_rows.stop - a_rows.start, b_rows.stop - b_rows.start))
-    return overlap >= 0.5 * narrower or (short <= 0.6 * tall and overlap >= -0.2 * tall)
+    rows, cols = union(a_rows, b_rows), union(a_cols, b_cols)
+    one_box = cols.stop - cols.start <= 1.2 * (rows.stop - rows.start)
+    return overlap >= 0.5 * narrower or (short <= 0.6 * tall
+                                         and (overlap >= -0.2 * tall or one_box))
 
 
 def union(a, b):

@@ -200,6 +200,16 @@ def test_digits_side_by_side_are_grouped_left_to_right():
     assert len(groups) == 2 and groups[0][:, :20].any() and groups[1][:, 50:80].any()
 
 
+def test_a_short_piece_within_one_digits_box_joins_it_and_two_ones_stay_two():
+    five = np.zeros((28, 28), bool)
+    five[6:9, 16:26] = True  # the top bar, drawn apart from the body
+    five[11:25, 7:13] = True
+    assert len(pictures.group_into_digits(five)) == 1
+    ones = np.zeros((28, 28), bool)
+    ones[4:24, 6:9] = ones[4:24, 18:21] = True
+    assert len(pictures.group_into_digits(ones)) == 2
+
+
 def test_a_digit_already_in_mnist_form_is_left_as_it_is(test_digits):
     x, _ = test_digits
     for digit in x[:50]:
