@@ -22,6 +22,13 @@ NOT_AN_IMAGE = "not a PNG, JPEG, BMP or GIF image"
 MAX_PIXELS = 50_000_000
 MAX_FILE_BYTES = 200_000_000
 WORK_SIZE = 1200  # longer pictures are first reduced to this many pixels on their long side
+GLANCE_SIZE = 128  # the picture reduced to at most this, to find its ink, paper and digits
+DIGIT_SIZE = 64  # the steps measure strokes on digits reduced to about this height (or smaller)
+PAPER_FIT_SIZE = 48  # the paper's light is fitted on at most this many pixels across
+EVEN_PAPER = 0.08  # paper whose light varies less than this is taken as evenly lit
+FLAT_PAPER = 0.02  # paper that varies less than this needs no fitting at all
+FULL_INK = 0.9  # typical ink this strong is MNIST's full ink; fainter ink is scaled up to it
+MIN_NOISE_FLOOR = 0.5 / 255  # a clean picture's faintest ink is ink
 MNIST_STROKE = 0.14  # MNIST's median stroke width, as a fraction of the digit's longer side
 
 
@@ -57,7 +64,7 @@ def decode_picture(data):
 def find_digits(grey):
     """The digits in a grey picture (either polarity), left to right, each in MNIST's form
     (K, 28, 28), and the index of the main one: the tallest (then the one with most ink)."""
-    ink, mask = remove_ruled_lines(*separate_ink(reduce_to_work_size(grey)))
+    ink, mask = remove_ruled_lines(*separate_ink(ink_at_digit_scale(reduce_to_work_size(grey))))
     groups = group_into_digits(mask)
     if not groups:
         raise ValueError("no digit found (the image is blank)")
@@ -74,48 +81,161 @@ def reduce_to_work_size(grey):
     return np.asarray(Image.fromarray(grey.astype(np.float32)).resize(size, Image.Resampling.BOX))
 
 
-def separate_ink(grey):
-    """(ink, mask): the ink light on black, 0 on the paper however unevenly it is lit and 1
-    for typical ink (as in MNIST); the mask where it is surely ink, not noise."""
-    ink = ink_above_paper(grey)
-    median = np.median(ink)
-    noise_floor = max(0.05, median + 6 * 1.4826 * np.median(np.abs(ink - median)))
-    above = ink[ink > noise_floor]
-    if above.size == 0:
+def ink_at_digit_scale(grey):
+    """The picture's ink, light on black and 0 on the paper, cropped around the digits and
+    reduced so that they are about DIGIT_SIZE pixels tall (never enlarged): the steps after
+    this measure strokes at the digits' own scale, and a large picture costs little. Decided
+    on a glance (the picture reduced to at most GLANCE_SIZE pixels): which side is the ink,
+    the paper's light, where the digits are."""
+    factor = max(1, math.ceil(max(grey.shape) / GLANCE_SIZE))
+    glance = reduced(grey, factor)
+    light = paper_is_light(glance)
+    if light:
+        grey, glance = 1 - grey, 1 - glance
+    places = pixel_places(glance.shape, (0, 0), factor, grey.shape)
+    paper = fit_paper(glance, places)
+    if max(grey.shape) < 2 * DIGIT_SIZE:  # small enough to be read whole, as it is
+        return ink_above_paper(grey, paper, places, light)
+    box = ink_box(ink_above_paper(glance, paper, places, light))
+    if box is None:  # the glance averages the paper's noise away, not a digit's ink
         raise ValueError("no digit found (the image is blank)")
-    level = np.percentile(above, 90)
-    return ink / level, ink > max(noise_floor, 0.4 * level)
+    top, left, bottom, right = (factor * side for side in box)
+    reduction = max(1, (bottom - top) // DIGIT_SIZE)
+    margin = (bottom - top + right - left) // 6 + 2 * reduction
+    top, left = (max(0, side - margin) for side in (top, left))
+    work = reduced(np.ascontiguousarray(grey[top:bottom + margin, left:right + margin]), reduction)
+    places = pixel_places(work.shape, (top, left), reduction, grey.shape)
+    return ink_above_paper(work, paper, places, light)
 
 
-def ink_above_paper(grey):
-    # Ink is the minority: whichever side of the local brightness has the long tail is the ink.
-    detail = grey - ndimage.uniform_filter(grey, size=max(grey.shape) // 4 + 1)
-    if np.mean(detail ** 3) < 0:
-        grey = 1 - grey
-    # The paper's brightness: an opening with windows far wider than any stroke removes the ink.
-    window = max(15, min(grey.shape) // 4)
-    paper = ndimage.grey_opening(ndimage.gaussian_filter(grey, 1), size=window)
-    return np.clip(grey - paper, 0, None)
+def reduced(grey, factor):
+    """Each factor x factor block averaged (the picture unchanged when factor is 1)."""
+    if factor == 1:
+        return grey
+    return np.asarray(Image.fromarray(grey).reduce(factor))
+
+
+def pixel_places(shape, origin, factor, whole):
+    """(rows as a column, columns as a row): where the centres of the pixels of a picture of
+    `shape`, reduced by `factor` from `origin` of the whole picture, fall on it (0 to 1)."""
+    rows, cols = ((start + factor * (np.arange(n) + 0.5)) / length
+                  for start, n, length in zip(origin, shape, whole))
+    return rows[:, np.newaxis], cols[np.newaxis, :]
+
+
+def paper_is_light(glance):
+    """Dark ink on light paper: the picture's edges (mostly paper, even with a frame drawn
+    along them) are nearer its brightest."""
+    band = max(1, round(0.1 * min(glance.shape)))
+    edges = np.ones(glance.shape, bool)
+    edges[band:-band, band:-band] = False
+    return np.median(glance[edges]) > (glance.min() + glance.max()) / 2
+
+
+def fit_paper(glance, places):
+    """The paper's brightness (ink light, paper dark): a quadratic surface over the picture
+    (coefficients of surface_terms) fitted to pixels of the glance that are not ink, or one
+    level where the paper is evenly lit, so that a clean picture keeps its pixels exactly."""
+    step = max(1, math.ceil(max(glance.shape) / PAPER_FIT_SIZE))  # a smooth surface: few pixels do
+    rows, cols = places[0][::step], places[1][:, ::step]
+    terms = np.stack(np.broadcast_arrays(*surface_terms(rows, cols)), axis=-1).reshape(-1, 6)
+    values = glance[::step, ::step].ravel()
+    # At first, paper is what is no brighter than most of the edges, and than half the picture:
+    # a bold digit may cover more than half of a small picture, never most of its edges.
+    band = max(1, round(0.1 * min(glance.shape)))
+    edges = np.concatenate([glance[:band].ravel(), glance[-band:].ravel(),
+                            glance[:, :band].ravel(), glance[:, -band:].ravel()])
+    paper = values <= min(np.median(values), np.percentile(edges, 75))
+    if np.ptp(values[paper]) < FLAT_PAPER:  # a clean picture's paper: nothing to fit
+        return np.median(values[paper])
+    for _ in range(3):
+        coefficients = np.linalg.lstsq(terms[paper].T @ terms[paper], terms[paper].T @ values[paper],
+                                       rcond=None)[0]
+        residual = values - terms @ coefficients
+        spread = 1.4826 * np.median(np.abs(residual[paper]))
+        paper = residual <= max(3 * spread, 0.02)
+    if np.ptp(terms @ coefficients) < EVEN_PAPER:
+        return np.median(values[paper])
+    return coefficients
+
+
+def surface_terms(y, x):
+    return [np.ones_like(y), y, x, y * y, y * x, x * x]
+
+
+def ink_above_paper(picture, paper, places, light):
+    """Ink over the paper (light ink, dark paper): around 0 where the paper shows, below it
+    where its noise is. On light paper, as a fraction of the light the paper reflects (ink
+    in the shade is as dark, against its paper, as ink in the light)."""
+    if np.ndim(paper) == 0:
+        level = paper
+    else:
+        level = sum(c * term for c, term in zip(paper, surface_terms(*places)))
+    ink = picture - level
+    return (ink / np.maximum(1 - level, 0.2) if light else ink).astype(np.float32)
+
+
+def ink_box(ink):
+    """(top, left, bottom, right) around the ink that is surely ink (specks dropped), or None."""
+    floor, level = ink_levels(ink)
+    if level is None:
+        return None
+    labels, count = ndimage.label(ink > max(floor, 0.4 * level), np.ones((3, 3)))
+    sizes = np.bincount(labels.ravel())[1:]
+    boxes = [box for box, size in zip(ndimage.find_objects(labels), sizes)
+             if size >= 0.02 * sizes.max()]
+    return (min(b[0].start for b in boxes), min(b[1].start for b in boxes),
+            max(b[0].stop for b in boxes), max(b[1].stop for b in boxes))
+
+
+def ink_levels(ink):
+    """(noise floor, level of typical ink) of ink_above_paper's values: ink under the floor
+    is the paper's noise; level is None where nothing rises above it. The noise is measured
+    on the paper darker than its estimate, which ink never is, however much ink there is."""
+    below = ink[ink < 0]
+    noise = np.sqrt(np.mean(below ** 2)) if below.size else 0
+    floor = max(MIN_NOISE_FLOOR, 5 * noise)
+    above = ink[ink > floor]
+    return floor, np.percentile(above, 90) if above.size else None
+
+
+def separate_ink(ink):
+    """(ink, mask): the ink scaled so that typical ink is 1 (as in MNIST), 0 under the noise
+    floor; the mask where it is surely ink, not noise."""
+    floor, level = ink_levels(ink)
+    if level is None:
+        raise ValueError("no digit found (the image is blank)")
+    if level >= FULL_INK:  # as dark as MNIST's own: left as it is
+        level = 1
+    return np.where(ink > floor, ink / level, 0).astype(np.float32), ink > max(floor, 0.4 * level)
 
 
 def remove_ruled_lines(ink, mask):
     """Take out thin straight lines across 80% of the picture (ruled lines, a frame): ink
     under half as thick as the handwriting, measured across the line. Where a stroke crosses
-    or runs along such a line the ink is thicker, so it stays."""
+    or runs along such a line the ink is thicker, so it stays. No long line, nothing done."""
+    runs = [long_runs(mask, axis) for axis in (0, 1)]
+    if not any(run.any() for run in runs):
+        return ink, mask
     distance = ndimage.distance_transform_edt(mask)
     half_stroke = math.ceil(np.percentile(distance[mask], 90))
-    slack = max(1, round(0.02 * max(mask.shape)))  # lets a line be tilted by up to ~2 degrees
     lines = np.zeros_like(mask)
-    for axis in (0, 1):  # runs down the columns (vertical lines), then along the rows
+    for axis, run in zip((0, 1), runs):
         across = np.ones((1, half_stroke) if axis == 0 else (half_stroke, 1), bool)
-        thin = mask & ~ndimage.binary_opening(mask, across)
-        band = ndimage.maximum_filter1d(mask, 2 * slack + 1, axis=1 - axis)
-        length = int(0.8 * mask.shape[axis]) | 1  # odd, so that the two filters line up
-        runs = ndimage.minimum_filter1d(band, length, axis=axis, mode="constant")
-        lines |= ndimage.maximum_filter1d(runs, length, axis=axis) & thin
+        lines |= run & mask & ~ndimage.binary_opening(mask, across)
     strokes = mask & ~lines
     ink[ndimage.binary_dilation(lines) & ~strokes] = 0  # the lines with their soft edges
     return ink, strokes
+
+
+def long_runs(mask, axis):
+    """Where the mask runs on along the axis for 80% of the picture, within a band that lets
+    the run be tilted by up to about 2 degrees (axis 0: down the columns)."""
+    slack = max(1, round(0.02 * max(mask.shape)))
+    band = ndimage.maximum_filter1d(mask, 2 * slack + 1, axis=1 - axis)
+    length = int(0.8 * mask.shape[axis]) | 1  # odd, so that the two filters line up
+    runs = ndimage.minimum_filter1d(band, length, axis=axis, mode="constant")
+    return ndimage.maximum_filter1d(runs, length, axis=axis)
 
 
 def group_into_digits(mask):
@@ -143,12 +263,17 @@ def group_into_digits(mask):
 
 def belong_together(a, b):
     """Two pieces of one digit: their columns overlap by half the narrower's width (a 4 drawn
-    in two strokes), or one is much shorter and they nearly touch (a 5's loose top bar)."""
+    in two strokes), or one is much shorter and they nearly touch (a 5's loose top bar), or
+    one is much shorter and both fit in one digit's box, no wider than 1.2 times its height
+    (a 5's bar drawn apart)."""
     (a_rows, a_cols), (b_rows, b_cols) = a, b
     overlap = min(a_cols.stop, b_cols.stop) - max(a_cols.start, b_cols.start)
     narrower = min(a_cols.stop - a_cols.start, b_cols.stop - b_cols.start)
     short, tall = sorted((a_rows.stop - a_rows.start, b_rows.stop - b_rows.start))
-    return overlap >= 0.5 * narrower or (short <= 0.6 * tall and overlap >= -0.2 * tall)
+    rows, cols = union(a_rows, b_rows), union(a_cols, b_cols)
+    one_box = cols.stop - cols.start <= 1.2 * (rows.stop - rows.start)
+    return overlap >= 0.5 * narrower or (short <= 0.6 * tall
+                                         and (overlap >= -0.2 * tall or one_box))
 
 
 def union(a, b):
@@ -158,7 +283,7 @@ def union(a, b):
 def digit_ink(ink, group):
     """One digit's ink, with its soft edges, cropped to the ink."""
     ink = np.clip(ink * ndimage.binary_dilation(group, iterations=2), 0, 1)
-    rows, cols = np.nonzero(ink > 0.1)
+    rows, cols = np.nonzero(ink)
     return ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
 
 
@@ -180,7 +305,10 @@ def thicken_thin_strokes(ink):
 def to_mnist_form(ink):
     """Light ink on black -> MNIST's 28x28: cropped to the ink, scaled to fit a 20x20 box
     keeping its aspect ratio, centre of mass at pixel (14, 14) as in MNIST."""
-    rows, cols = np.nonzero(ink > 0.1)
+    rows, cols = np.nonzero(ink)
+    if max(np.ptp(rows), np.ptp(cols)) >= 20:
+        # to be reduced: its faint rim (an enlargement's or a blur's spread) is not its size
+        rows, cols = np.nonzero(ink > 0.1)
     ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
     scale = 20.0 / max(ink.shape)
     height, width = (max(1, round(n * scale)) for n in ink.shape)

@@ -1,0 +1,244 @@
+"""pictures.py step by step on small arrays, and the benchmark's clean renderings of the first
+300 test digits, which must be read as their arrays are (benchmarks/pictures.py runs all
+10,000 and the harder renderings)."""
+
+import importlib.util
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+import mnist_digit_recognition as mdr
+import pictures
+from pictures import decode_picture, find_digits
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / mdr.DEFAULT_MODEL_DIR
+
+
+def load_benchmark():
+    """benchmarks/pictures.py, under a name of its own (it shares pictures.py's name)."""
+    spec = importlib.util.spec_from_file_location("pictures_benchmark",
+                                                  ROOT / "benchmarks" / "pictures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def test_digits(full_arrays):
+    """The first 300 real test digits (uint8, light on dark) and their labels."""
+    return full_arrays["x_test"][:300], full_arrays["y_test"][:300]
+
+
+def encoded(image, fmt="PNG", **options):
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def read_bytes(data):
+    digits, main = find_digits(decode_picture(data))
+    return digits[main]
+
+
+def glance_places(glance):
+    return pictures.pixel_places(glance.shape, (0, 0), 1, glance.shape)
+
+
+def disk_digit(size=28, outer=9.0, inner=5.0):
+    """A ring (a 0) centred in a size x size black picture, light ink."""
+    yy, xx = np.mgrid[0:size, 0:size] - (size - 1) / 2
+    radius = np.hypot(yy, xx)
+    return ((radius <= outer) & (radius >= inner)).astype(np.float32)
+
+
+# --- A clean picture is read as its array ----------------------------------------------------
+
+@pytest.mark.parametrize("dark_on_white", [False, True])
+def test_a_28px_mnist_picture_is_read_as_exactly_its_array(test_digits, dark_on_white):
+    x, _ = test_digits
+    for digit in x[:100]:
+        pixels = 255 - digit if dark_on_white else digit
+        read = read_bytes(encoded(Image.fromarray(pixels)))
+        np.testing.assert_allclose(read, digit / 255, atol=1e-6)
+
+
+def test_bold_digits_once_refused_as_blank_are_read(full_arrays):
+    """Test digits 495, 864, 3768, ...: bold 0s and 8s that the paper estimate took for paper."""
+    for index in (495, 864, 3768, 4604, 4724, 7838, 7871, 7898, 8023, 8077):
+        digit = full_arrays["x_test"][index]
+        np.testing.assert_allclose(read_bytes(encoded(Image.fromarray(digit))), digit / 255,
+                                   atol=1e-6)
+
+
+# --- Each step --------------------------------------------------------------------------------
+
+def test_the_ink_is_the_side_away_from_the_edges():
+    ring = disk_digit()
+    assert not pictures.paper_is_light(ring)
+    assert pictures.paper_is_light(1 - ring)
+    framed = np.ones((60, 60), np.float32)  # a black frame along the edges of white paper
+    framed[[0, 1, -2, -1], :] = framed[:, [0, 1, -2, -1]] = 0
+    framed[20:40, 28:31] = 0
+    assert pictures.paper_is_light(framed)
+
+
+def test_even_paper_is_one_level_and_a_clean_picture_keeps_its_pixels():
+    ring = disk_digit()
+    assert pictures.fit_paper(ring, glance_places(ring)) == 0
+    grey = 0.2 + 0.7 * ring  # grey paper, ink on it
+    paper = pictures.fit_paper(grey, glance_places(grey))
+    assert np.ndim(paper) == 0 and paper == pytest.approx(0.2)
+
+
+def test_a_bold_digit_covering_much_of_a_small_picture_is_not_paper():
+    bold = disk_digit(outer=12.5, inner=3.0)  # ink on 60% of the picture
+    assert 0.5 < bold.mean() < 0.7
+    assert pictures.fit_paper(bold, glance_places(bold)) == 0
+    np.testing.assert_allclose(read_bytes(encoded(Image.fromarray(np.uint8(255 * bold)))).sum(),
+                               pictures.to_mnist_form(bold).sum(), rtol=1e-6)
+
+
+def test_unevenly_lit_paper_is_fitted_and_taken_away():
+    yy, xx = np.mgrid[0:64, 0:64] / 64
+    paper = 0.1 + 0.5 * xx + 0.2 * yy * yy  # the dark side of light ink: paper in shadow
+    grey = np.maximum(paper, disk_digit(64, 20, 12) * 0.95).astype(np.float32)
+    fitted = pictures.fit_paper(grey, glance_places(grey))
+    assert np.ndim(fitted) == 1
+    ink = pictures.ink_above_paper(grey, fitted, glance_places(grey), light=False)
+    assert np.abs(ink[disk_digit(64, 23, 9) == 0]).max() < 0.02
+    assert ink[disk_digit(64, 19, 13) > 0].min() > 0.3
+
+
+def test_the_noise_floor_is_measured_below_the_paper_whatever_the_ink():
+    rng = np.random.default_rng(0)
+    for ink_share in (0.1, 0.6):
+        ink = rng.normal(0, 0.02, (80, 80)).astype(np.float32)
+        ink[:, :int(80 * ink_share)] += 1
+        floor, level = pictures.ink_levels(ink)
+        assert 0.07 < floor < 0.13 and level == pytest.approx(1, abs=0.05)
+    floor, level = pictures.ink_levels(np.zeros((20, 20), np.float32))
+    assert floor == pictures.MIN_NOISE_FLOOR and level is None
+
+
+def test_a_large_picture_is_read_at_the_digits_scale(test_digits):
+    x, _ = test_digits
+    scan = Image.fromarray(255 - x[0]).resize((280, 280), Image.Resampling.BICUBIC)
+    work = pictures.ink_at_digit_scale(np.asarray(scan, np.float32) / 255)
+    assert 64 <= np.ptp(np.nonzero(work > 0.4)[0]) <= 2 * pictures.DIGIT_SIZE
+    assert max(work.shape) < 140
+
+
+def test_a_small_digit_on_a_large_page_is_cropped_around_it(test_digits):
+    x, _ = test_digits
+    page = np.ones((900, 700), np.float32)
+    page[500:556, 100:156] = 1 - np.asarray(Image.fromarray(x[0]).resize((56, 56)), np.float32) / 255
+    work = pictures.ink_at_digit_scale(page)
+    assert max(work.shape) < 100 and work.max() > 0.9
+
+
+def test_a_blank_picture_seen_at_a_glance_has_no_digit():
+    noisy = np.clip(np.random.default_rng(1).normal(0.8, 0.03, (300, 300)), 0, 1).astype(np.float32)
+    with pytest.raises(ValueError, match="blank"):
+        pictures.ink_at_digit_scale(noisy)
+
+
+def test_without_a_long_line_no_line_is_removed():
+    ink = disk_digit(40, 15, 10)
+    ink[5:35, 19:21] = 1  # a stroke down most of the picture, not 80% of it
+    mask = ink > 0.5
+    kept_ink, kept_mask = pictures.remove_ruled_lines(ink.copy(), mask)
+    assert np.array_equal(kept_mask, mask) and np.array_equal(kept_ink, ink)
+
+
+def test_a_ruled_line_is_removed_and_the_stroke_across_it_stays():
+    ink = np.zeros((60, 60), np.float32)
+    ink[30, :] = 1  # a thin ruled line across the page
+    ink[10:50, 26:32] = 1  # a stroke six times thicker crossing it
+    _, strokes = pictures.remove_ruled_lines(ink, ink > 0.5)
+    assert not strokes[30, :20].any() and not strokes[30, 40:].any()
+    assert strokes[10:50, 26:32].all()
+
+
+def cropped(ink):
+    rows, cols = np.nonzero(ink)
+    return ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+
+
+def stroke_width(ink):
+    """Area over half the perimeter of the ink, as a fraction of its longer side."""
+    mask = ink > 0.4
+    return 2 * mask.sum() / (mask & ~ndimage.binary_erosion(mask)).sum() / max(ink.shape)
+
+
+def test_strokes_of_mnist_width_are_not_thickened(test_digits):
+    x, _ = test_digits
+    for digit in x:
+        ink = cropped(digit / 255)
+        assert pictures.thicken_thin_strokes(ink) is ink
+
+
+def test_a_thin_pen_is_thickened_to_about_mnist_width():
+    image = Image.new("L", (200, 200), 0)
+    ImageDraw.Draw(image).line([(40, 30), (160, 30), (90, 170)], fill=255, width=2)
+    thin = cropped(np.asarray(image, np.float32) / 255)
+    assert stroke_width(thin) < 0.2 * pictures.MNIST_STROKE
+    thick = pictures.thicken_thin_strokes(thin)
+    assert 0.7 * pictures.MNIST_STROKE < stroke_width(cropped(thick)) < 1.3 * pictures.MNIST_STROKE
+
+
+def test_digits_side_by_side_are_grouped_left_to_right():
+    page = np.zeros((40, 100), bool)
+    page[5:35, 10:16] = True  # a 1
+    page[5:35, 50:80] = disk_digit(30, 14, 9)[:, :] > 0  # a 0
+    page[20:23, 85:88] = True  # a dot: not a digit
+    groups = pictures.group_into_digits(page)
+    assert len(groups) == 2 and groups[0][:, :20].any() and groups[1][:, 50:80].any()
+
+
+def test_a_short_piece_within_one_digits_box_joins_it_and_two_ones_stay_two():
+    five = np.zeros((28, 28), bool)
+    five[6:9, 16:26] = True  # the top bar, drawn apart from the body
+    five[11:25, 7:13] = True
+    assert len(pictures.group_into_digits(five)) == 1
+    ones = np.zeros((28, 28), bool)
+    ones[4:24, 6:9] = ones[4:24, 18:21] = True
+    assert len(pictures.group_into_digits(ones)) == 2
+
+
+def test_a_digit_already_in_mnist_form_is_left_as_it_is(test_digits):
+    x, _ = test_digits
+    for digit in x[:50]:
+        np.testing.assert_allclose(pictures.to_mnist_form(digit / 255), digit / 255, atol=1e-6)
+
+
+# --- The benchmark's clean renderings ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def model():
+    if not (SHIPPED / "model.keras").is_file():
+        pytest.skip(f"the shipped model is missing ({SHIPPED})")
+    return mdr.load_model(SHIPPED)
+
+
+def test_clean_renderings_lose_no_answer(model, test_digits):
+    """A digit the model reads from its array is read from each clean rendering of it."""
+    benchmark = load_benchmark()
+    x, y = test_digits
+    right = mdr.predict(model, x)[0] == y
+    clean = [name for name, (kind, _) in benchmark.RENDERINGS.items() if kind == "clean"]
+    assert len(clean) == 7
+    lost = {}
+    for name in clean:
+        render = benchmark.RENDERINGS[name][1]
+        read = []
+        for index, digit in enumerate(x):
+            image, fmt, options = render(digit, index)
+            read.append(read_bytes(encoded(image, fmt, **options)))
+        answers = mdr.predict(model, np.stack(read))[0]
+        lost[name] = np.flatnonzero(right & (answers != y)).tolist()
+    assert lost == {name: [] for name in clean}
