@@ -58,7 +58,7 @@ def decode_picture(data):
         image = image.reduce(max(1, max(image.size) // WORK_SIZE))  # a big scan: less memory
         return np.clip(np.asarray(image, np.float32) / white, 0, 1)
     except Exception:  # Pillow raises many kinds of error on a damaged file
-        raise ValueError(NOT_AN_IMAGE) from None
+        raise ValueError(f"a {image.format} file that is damaged or cut short") from None
 
 
 def find_digits(grey):

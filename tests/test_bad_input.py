@@ -214,7 +214,7 @@ CASES = [
     ("predict: missing file", predict_case(lambda d, a: d / "missing.png"),
      ["missing.png: no such file"], FAILURE),
     ("predict: truncated PNG", predict_case(truncated_png),
-     ["cut.png: not a PNG, JPEG, BMP or GIF image"], FAILURE),
+     ["cut.png: a PNG file that is damaged or cut short"], FAILURE),
     ("predict: a folder", folder_to_predict,
      ["scans: is a folder, not an image", "pass the image files in it"], FAILURE),
     ("predict: blank image", predict_case(image("blank.png", np.full((40, 40), 255, np.uint8))),

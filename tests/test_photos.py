@@ -289,7 +289,11 @@ for fmt in ("PNG", "JPEG", "BMP", "GIF"):
 
 @pytest.mark.parametrize("damaged", DAMAGED)
 def test_damaged_files_are_not_images(damaged):
-    with pytest.raises(ValueError, match="^not a PNG, JPEG, BMP or GIF image$"):
+    """A file whose header is no image's is not one; an image cut short is named as such."""
+    fmt = damaged.removeprefix("truncated ")
+    words = f"^a {fmt} file that is damaged or cut short$" if damaged.startswith("truncated") \
+        else "^not a PNG, JPEG, BMP or GIF image$"
+    with pytest.raises(ValueError, match=words):
         decode_picture(DAMAGED[damaged])
 
 
