@@ -162,6 +162,11 @@ class UsageError(UserError):
     exit_code = 2
 
 
+def first_line(error):
+    """An exception's message in one line (its type where it has none), for a user's error."""
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
 def count(n, noun):
     """'1 epoch', '15 epochs', '60,000 images'."""
     return f"{n:,} {noun}{'s' * (n != 1)}"
@@ -218,7 +223,7 @@ def download_mnist():
         with contextlib.redirect_stdout(ShownOnceMoving(sys.stdout)):
             (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
     except Exception as error:  # urllib, SSL and hash errors all mean the same to the user
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = first_line(error)
         raise UserError(f"could not download MNIST ({reason}): without network, pass --data "
                         "PATH (a mnist.npz or a folder with the four IDX files) "
                         "or set MNIST_DATA") from None
@@ -995,7 +1000,7 @@ def load_model(model_dir=DEFAULT_MODEL_DIR):
     try:
         return keras.models.load_model(path / "model.keras")
     except Exception as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = first_line(error)
         raise UserError(f"{path / 'model.keras'} cannot be loaded ({reason}): "
                         "train the model again") from None
 
@@ -1040,7 +1045,7 @@ def load_classifier(model_dir=DEFAULT_MODEL_DIR):
             interpreter = Interpreter(model_path=str(path / "model.tflite"), num_threads=1)
             interpreter.allocate_tensors()
     except Exception as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = first_line(error)
         raise UserError(f"{path / 'model.tflite'} cannot be loaded ({reason}): train the model "
                         "again, or delete model.tflite to use model.keras") from None
     image_in = interpreter.get_input_details()[0]["index"]
