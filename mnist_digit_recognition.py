@@ -1700,14 +1700,17 @@ def run_serve(args):
     host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address
     print(f"Serving {model_dir} on http://{host}:{server.server_port}/ (Ctrl-C stops it)",
           flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve.serve_forever(server, serving_processes())
     print("Server stopped.", flush=True)
     return 0
+
+
+def serving_processes():
+    """A process per core the server may use, where it can fork safely: on Linux, with no
+    TensorFlow loaded (its threads would not survive a fork; LiteRT runs none)."""
+    if not sys.platform.startswith("linux") or "tensorflow" in sys.modules:
+        return 1
+    return len(os.sched_getaffinity(0))
 
 
 ACTIONS = {

@@ -137,8 +137,6 @@ def fit_paper(glance, places):
     (coefficients of surface_terms) fitted to pixels of the glance that are not ink, or one
     level where the paper is evenly lit, so that a clean picture keeps its pixels exactly."""
     step = max(1, math.ceil(max(glance.shape) / PAPER_FIT_SIZE))  # a smooth surface: few pixels do
-    rows, cols = places[0][::step], places[1][:, ::step]
-    terms = np.stack(np.broadcast_arrays(*surface_terms(rows, cols)), axis=-1).reshape(-1, 6)
     values = glance[::step, ::step].ravel()
     # At first, paper is what is no brighter than most of the edges, and than half the picture:
     # a bold digit may cover more than half of a small picture, never most of its edges.
@@ -148,6 +146,8 @@ def fit_paper(glance, places):
     paper = values <= min(np.median(values), np.percentile(edges, 75))
     if np.ptp(values[paper]) < FLAT_PAPER:  # a clean picture's paper: nothing to fit
         return np.median(values[paper])
+    rows, cols = places[0][::step], places[1][:, ::step]
+    terms = np.stack(np.broadcast_arrays(*surface_terms(rows, cols)), axis=-1).reshape(-1, 6)
     for _ in range(3):
         coefficients = np.linalg.lstsq(terms[paper].T @ terms[paper], terms[paper].T @ values[paper],
                                        rcond=None)[0]

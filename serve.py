@@ -1,16 +1,17 @@
 """The HTTP server of `mnist_digit_recognition.py serve`: GET / the drawing page
 (serve_page.html), POST /predict an image file's bytes or JSON pixels, GET /healthz. Python's
 http.server, with pictures.py to decode what is posted; the script passes in the function that
-answers a picture."""
+answers a picture. `serve_forever` runs it in a process per core."""
 
+import concurrent.futures
 import contextlib
 import http.server
 import ipaddress
 import json
 import os
+import signal
 import socket
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -47,12 +48,15 @@ def pixels_from_json(body):
 def make_server(answer, host, port, health, log_requests=False):
     """A threading HTTP server: GET / the drawing page, POST /predict an image file's bytes or
     JSON pixels, GET /healthz `health`. `answer(grey)` turns a grey picture into the JSON answer
-    (raising ValueError for one without a digit); every request thread calls it. Errors are
+    (raising ValueError for one without a digit); one thread calls it, a picture at a time. Errors are
     logged to stderr; each request too with `log_requests`."""
     if not 0 <= port <= 65535:
         raise ValueError(f"--port must be from 0 to 65535 (0: any free port), not {port}")
-    # Decoding a large picture takes a few hundred MB for a moment: a few at a time, no more.
-    decoding = threading.BoundedSemaphore(os.cpu_count() or 1)
+    # Pictures are read one at a time, on one thread of their own: the threads of one process
+    # reading several at once only take turns with Python's interpreter lock, and cost about
+    # twice the CPU time (benchmarks/README.md). A large picture also needs a few hundred MB
+    # for a moment: one at a time, no more.
+    reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="picture-reader")
     methods = {"/": ("GET", "HEAD"), "/healthz": ("GET", "HEAD"), "/predict": ("POST",)}
     page = PAGE.read_bytes()
 
@@ -62,9 +66,10 @@ def make_server(answer, host, port, health, log_requests=False):
             raise ValueError("send the image file's bytes as the body, not a form "
                              "(e.g. curl --data-binary @digit.png)")
         is_json = content_type.startswith("application/json") or body.lstrip().startswith(b"{")
-        with decoding:
-            grey = pixels_from_json(body) if is_json else decode_picture(body)
-            return answer(grey)
+
+        def read_and_answer():
+            return answer(pixels_from_json(body) if is_json else decode_picture(body))
+        return reader.submit(read_and_answer).result()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         timeout = 30  # seconds a client may leave its connection silent, so none holds a
@@ -159,11 +164,50 @@ def make_server(answer, host, port, health, log_requests=False):
             if not isinstance(sys.exc_info()[1], ConnectionError):  # else: the client left
                 super().handle_error(request, client_address)
 
+        def server_close(self):
+            super().server_close()
+            reader.shutdown()
+
     try:
         return Server((host, port), Handler)
     except OSError as error:
         raise ValueError(f"cannot listen on {host}:{port} ({error.strerror}): choose another "
                          "--port or --host") from None
+
+
+def serve_forever(server, processes=1):
+    """Serve until Ctrl-C or SIGTERM (KeyboardInterrupt), then close the server. With more than
+    one process, the others are forked from this one and take connections from the same
+    listening socket: a process reads one picture at a time, so a process per core answers
+    about as many more (benchmarks/README.md). They stop with this one, and on their own within
+    half a second if it is killed. Call it before the server has answered any request."""
+    parent, children = os.getpid(), []
+
+    def exit_if_orphaned():  # serve_forever calls it twice a second
+        if os.getppid() != parent:
+            os._exit(0)
+
+    try:
+        if processes > 1:  # a process that finds another took the connection goes on waiting
+            server.socket.setblocking(False)
+        for _ in range(processes - 1):
+            child = os.fork()
+            if child == 0:
+                server.service_actions = exit_if_orphaned
+                break
+            children.append(child)
+        server.serve_forever()
+    except KeyboardInterrupt:  # Ctrl-C reaches every process of the terminal's
+        pass
+    finally:
+        if os.getpid() != parent:  # a forked process ends here, never in its parent's code
+            os._exit(0)
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)  # the script turns it into KeyboardInterrupt
+        for child in children:
+            os.waitpid(child, 0)
+        server.server_close()
 
 
 def is_loopback(host):

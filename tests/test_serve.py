@@ -360,6 +360,103 @@ def test_many_clients_at_once(server, digits):
     assert_still_serving(server)
 
 
+def test_a_silent_connection_keeps_no_one_waiting(server):
+    """A browser opens connections ahead of need and may leave one silent; a client may stop
+    halfway through its request. Neither holds up anyone else's answer."""
+    with socket.create_connection(("127.0.0.1", server.server_port)) as silent, \
+            socket.create_connection(("127.0.0.1", server.server_port)) as halfway:
+        halfway.sendall(b"POST /predict HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{")
+        start = time.monotonic()
+        assert_still_serving(server)
+        assert post(server, pixels_json(np.zeros((28, 28), np.uint8)))[0] == 400  # blank
+        assert time.monotonic() - start < 5
+        assert silent.fileno() != -1
+
+
+# --- A process per core ---------------------------------------------------------------------
+
+SERVE_IN_TWO_PROCESSES = """
+import os, serve, signal
+signal.signal(signal.SIGTERM, signal.default_int_handler)  # as the script does
+server = serve.make_server(lambda grey: {"pid": os.getpid()}, "127.0.0.1", 0, {})
+print(server.server_port, flush=True)
+serve.serve_forever(server, processes=2)
+print("stopped", flush=True)
+"""
+
+
+def children_of(pid):
+    """The processes whose parent is `pid` (Linux's /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                children.append(int(stat.parent.name))
+    return children
+
+
+@contextlib.contextmanager
+def two_process_server():
+    """serve.serve_forever(processes=2) in a new process (a fork of pytest would copy its
+    threads); yields the process and its port."""
+    process = subprocess.Popen([sys.executable, "-c", SERVE_IN_TWO_PROCESSES], text=True,
+                               stdout=subprocess.PIPE, cwd=SCRIPT.parent)
+    try:
+        port = int(process.stdout.readline())
+        answering_pids(port, requests=1)  # serving, so forked
+        yield process, port
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        process.stdout.close()
+
+
+def answering_pids(port, requests=200):
+    blank = json.dumps({"pixels": [[0] * 28] * 28})
+
+    def pid(_):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            connection.request("POST", "/predict", blank, {"Content-Type": "application/json"})
+            return json.loads(connection.getresponse().read())["pid"]
+        finally:
+            connection.close()
+    with ThreadPoolExecutor(8) as pool:
+        return set(pool.map(pid, range(requests)))
+
+
+def port_is_closed(port):
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a process per core: Linux only")
+def test_two_processes_answer_and_stop_together():
+    with two_process_server() as (process, port):
+        children = children_of(process.pid)
+        assert len(children) == 1
+        assert answering_pids(port) == {process.pid, children[0]}  # both take connections
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert process.stdout.read() == "stopped\n"  # once: the child ends without a word
+        assert not Path(f"/proc/{children[0]}").exists() and port_is_closed(port)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a process per core: Linux only")
+def test_a_killed_servers_other_process_stops_on_its_own():
+    with two_process_server() as (process, port):
+        child, = children_of(process.pid)
+        process.kill()  # SIGKILL: no chance to stop the child itself
+        process.wait()
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not Path(f"/proc/{child}").exists()  # gone, the port free for a new server
+        assert port_is_closed(port)
+
+
 # --- The command line (the one test that starts TensorFlow in a new process) --------------
 
 def test_serve_command_line_warns_off_loopback_and_stops_on_sigterm():
