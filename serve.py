@@ -48,8 +48,8 @@ def pixels_from_json(body):
 def make_server(answer, host, port, health, log_requests=False):
     """A threading HTTP server: GET / the drawing page, POST /predict an image file's bytes or
     JSON pixels, GET /healthz `health`. `answer(grey)` turns a grey picture into the JSON answer
-    (raising ValueError for one without a digit); one thread calls it, a picture at a time. Errors are
-    logged to stderr; each request too with `log_requests`."""
+    (raising ValueError for one without a digit); one thread calls it, a picture at a time.
+    Errors are logged to stderr; each request too with `log_requests`."""
     if not 0 <= port <= 65535:
         raise ValueError(f"--port must be from 0 to 65535 (0: any free port), not {port}")
     # Pictures are read one at a time, on one thread of their own: the threads of one process
