@@ -130,6 +130,15 @@ class Recipe:
                                          # Keras' literal ImageDataGenerator (slower)
     seed: int | None = None             # weights, shuffling, augmentation; same seed, same run
 
+    def resolved(self):
+        """The values a run uses: each None of the dropout replaced by the network's own
+        (ARCH_DROPOUT, DROPOUT_FROM_EPOCH)."""
+        conv, dense = ARCH_DROPOUT[self.arch]
+        return dataclasses.replace(
+            self, conv_dropout=conv if self.conv_dropout is None else self.conv_dropout,
+            dense_dropout=dense if self.dense_dropout is None else self.dense_dropout,
+            dropout_from_epoch=self.dropout_from_epoch or DROPOUT_FROM_EPOCH.get(self.arch, 1))
+
 
 RECIPE = Recipe()
 ARCHITECTURES = ("cnn", "classic-cnn", "deep-cnn", "mlp")
@@ -421,21 +430,9 @@ def build_model(arch=RECIPE.arch, batchnorm=True, conv_dropout=None, dense_dropo
                             name=arch.replace("-", "_"))
 
 
-def dropout_rates(recipe):
-    """(after each convolutional block, before the output) of the recipe: its own, or ARCH_DROPOUT's."""
-    own = ARCH_DROPOUT[recipe.arch]
-    return tuple(own[i] if rate is None else rate
-                 for i, rate in enumerate((recipe.conv_dropout, recipe.dense_dropout)))
-
-
-def first_dropout_epoch(recipe):
-    """The epoch (from 1) dropout starts with: the recipe's, or DROPOUT_FROM_EPOCH's."""
-    return recipe.dropout_from_epoch or DROPOUT_FROM_EPOCH.get(recipe.arch, 1)
-
-
 def build_model_for(recipe, dtype=None, fused_batchnorm=False):
-    return build_model(recipe.arch, recipe.batchnorm, *dropout_rates(recipe), dtype,
-                       recipe.bn_momentum, fused_batchnorm)
+    return build_model(recipe.arch, recipe.batchnorm, recipe.conv_dropout, recipe.dense_dropout,
+                       dtype, recipe.bn_momentum, fused_batchnorm)
 
 
 def compile_model(model, recipe=RECIPE):
@@ -813,7 +810,7 @@ def train(model, x_train, y_train, recipe=RECIPE, *, work_dir=None, callbacks=()
     history_file = Path(work_dir) / "history.json" if work_dir else None
     history = json.loads(history_file.read_text()) if history_file and history_file.exists() \
         else []
-    late_dropout, restore_dropout = dropout_from_epoch(model, first_dropout_epoch(recipe))
+    late_dropout, restore_dropout = dropout_from_epoch(model, recipe.resolved().dropout_from_epoch)
     standard_callbacks = [
         late_dropout,
         keras.callbacks.LearningRateScheduler(learning_rate_schedule(recipe)),
@@ -1352,7 +1349,7 @@ def prepare_work_dir(args, worker=None):
 class Run:
     """A training run as prepare_training sets it up, for fit, finish and evaluate_and_save."""
     args: argparse.Namespace  # the flags
-    recipe: Recipe
+    recipe: Recipe            # resolved: the dropout the network uses
     strategy: object          # the tf.distribute strategy
     chief: bool               # whether this process writes the model directory
     arrays: dict              # the raw MNIST arrays, for their checksum
@@ -1370,7 +1367,7 @@ class Run:
 def prepare_training(args, strategy):
     """Everything before the first step, each mistake found before any training: the data,
     the model directory, the work folder, the seeds and the compiled model."""
-    started, recipe, chief = time.perf_counter(), recipe_from(args), is_chief(strategy)
+    started, recipe, chief = time.perf_counter(), recipe_from(args).resolved(), is_chief(strategy)
     check_model_dir(args.model_dir)
     arrays = read_mnist_arrays(args.data)
     (x_train, y_train), (x_test, y_test) = load_mnist(arrays=arrays)
@@ -1461,8 +1458,9 @@ def evaluate_and_save(run, history):
         "command": " ".join(sys.argv),
         "settings": training_settings(run.args),
         "model": {"arch": run.recipe.arch, "batchnorm": run.recipe.batchnorm,
-                  **dict(zip(("conv_dropout", "dense_dropout"), dropout_rates(run.recipe))),
-                  "dropout_from_epoch": first_dropout_epoch(run.recipe),
+                  "conv_dropout": run.recipe.conv_dropout,
+                  "dense_dropout": run.recipe.dense_dropout,
+                  "dropout_from_epoch": run.recipe.dropout_from_epoch,
                   "dtype": "float32", "parameters": model.count_params()},
         "precision": run.policy,
         "device": describe_device(),

@@ -60,10 +60,15 @@ def test_dropout_rates_are_configurable(arch, rates):
 
 
 def test_each_network_has_its_own_dropout_unless_told():
-    recipe = mdr.Recipe(arch="classic-cnn")
-    assert mdr.dropout_rates(recipe) == (0.25, 0.5)
-    assert mdr.dropout_rates(mdr.Recipe()) == (0.4, 0.4)
-    assert mdr.dropout_rates(mdr.Recipe(arch="deep-cnn", dense_dropout=0.3)) == (0.25, 0.3)
+    def dropout(**recipe):
+        resolved = mdr.Recipe(**recipe).resolved()
+        return resolved.conv_dropout, resolved.dense_dropout, resolved.dropout_from_epoch
+
+    assert dropout() == (0.4, 0.4, 2)
+    assert dropout(arch="classic-cnn") == (0.25, 0.5, 1)
+    assert dropout(arch="deep-cnn", dense_dropout=0.3, dropout_from_epoch=3) == (0.25, 0.3, 3)
+    assert dropout(conv_dropout=0.0) == (0.0, 0.4, 2)  # 0 is a rate, not "the network's own"
+    assert mdr.Recipe().resolved().resolved() == mdr.Recipe().resolved()
 
 
 def test_deep_cnn_has_the_published_parameter_count():
