@@ -1708,7 +1708,11 @@ def serving_processes():
     TensorFlow loaded (its threads would not survive a fork; LiteRT runs none)."""
     if not sys.platform.startswith("linux") or "tensorflow" in sys.modules:
         return 1
-    return len(os.sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0))
+    with contextlib.suppress(OSError, ValueError):  # a container's CPU limit (cgroup v2)
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        cores = min(cores, max(1, math.ceil(int(quota) / int(period))))  # "max": no limit
+    return cores
 
 
 ACTIONS = {

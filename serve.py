@@ -1,10 +1,11 @@
 """The HTTP server of `mnist_digit_recognition.py serve`: GET / the drawing page
 (serve_page.html), POST /predict an image file's bytes or JSON pixels, GET /healthz. Python's
 http.server, with pictures.py to decode what is posted; the script passes in the function that
-answers a picture. `serve_forever` runs it in a process per core."""
+answers a picture. `serve_forever` runs it, in several processes if asked."""
 
 import concurrent.futures
 import contextlib
+import functools
 import http.server
 import ipaddress
 import json
@@ -12,6 +13,8 @@ import os
 import signal
 import socket
 import sys
+import threading
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -175,39 +178,90 @@ def make_server(answer, host, port, health, log_requests=False):
                          "--port or --host") from None
 
 
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def serve_forever(server, processes=1):
     """Serve until Ctrl-C or SIGTERM (KeyboardInterrupt), then close the server. With more than
     one process, the others are forked from this one and take connections from the same
-    listening socket: a process reads one picture at a time, so a process per core answers
-    about as many more (benchmarks/README.md). They stop with this one, and on their own within
-    half a second if it is killed. Call it before the server has answered any request."""
-    parent, children = os.getpid(), []
-
-    def exit_if_orphaned():  # serve_forever calls it twice a second
-        if os.getppid() != parent:
-            os._exit(0)
-
+    listening socket: a process reads one picture at a time, so on a free core another process
+    answers about as many requests more (benchmarks/README.md). They stop with this one, and on
+    their own within half a second if it is killed. Call it before the server runs any thread."""
+    if processes > 1 and threading.active_count() > 1:
+        raise RuntimeError("serve_forever forks: call it before any thread starts (a copy of "
+                           "the picture reader's thread would never run in the new processes)")
+    children = []
     try:
         if processes > 1:  # a process that finds another took the connection goes on waiting
             server.socket.setblocking(False)
         for _ in range(processes - 1):
-            child = os.fork()
-            if child == 0:
-                server.service_actions = exit_if_orphaned
-                break
-            children.append(child)
+            children.append(fork_server(server))
+        server.service_actions = functools.partial(report_ended, children)  # twice a second
         server.serve_forever()
     except KeyboardInterrupt:  # Ctrl-C reaches every process of the terminal's
         pass
     finally:
-        if os.getpid() != parent:  # a forked process ends here, never in its parent's code
-            os._exit(0)
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGTERM)  # the script turns it into KeyboardInterrupt
-        for child in children:
-            os.waitpid(child, 0)
+        stop(children)
         server.server_close()
+
+
+def fork_server(server):
+    """A new process serving from the same socket; its process id. A signal that stops the
+    server waits until the new process can stop on its own."""
+    parent = os.getpid()
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        child = os.fork()
+    finally:
+        if os.getpid() == parent:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    if child == 0:
+        serve_as_child(server, parent)
+    return child
+
+
+def serve_as_child(server, parent):
+    """A forked process's life: serve until it is stopped or its parent is gone, then exit,
+    never returning into its parent's code."""
+    def exit_if_orphaned():
+        if os.getppid() != parent:
+            os._exit(0)
+
+    status = 0
+    try:
+        server.service_actions = exit_if_orphaned
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    except BaseException:
+        traceback.print_exc()
+        status = 1
+    finally:
+        os._exit(status)
+
+
+def report_ended(children):
+    """Say so when a serving process ended before being told to (the kernel killed it for
+    memory, say): the others go on serving."""
+    for child in list(children):
+        with contextlib.suppress(ChildProcessError):
+            ended, status = os.waitpid(child, os.WNOHANG)
+            if ended:
+                children.remove(child)
+                code = os.waitstatus_to_exitcode(status)
+                how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+                print(f"warning: serving process {child} ended ({how}); the others go on serving",
+                      file=sys.stderr, flush=True)
+
+
+def stop(children):
+    for child in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGTERM)  # the script turns it into KeyboardInterrupt
+    for child in children:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(child, 0)
 
 
 def is_loopback(host):

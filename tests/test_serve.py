@@ -6,6 +6,7 @@ import contextlib
 import http.client
 import io
 import json
+import math
 import os
 import queue
 import re
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -370,7 +372,9 @@ def test_a_silent_connection_keeps_no_one_waiting(server):
         assert_still_serving(server)
         assert post(server, pixels_json(np.zeros((28, 28), np.uint8)))[0] == 400  # blank
         assert time.monotonic() - start < 5
-        assert silent.fileno() != -1
+        silent.setblocking(False)
+        with pytest.raises(BlockingIOError):  # still open, waiting for a request
+            silent.recv(1, socket.MSG_PEEK)
 
 
 # --- A process per core ---------------------------------------------------------------------
@@ -385,23 +389,28 @@ print("stopped", flush=True)
 """
 
 
+def process_state(pid):
+    """(state, parent) of a running process, from Linux's /proc; None once it has ended (a
+    zombie, state Z, has ended: only its exit status is left for its parent to read)."""
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        if fields[0] != "Z":
+            return fields[0], int(fields[1])
+    return None
+
+
 def children_of(pid):
-    """The processes whose parent is `pid` (Linux's /proc)."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            fields = stat.read_text().rpartition(")")[2].split()
-            if int(fields[1]) == pid and fields[0] != "Z":
-                children.append(int(stat.parent.name))
-    return children
+    """The running processes whose parent is `pid`."""
+    return [int(path.name) for path in Path("/proc").glob("[0-9]*")
+            if (process_state(path.name) or (None, None))[1] == pid]
 
 
 @contextlib.contextmanager
 def two_process_server():
     """serve.serve_forever(processes=2) in a new process (a fork of pytest would copy its
-    threads); yields the process and its port."""
+    threads); yields the process and its port. Its stdout and stderr are left to read."""
     process = subprocess.Popen([sys.executable, "-c", SERVE_IN_TWO_PROCESSES], text=True,
-                               stdout=subprocess.PIPE, cwd=SCRIPT.parent)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=SCRIPT.parent)
     try:
         port = int(process.stdout.readline())
         answering_pids(port, requests=1)  # serving, so forked
@@ -409,8 +418,7 @@ def two_process_server():
     finally:
         if process.poll() is None:
             process.kill()
-        process.wait()
-        process.stdout.close()
+        process.communicate()
 
 
 def answering_pids(port, requests=200):
@@ -432,7 +440,18 @@ def port_is_closed(port):
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a process per core: Linux only")
+def ends_within(seconds, pid):
+    deadline = time.monotonic() + seconds
+    while process_state(pid) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return process_state(pid) is None
+
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="several processes: Linux only")
+
+
+@linux_only
 def test_two_processes_answer_and_stop_together():
     with two_process_server() as (process, port):
         children = children_of(process.pid)
@@ -441,20 +460,65 @@ def test_two_processes_answer_and_stop_together():
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
         assert process.stdout.read() == "stopped\n"  # once: the child ends without a word
-        assert not Path(f"/proc/{children[0]}").exists() and port_is_closed(port)
+        assert process.stderr.read() == ""
+        assert process_state(children[0]) is None and port_is_closed(port)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a process per core: Linux only")
+@linux_only
 def test_a_killed_servers_other_process_stops_on_its_own():
     with two_process_server() as (process, port):
         child, = children_of(process.pid)
         process.kill()  # SIGKILL: no chance to stop the child itself
         process.wait()
-        deadline = time.monotonic() + 5
-        while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not Path(f"/proc/{child}").exists()  # gone, the port free for a new server
-        assert port_is_closed(port)
+        assert ends_within(5, child)
+        assert port_is_closed(port)  # free for a new server
+
+
+@linux_only
+def test_a_serving_process_that_dies_is_reported_and_the_rest_serve_on():
+    with two_process_server() as (process, port):
+        child, = children_of(process.pid)
+        os.kill(child, signal.SIGKILL)  # as the kernel does when memory runs out
+        assert ends_within(5, child)
+        assert answering_pids(port, requests=20) == {process.pid}
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert process.stderr.read() == (f"warning: serving process {child} ended (signal "
+                                          "SIGKILL); the others go on serving\n")
+
+
+def test_several_processes_are_forked_only_before_any_thread(model):
+    server = serve.make_server(mdr.picture_answerer(model), "127.0.0.1", 0, HEALTH)
+    waiting = threading.Event()
+    thread = threading.Thread(target=waiting.wait)
+    thread.start()
+    try:
+        with pytest.raises(RuntimeError, match="before any thread"):
+            serve.serve_forever(server, processes=2)
+    finally:
+        waiting.set()
+        thread.join()
+        server.server_close()
+
+
+def test_serving_processes_are_the_usable_cores_where_forking_is_safe(monkeypatch):
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    if hasattr(os, "sched_getaffinity"):
+        assert mdr.serving_processes() == min(len(os.sched_getaffinity(0)), cgroup_cores())
+    monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
+    assert mdr.serving_processes() == 1  # TensorFlow's threads would not survive a fork
+    monkeypatch.delitem(sys.modules, "tensorflow")
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert mdr.serving_processes() == 1
+
+
+def cgroup_cores():
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        return math.ceil(int(quota) / int(period))
+    except (OSError, ValueError):
+        return math.inf
 
 
 # --- The command line (the one test that starts TensorFlow in a new process) --------------
