@@ -69,9 +69,10 @@ def find_digits(grey):
     if not groups:
         raise ValueError("no digit found (the image is blank)")
     sizes = [(np.ptp(np.flatnonzero(group.any(axis=1))), np.count_nonzero(group)) for group in groups]
-    pieces, all_digits = ndimage.label(ink > 0, np.ones((3, 3)))[0], np.any(groups, axis=0)
-    digits = [to_mnist_form(thicken_thin_strokes(digit_ink(ink, group, pieces, all_digits & ~group)))
-              for group in groups]
+    pieces, count = ndimage.label(ink > 0, np.ones((3, 3)))
+    all_digits = np.any(groups, axis=0)
+    digits = [to_mnist_form(thicken_thin_strokes(
+        digit_ink(ink, group, (pieces, count), all_digits & ~group))) for group in groups]
     return np.stack(digits), max(range(len(sizes)), key=sizes.__getitem__)
 
 
@@ -288,7 +289,11 @@ def digit_ink(ink, group, pieces, others):
     MNIST keeps. Where that faint ink joins it to something else (another digit, or a ruled line
     too light to be taken for a stroke, running from edge to edge), only the ink next to its
     strokes."""
-    region = np.isin(pieces, np.setdiff1d(pieces[group], [0]))
+    pieces, count = pieces
+    touching = np.zeros(count + 1, bool)
+    touching[pieces[group]] = True
+    touching[0] = False
+    region = touching[pieces]
     if (region & others).any() or reaches_across(region):
         region = ndimage.binary_dilation(group, iterations=2)
     ink = np.clip(ink * region, 0, 1)
@@ -306,7 +311,7 @@ def thicken_thin_strokes(ink):
     """A digit drawn with a thin pen, its strokes widened to about MNIST's width (a disk
     dilation, by the distance transform). MNIST-like strokes are left as they are."""
     size = max(ink.shape)
-    mask = ink > 0.4 * np.percentile(ink[ink > 0], 90)  # its strokes, however faint its ink
+    mask = ink > 0.4 * percentile_90(ink[ink > 0])  # its strokes, however faint its ink
     edge_pixels = np.count_nonzero(mask & ~ndimage.binary_erosion(mask))
     width = 2 * np.count_nonzero(mask) / max(edge_pixels, 1)  # area over half the perimeter
     if width >= 0.6 * MNIST_STROKE * size:
@@ -315,6 +320,14 @@ def thicken_thin_strokes(ink):
     ink, mask = np.pad(ink, math.ceil(radius) + 1), np.pad(mask, math.ceil(radius) + 1)
     grown = np.clip(radius + 1 - ndimage.distance_transform_edt(~mask), 0, 1)
     return np.maximum(ink, grown)
+
+
+def percentile_90(values):
+    """np.percentile(values, 90), in a tenth of its time on a small digit (np.partition)."""
+    place = 0.9 * (values.size - 1)
+    low, high = int(place), min(int(place) + 1, values.size - 1)
+    below, above = np.partition(values, [low, high])[[low, high]]
+    return below + (above - below) * (place - low)
 
 
 def to_mnist_form(ink):
