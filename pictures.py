@@ -260,8 +260,15 @@ def group_into_digits(mask):
             groups.append([[number], rows, cols])
     height = lambda rows: rows.stop - rows.start
     tallest = max(height(rows) for _, rows, _ in groups)
-    return [np.isin(labels, numbers) for numbers, rows, _ in groups
+    return [in_pieces(labels, count, numbers) for numbers, rows, _ in groups
             if height(rows) >= max(tallest / 3, 5)]
+
+
+def in_pieces(labels, count, numbers):
+    """Where the labels (0 to count) are any of the numbers: np.isin, by a lookup table."""
+    wanted = np.zeros(count + 1, bool)
+    wanted[numbers] = True
+    return wanted[labels]
 
 
 def belong_together(a, b):
@@ -290,10 +297,7 @@ def digit_ink(ink, group, pieces, others):
     too light to be taken for a stroke, running from edge to edge), only the ink next to its
     strokes."""
     pieces, count = pieces
-    touching = np.zeros(count + 1, bool)
-    touching[pieces[group]] = True
-    touching[0] = False
-    region = touching[pieces]
+    region = in_pieces(pieces, count, np.setdiff1d(pieces[group], [0]))
     if (region & others).any() or reaches_across(region):
         region = ndimage.binary_dilation(group, iterations=2)
     ink = np.clip(ink * region, 0, 1)
