@@ -69,7 +69,10 @@ def find_digits(grey):
     if not groups:
         raise ValueError("no digit found (the image is blank)")
     sizes = [(np.ptp(np.flatnonzero(group.any(axis=1))), np.count_nonzero(group)) for group in groups]
-    digits = [to_mnist_form(thicken_thin_strokes(digit_ink(ink, group))) for group in groups]
+    pieces, count = ndimage.label(ink > 0, np.ones((3, 3)))
+    all_digits = np.any(groups, axis=0)
+    digits = [to_mnist_form(thicken_thin_strokes(
+        digit_ink(ink, group, (pieces, count), all_digits & ~group))) for group in groups]
     return np.stack(digits), max(range(len(sizes)), key=sizes.__getitem__)
 
 
@@ -257,8 +260,15 @@ def group_into_digits(mask):
             groups.append([[number], rows, cols])
     height = lambda rows: rows.stop - rows.start
     tallest = max(height(rows) for _, rows, _ in groups)
-    return [np.isin(labels, numbers) for numbers, rows, _ in groups
+    return [in_pieces(labels, count, numbers) for numbers, rows, _ in groups
             if height(rows) >= max(tallest / 3, 5)]
+
+
+def in_pieces(labels, count, numbers):
+    """Where the labels (0 to count) are any of the numbers: np.isin, by a lookup table."""
+    wanted = np.zeros(count + 1, bool)
+    wanted[numbers] = True
+    return wanted[labels]
 
 
 def belong_together(a, b):
@@ -280,18 +290,32 @@ def union(a, b):
     return slice(min(a.start, b.start), max(a.stop, b.stop))
 
 
-def digit_ink(ink, group):
-    """One digit's ink, with its soft edges, cropped to the ink."""
-    ink = np.clip(ink * ndimage.binary_dilation(group, iterations=2), 0, 1)
+def digit_ink(ink, group, pieces, others):
+    """One digit's ink, cropped to it: the whole pieces of ink, down to the noise floor, that its
+    strokes are part of (its soft edges, a faint stretch of a stroke, its bits), all of which
+    MNIST keeps. Where that faint ink joins it to something else (another digit, or a ruled line
+    too light to be taken for a stroke, running from edge to edge), only the ink next to its
+    strokes."""
+    pieces, count = pieces
+    region = in_pieces(pieces, count, np.setdiff1d(pieces[group], [0]))
+    if (region & others).any() or reaches_across(region):
+        region = ndimage.binary_dilation(group, iterations=2)
+    ink = np.clip(ink * region, 0, 1)
     rows, cols = np.nonzero(ink)
     return ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+
+
+def reaches_across(region):
+    """The region touches two opposite edges of the picture."""
+    rows, cols = region.any(axis=1), region.any(axis=0)
+    return bool(rows[0] and rows[-1]) or bool(cols[0] and cols[-1])
 
 
 def thicken_thin_strokes(ink):
     """A digit drawn with a thin pen, its strokes widened to about MNIST's width (a disk
     dilation, by the distance transform). MNIST-like strokes are left as they are."""
     size = max(ink.shape)
-    mask = ink > 0.4
+    mask = ink > 0.4 * percentile_90(ink[ink > 0])  # its strokes, however faint its ink
     edge_pixels = np.count_nonzero(mask & ~ndimage.binary_erosion(mask))
     width = 2 * np.count_nonzero(mask) / max(edge_pixels, 1)  # area over half the perimeter
     if width >= 0.6 * MNIST_STROKE * size:
@@ -300,6 +324,14 @@ def thicken_thin_strokes(ink):
     ink, mask = np.pad(ink, math.ceil(radius) + 1), np.pad(mask, math.ceil(radius) + 1)
     grown = np.clip(radius + 1 - ndimage.distance_transform_edt(~mask), 0, 1)
     return np.maximum(ink, grown)
+
+
+def percentile_90(values):
+    """np.percentile(values, 90), in a tenth of its time on a small digit (np.partition)."""
+    place = 0.9 * (values.size - 1)
+    low, high = int(place), min(int(place) + 1, values.size - 1)
+    below, above = np.partition(values, [low, high])[[low, high]]
+    return below + (above - below) * (place - low)
 
 
 def to_mnist_form(ink):
