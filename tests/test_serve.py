@@ -375,6 +375,8 @@ def test_a_silent_connection_keeps_no_one_waiting(server):
         silent.setblocking(False)
         with pytest.raises(BlockingIOError):  # still open, waiting for a request
             silent.recv(1, socket.MSG_PEEK)
+        halfway.shutdown(socket.SHUT_WR)  # the body ends short: refused, as any bad body
+        assert halfway.recv(100).startswith(b"HTTP/1.0 400 ")
 
 
 # --- A process per core ---------------------------------------------------------------------
