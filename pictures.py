@@ -72,7 +72,7 @@ def find_digits(grey):
     pieces, count = ndimage.label(ink > 0, np.ones((3, 3)))
     all_digits = np.any(groups, axis=0)
     digits = [to_mnist_form(thicken_thin_strokes(
-        digit_ink(ink, group, (pieces, count), all_digits & ~group))) for group in groups]
+        digit_ink(ink, group, pieces, count, all_digits & ~group))) for group in groups]
     return np.stack(digits), max(range(len(sizes)), key=sizes.__getitem__)
 
 
@@ -290,13 +290,12 @@ def union(a, b):
     return slice(min(a.start, b.start), max(a.stop, b.stop))
 
 
-def digit_ink(ink, group, pieces, others):
+def digit_ink(ink, group, pieces, count, others):
     """One digit's ink, cropped to it: the whole pieces of ink, down to the noise floor, that its
     strokes are part of (its soft edges, a faint stretch of a stroke, its bits), all of which
     MNIST keeps. Where that faint ink joins it to something else (another digit, or a ruled line
     too light to be taken for a stroke, running from edge to edge), only the ink next to its
-    strokes."""
-    pieces, count = pieces
+    strokes. `pieces`: the picture's ink labelled (0 to count) by its connected pieces."""
     region = in_pieces(pieces, count, np.setdiff1d(pieces[group], [0]))
     if (region & others).any() or reaches_across(region):
         region = ndimage.binary_dilation(group, iterations=2)
