@@ -772,7 +772,7 @@ def epoch_logger(rows, path=None):
 
 @contextlib.contextmanager
 def sigterm_as_ctrl_c():
-    """SIGTERM (a stopped container, `kill`) stops training as Ctrl-C does; restored after."""
+    """SIGTERM (a stopped container, `kill`) stops the program as Ctrl-C does; restored after."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -786,13 +786,45 @@ def sigterm_as_ctrl_c():
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def stop_between_steps():
+    """Ctrl-C and SIGTERM stop training at the end of the step under way: a KeyboardInterrupt
+    raised inside TensorFlow can come out of it as another error (a TypeError while it traces
+    the first step). Yields a callback that raises KeyboardInterrupt there once a signal has
+    come; a second signal raises it at once. A signal the process ignores (nohup) stays so."""
+    requested = []
+
+    def request(signum, frame):
+        if requested:
+            raise KeyboardInterrupt
+        requested.append(signum)
+
+    def stop_if_requested(*_, **__):
+        if requested:
+            raise KeyboardInterrupt
+    stopper = keras.callbacks.LambdaCallback(on_train_batch_end=stop_if_requested,
+                                             on_test_batch_end=stop_if_requested)
+    if threading.current_thread() is not threading.main_thread():  # signals reach only it
+        yield stopper
+        return
+    previous = {number: signal.signal(number, request)
+                for number in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(number) is not signal.SIG_IGN}
+    try:
+        yield stopper
+        stop_if_requested()  # a signal during the last step's callbacks
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def train(model, x_train, y_train, recipe=RECIPE, *, work_dir=None, callbacks=(), verbose=None):
     """Fit a compiled model to the data as the recipe says; return the history, a dict per epoch.
 
     The validation split drives ReduceLROnPlateau, on top of learning_rate_schedule. With a
     `work_dir`, a checkpoint after every epoch (Keras' BackupAndRestore) and the history so far
     are kept there, and calling train again with it resumes an interrupted run. Ctrl-C and
-    SIGTERM raise KeyboardInterrupt.
+    SIGTERM raise KeyboardInterrupt at the end of the step under way.
     """
     (x_fit, y_fit), validation = split_validation(x_train, y_train, recipe.validation_split)
     if verbose is None:  # a live progress bar on a terminal, a line per epoch in a log file
@@ -827,10 +859,10 @@ def train(model, x_train, y_train, recipe=RECIPE, *, work_dir=None, callbacks=()
         standard_callbacks.append(keras.callbacks.BackupAndRestore(
             str(Path(work_dir) / "backup"), double_checkpoint=True, delete_checkpoint=False))
     try:
-        with sigterm_as_ctrl_c():
+        with stop_between_steps() as stopper:
             model.fit(train_data, epochs=recipe.epochs, shuffle=False, verbose=verbose,
                       validation_data=make_eval_dataset(*validation) if validation else None,
-                      callbacks=standard_callbacks + list(callbacks))
+                      callbacks=[stopper] + standard_callbacks + list(callbacks))
     finally:
         restore_dropout()
     diverged = [row["epoch"] for row in history if not row.get("loss", 0.0) < DIVERGED_LOSS]

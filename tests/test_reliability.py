@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 
@@ -153,10 +154,40 @@ def test_sigterm_stops_training_as_ctrl_c_does(small_npz, tmp_path, capsys, monk
 def test_interrupted_in_the_first_epoch_offers_nothing_to_resume(small_npz, tmp_path):
     code, stderr = start_and_signal_in_epoch(
         ["--data", small_npz, "--epochs", "2", "--batch-size", "1", "--arch", "mlp"], 1, tmp_path)
-    assert code == 130
+    assert code == 130, stderr
     lines = our_stderr_lines(stderr)
     assert len(lines) == 1 and "first epoch" in lines[0] and "nothing to resume" in lines[0]
     assert list(tmp_path.iterdir()) == [], "nothing to resume, so nothing is kept"
+
+
+def signals_at_first_step(small_npz, how_many):
+    """Train the mlp with `how_many` SIGINTs sent to this process as its first step begins;
+    train must raise KeyboardInterrupt: the steps the optimizer took."""
+    (x_train, y_train), _ = mdr.load_mnist(small_npz)
+    recipe = mdr.Recipe(arch="mlp", epochs=1, batch_size=8, augment=False)
+    model = mdr.compile_model(mdr.build_model_for(recipe))
+
+    def send(batch, logs):
+        if batch == 0:
+            for _ in range(how_many):
+                os.kill(os.getpid(), signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        mdr.train(model, x_train[:200], y_train[:200], recipe, verbose=0,
+                  callbacks=[keras.callbacks.LambdaCallback(on_train_batch_begin=send)])
+    return int(model.optimizer.iterations)
+
+
+def test_ctrl_c_stops_training_at_the_end_of_the_step_under_way(small_npz):
+    # Raised inside TensorFlow, KeyboardInterrupt can become another error: a run signalled
+    # while its first step was traced ended in "TypeError: ... Flatten.call()" (exit status 1).
+    # The first step here is traced after the signal: it runs to its end, then training stops.
+    before = signal.getsignal(signal.SIGINT)
+    assert signals_at_first_step(small_npz, 1) == 1
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_second_ctrl_c_stops_training_at_once(small_npz):
+    assert signals_at_first_step(small_npz, 2) == 0
 
 
 def test_train_leaves_the_sigterm_handler_as_it_found_it(small_npz):
