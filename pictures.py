@@ -243,14 +243,18 @@ def long_runs(mask, axis):
 
 def group_into_digits(mask):
     """Pieces of ink grouped into digits, left to right, as boolean masks. Specks (pieces
-    under 2% of the largest's pixels) are dropped first; then groups under a third of the
-    tallest's height (a dash, a dot) or under 5 pixels tall."""
+    under 2% of the largest's pixels) are left aside first; then groups under a third of the
+    tallest's height (a dash, a dot) or under 5 pixels tall are dropped. A speck inside a
+    digit's box is a bit of it (the end of a 5's bar, drawn apart); the others are dropped."""
     labels, count = ndimage.label(mask, np.ones((3, 3)))
     if count == 0:
         return []
     sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    pieces = [(number, box) for number, box in enumerate(ndimage.find_objects(labels), 1)
+    boxes = ndimage.find_objects(labels)
+    pieces = [(number, box) for number, box in enumerate(boxes, 1)
               if sizes[number - 1] >= 0.02 * sizes.max()]
+    specks = [(number, box) for number, box in enumerate(boxes, 1)
+              if sizes[number - 1] < 0.02 * sizes.max()]
     groups = []  # [label numbers, rows, columns]
     for number, (rows, cols) in sorted(pieces, key=lambda piece: piece[1][1].start):
         if groups and belong_together(groups[-1][1:], (rows, cols)):
@@ -260,8 +264,14 @@ def group_into_digits(mask):
             groups.append([[number], rows, cols])
     height = lambda rows: rows.stop - rows.start
     tallest = max(height(rows) for _, rows, _ in groups)
-    return [in_pieces(labels, count, numbers) for numbers, rows, _ in groups
-            if height(rows) >= max(tallest / 3, 5)]
+    kept = [group for group in groups if height(group[1]) >= max(tallest / 3, 5)]
+    for numbers, rows, cols in kept:
+        numbers += [number for number, (r, c) in specks if within(r, rows) and within(c, cols)]
+    return [in_pieces(labels, count, numbers) for numbers, rows, _ in kept]
+
+
+def within(inner, outer):
+    return outer.start <= inner.start and inner.stop <= outer.stop
 
 
 def in_pieces(labels, count, numbers):
@@ -295,13 +305,22 @@ def digit_ink(ink, group, pieces, count, others):
     strokes are part of (its soft edges, a faint stretch of a stroke, its bits), all of which
     MNIST keeps. Where that faint ink joins it to something else (another digit, or a ruled line
     too light to be taken for a stroke, running from edge to edge), only the ink next to its
-    strokes. `pieces`: the picture's ink labelled (0 to count) by its connected pieces."""
+    strokes. And faint pieces within its box (specks MNIST keeps too). `pieces`: the picture's
+    ink labelled (0 to count) by its connected pieces."""
     region = in_pieces(pieces, count, np.setdiff1d(pieces[group], [0]))
     if (region & others).any() or reaches_across(region):
         region = ndimage.binary_dilation(group, iterations=2)
+    region |= in_pieces(pieces, count, pieces_within(pieces, region)) & ~others
     ink = np.clip(ink * region, 0, 1)
     rows, cols = np.nonzero(ink)
     return ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+
+
+def pieces_within(pieces, region):
+    """The numbers of the labelled pieces that lie within the region's box."""
+    rows, cols = ndimage.find_objects(region.astype(np.uint8))[0]
+    return [number for number, (r, c) in enumerate(ndimage.find_objects(pieces), 1)
+            if within(r, rows) and within(c, cols)]
 
 
 def reaches_across(region):
@@ -311,13 +330,14 @@ def reaches_across(region):
 
 
 def thicken_thin_strokes(ink):
-    """A digit drawn with a thin pen, its strokes widened to about MNIST's width (a disk
-    dilation, by the distance transform). MNIST-like strokes are left as they are."""
+    """A digit drawn with a thin pen (strokes under half MNIST's width), its strokes widened to
+    about MNIST's width (a disk dilation, by the distance transform). MNIST's own thinnest
+    strokes are left as they are."""
     size = max(ink.shape)
     mask = ink > 0.4 * percentile_90(ink[ink > 0])  # its strokes, however faint its ink
     edge_pixels = np.count_nonzero(mask & ~ndimage.binary_erosion(mask))
     width = 2 * np.count_nonzero(mask) / max(edge_pixels, 1)  # area over half the perimeter
-    if width >= 0.6 * MNIST_STROKE * size:
+    if width >= 0.5 * MNIST_STROKE * size:
         return ink
     radius = (MNIST_STROKE * size - width) / 2
     ink, mask = np.pad(ink, math.ceil(radius) + 1), np.pad(mask, math.ceil(radius) + 1)
