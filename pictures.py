@@ -305,12 +305,14 @@ def digit_ink(ink, group, pieces, count, others):
     strokes are part of (its soft edges, a faint stretch of a stroke, its bits), all of which
     MNIST keeps. Where that faint ink joins it to something else (another digit, or a ruled line
     too light to be taken for a stroke, running from edge to edge), only the ink next to its
-    strokes. And faint pieces within its box (specks MNIST keeps too). `pieces`: the picture's
-    ink labelled (0 to count) by its connected pieces."""
-    region = in_pieces(pieces, count, np.setdiff1d(pieces[group], [0]))
+    strokes; elsewhere, also the pieces that lie within its box (its specks: MNIST keeps them).
+    `pieces`: the picture's ink labelled (0 to count) by its connected pieces."""
+    numbers = np.setdiff1d(pieces[group], [0])
+    region = in_pieces(pieces, count, numbers)
     if (region & others).any() or reaches_across(region):
         region = ndimage.binary_dilation(group, iterations=2)
-    region |= in_pieces(pieces, count, pieces_within(pieces, region)) & ~others
+    elif count > len(numbers):  # pieces apart from it: those within its box are its specks
+        region |= in_pieces(pieces, count, pieces_within(pieces, region)) & ~others
     ink = np.clip(ink * region, 0, 1)
     rows, cols = np.nonzero(ink)
     return ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
