@@ -283,16 +283,18 @@ def in_pieces(labels, count, numbers):
 
 def belong_together(a, b):
     """Two pieces of one digit: their columns overlap by half the narrower's width (a 4 drawn
-    in two strokes), or one is much shorter and they nearly touch (a 5's loose top bar), or
-    one is much shorter and both fit in one digit's box, no wider than 1.2 times its height
-    (a 5's bar drawn apart)."""
+    in two strokes), or one is much shorter or stands above the other (their rows overlap by
+    under two thirds of the shorter's height: digits are written side by side, on one line)
+    and they nearly touch (a 5's loose top bar, a 9's loop and tail apart) or both fit in one
+    digit's box, no wider than 1.2 times its height (a 5's bar drawn apart)."""
     (a_rows, a_cols), (b_rows, b_cols) = a, b
     overlap = min(a_cols.stop, b_cols.stop) - max(a_cols.start, b_cols.start)
     narrower = min(a_cols.stop - a_cols.start, b_cols.stop - b_cols.start)
     short, tall = sorted((a_rows.stop - a_rows.start, b_rows.stop - b_rows.start))
+    above = min(a_rows.stop, b_rows.stop) - max(a_rows.start, b_rows.start) < 2 / 3 * short
     rows, cols = union(a_rows, b_rows), union(a_cols, b_cols)
     one_box = cols.stop - cols.start <= 1.2 * (rows.stop - rows.start)
-    return overlap >= 0.5 * narrower or (short <= 0.6 * tall
+    return overlap >= 0.5 * narrower or ((short <= 0.6 * tall or above)
                                          and (overlap >= -0.2 * tall or one_box))
 
 
@@ -332,14 +334,13 @@ def reaches_across(region):
 
 
 def thicken_thin_strokes(ink):
-    """A digit drawn with a thin pen (strokes under half MNIST's width), its strokes widened to
-    about MNIST's width (a disk dilation, by the distance transform). MNIST's own thinnest
-    strokes are left as they are."""
+    """A digit drawn with a thin pen, its strokes widened to about MNIST's width (a disk
+    dilation, by the distance transform). MNIST-like strokes are left as they are."""
     size = max(ink.shape)
     mask = ink > 0.4 * percentile_90(ink[ink > 0])  # its strokes, however faint its ink
     edge_pixels = np.count_nonzero(mask & ~ndimage.binary_erosion(mask))
     width = 2 * np.count_nonzero(mask) / max(edge_pixels, 1)  # area over half the perimeter
-    if width >= 0.5 * MNIST_STROKE * size:
+    if width >= 0.6 * MNIST_STROKE * size:
         return ink
     radius = (MNIST_STROKE * size - width) / 2
     ink, mask = np.pad(ink, math.ceil(radius) + 1), np.pad(mask, math.ceil(radius) + 1)
