@@ -243,14 +243,18 @@ def long_runs(mask, axis):
 
 def group_into_digits(mask):
     """Pieces of ink grouped into digits, left to right, as boolean masks. Specks (pieces
-    under 2% of the largest's pixels) are dropped first; then groups under a third of the
-    tallest's height (a dash, a dot) or under 5 pixels tall."""
+    under 2% of the largest's pixels) are left aside first; then groups under a third of the
+    tallest's height (a dash, a dot) or under 5 pixels tall are dropped. A speck inside a
+    digit's box is a bit of it (the end of a 5's bar, drawn apart); the others are dropped."""
     labels, count = ndimage.label(mask, np.ones((3, 3)))
     if count == 0:
         return []
     sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    pieces = [(number, box) for number, box in enumerate(ndimage.find_objects(labels), 1)
+    boxes = ndimage.find_objects(labels)
+    pieces = [(number, box) for number, box in enumerate(boxes, 1)
               if sizes[number - 1] >= 0.02 * sizes.max()]
+    specks = [(number, box) for number, box in enumerate(boxes, 1)
+              if sizes[number - 1] < 0.02 * sizes.max()]
     groups = []  # [label numbers, rows, columns]
     for number, (rows, cols) in sorted(pieces, key=lambda piece: piece[1][1].start):
         if groups and belong_together(groups[-1][1:], (rows, cols)):
@@ -260,8 +264,14 @@ def group_into_digits(mask):
             groups.append([[number], rows, cols])
     height = lambda rows: rows.stop - rows.start
     tallest = max(height(rows) for _, rows, _ in groups)
-    return [in_pieces(labels, count, numbers) for numbers, rows, _ in groups
-            if height(rows) >= max(tallest / 3, 5)]
+    kept = [group for group in groups if height(group[1]) >= max(tallest / 3, 5)]
+    for numbers, rows, cols in kept:
+        numbers += [number for number, (r, c) in specks if within(r, rows) and within(c, cols)]
+    return [in_pieces(labels, count, numbers) for numbers, rows, _ in kept]
+
+
+def within(inner, outer):
+    return outer.start <= inner.start and inner.stop <= outer.stop
 
 
 def in_pieces(labels, count, numbers):
@@ -273,16 +283,18 @@ def in_pieces(labels, count, numbers):
 
 def belong_together(a, b):
     """Two pieces of one digit: their columns overlap by half the narrower's width (a 4 drawn
-    in two strokes), or one is much shorter and they nearly touch (a 5's loose top bar), or
-    one is much shorter and both fit in one digit's box, no wider than 1.2 times its height
-    (a 5's bar drawn apart)."""
+    in two strokes), or one is much shorter or stands above the other (their rows overlap by
+    under two thirds of the shorter's height: digits are written side by side, on one line)
+    and they nearly touch (a 5's loose top bar, a 9's loop and tail apart) or both fit in one
+    digit's box, no wider than 1.2 times its height (a 5's bar drawn apart)."""
     (a_rows, a_cols), (b_rows, b_cols) = a, b
     overlap = min(a_cols.stop, b_cols.stop) - max(a_cols.start, b_cols.start)
     narrower = min(a_cols.stop - a_cols.start, b_cols.stop - b_cols.start)
     short, tall = sorted((a_rows.stop - a_rows.start, b_rows.stop - b_rows.start))
+    above = min(a_rows.stop, b_rows.stop) - max(a_rows.start, b_rows.start) < 2 / 3 * short
     rows, cols = union(a_rows, b_rows), union(a_cols, b_cols)
     one_box = cols.stop - cols.start <= 1.2 * (rows.stop - rows.start)
-    return overlap >= 0.5 * narrower or (short <= 0.6 * tall
+    return overlap >= 0.5 * narrower or ((short <= 0.6 * tall or above)
                                          and (overlap >= -0.2 * tall or one_box))
 
 
@@ -295,13 +307,24 @@ def digit_ink(ink, group, pieces, count, others):
     strokes are part of (its soft edges, a faint stretch of a stroke, its bits), all of which
     MNIST keeps. Where that faint ink joins it to something else (another digit, or a ruled line
     too light to be taken for a stroke, running from edge to edge), only the ink next to its
-    strokes. `pieces`: the picture's ink labelled (0 to count) by its connected pieces."""
-    region = in_pieces(pieces, count, np.setdiff1d(pieces[group], [0]))
+    strokes; elsewhere, also the pieces that lie within its box (its specks: MNIST keeps them).
+    `pieces`: the picture's ink labelled (0 to count) by its connected pieces."""
+    numbers = np.setdiff1d(pieces[group], [0])
+    region = in_pieces(pieces, count, numbers)
     if (region & others).any() or reaches_across(region):
         region = ndimage.binary_dilation(group, iterations=2)
+    elif count > len(numbers):  # pieces apart from it: those within its box are its specks
+        region |= in_pieces(pieces, count, pieces_within(pieces, region)) & ~others
     ink = np.clip(ink * region, 0, 1)
     rows, cols = np.nonzero(ink)
     return ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+
+
+def pieces_within(pieces, region):
+    """The numbers of the labelled pieces that lie within the region's box."""
+    rows, cols = ndimage.find_objects(region.astype(np.uint8))[0]
+    return [number for number, (r, c) in enumerate(ndimage.find_objects(pieces), 1)
+            if within(r, rows) and within(c, cols)]
 
 
 def reaches_across(region):

@@ -13,6 +13,8 @@ and i+1: it is right when both are found, in order, and read correctly. Results 
 benchmarks/results/pictures.json and pictures.md (with --renderings, the other renderings'
 earlier results stay in them; a run with --limit writes them only under --save-as STEM).
 Takes about 20 minutes on 2 CPU cores (the pictures.py before issue 21 took an hour).
+`--digits validation` reads the 6,000 training digits the shipped model held out instead
+(results: pictures.validation.*): a change tuned on the test digits is checked there.
 """
 
 import argparse
@@ -324,10 +326,11 @@ def measure(name, x, y, array_answers, classifier, model_dir, folder, timed):
 # --- Results ------------------------------------------------------------------------------------
 
 def markdown(results):
+    digits = results.get("digits", "test")
     lines = [
-        "# Reading people's pictures: MNIST's test digits as files, through `predict`",
+        f"# Reading people's pictures: MNIST's {digits} digits as files, through `predict`",
         "",
-        f"{results['files']} test digits per rendering; the model's accuracy on the arrays "
+        f"{results['files']} {digits} digits per rendering; the model's accuracy on the arrays "
         f"themselves: **{results['arrays_accuracy']:.2%}**. pictures.py measured: git blob "
         f"`{results['pictures_blob']}`. Command: `{results['command']}`.",
         "",
@@ -358,7 +361,11 @@ def parse_args(argv=None):
     parser.add_argument("--data", default=os.environ.get("MNIST_DATA"),
                         help="the MNIST folder (default: $MNIST_DATA)")
     parser.add_argument("--model-dir", default=str(ROOT / "mnist_digit_recognition_model"))
-    parser.add_argument("--limit", type=int, default=10_000, help="the first N test digits")
+    parser.add_argument("--digits", choices=["test", "validation"], default="test",
+                        help="MNIST's 10,000 test digits, or the 6,000 training digits the "
+                             "shipped model held out for validation (never trained on: a "
+                             "second set, to check a change tuned on the test digits)")
+    parser.add_argument("--limit", type=int, default=10_000, help="the first N digits")
     parser.add_argument("--renderings", nargs="+", choices=RENDERINGS, default=list(RENDERINGS),
                         metavar="NAME", help=f"some of: {', '.join(RENDERINGS)}")
     parser.add_argument("--timed", type=int, default=1000,
@@ -368,7 +375,8 @@ def parse_args(argv=None):
     parser.add_argument("--no-save", action="store_true",
                         help="print only (a run with --limit writes results only with --save-as)")
     parser.add_argument("--save-as", metavar="STEM",
-                        help="write benchmarks/results/STEM.json and STEM.md (default: pictures)")
+                        help="write benchmarks/results/STEM.json and STEM.md (default: "
+                             "pictures, or pictures.validation)")
     return parser.parse_args(argv)
 
 
@@ -378,17 +386,24 @@ def main(argv=None):
     import mnist_digit_recognition as mdr
 
     arrays = mdr.read_mnist_arrays(args.data)
-    x, y = arrays["x_test"][:args.limit], arrays["y_test"][:args.limit]
+    if args.digits == "test":
+        x, y = arrays["x_test"], arrays["y_test"]
+    else:
+        _, (x, y) = mdr.split_validation(arrays["x_train"], arrays["y_train"],
+                                         mdr.RECIPE.validation_split)
+    whole = len(x)
+    x, y = x[:args.limit], y[:args.limit]
     classifier = Classifier(args.model_dir)
     array_answers = classifier.digits(x.astype(np.float32) / 255)
-    stem = args.save_as or "pictures"
+    stem = args.save_as or ("pictures" if args.digits == "test" else "pictures.validation")
     results_file = RESULTS / f"{stem}.json"
     # a quick run (--limit) leaves the full run's results alone
-    save = not args.no_save and (len(x) == 10_000 or args.save_as is not None)
+    save = not args.no_save and (len(x) == whole or args.save_as is not None)
     results = json.loads(results_file.read_text()) if results_file.exists() and save else {}
     if results.get("files") != len(x):
         results = {"renderings": {}}
-    results.update(files=len(x), arrays_accuracy=float(np.mean(array_answers == y)),
+    results.update(files=len(x), digits=args.digits,
+                   arrays_accuracy=float(np.mean(array_answers == y)),
                    pictures_blob=blob_of(ROOT / "pictures.py"), timed=min(args.timed, len(x)),
                    command="python benchmarks/pictures.py " + " ".join(argv or sys.argv[1:]))
     with tempfile.TemporaryDirectory(prefix="pictures_benchmark_") as temporary:

@@ -210,6 +210,37 @@ def test_a_short_piece_within_one_digits_box_joins_it_and_two_ones_stay_two():
     assert len(pictures.group_into_digits(ones)) == 2
 
 
+def test_a_digit_broken_in_two_one_part_above_the_other_is_one_digit():
+    five = np.zeros((28, 28), bool)  # validation digit 57055's 5: its bar and bowl apart
+    five[7:15, 10:25] = True
+    five[16:24, 5:12] = True
+    assert len(pictures.group_into_digits(five)) == 1
+    nine = np.zeros((28, 28), bool)  # and 58539's 9: its loop and tail, staggered
+    nine[6:17, 8:14] = True
+    nine[13:26, 16:22] = True
+    assert len(pictures.group_into_digits(nine)) == 1
+
+
+def test_a_speck_inside_a_digits_box_is_part_of_it_and_one_outside_is_not():
+    page = np.zeros((40, 60), bool)
+    page[5:35, 10:30] = disk_digit(30, 14, 9)[:, 5:25] > 0  # a 0
+    page[6:8, 29] = True  # the end of a stroke, apart: inside its box
+    page[20:22, 50:52] = True  # a speck of dust outside it
+    (digit,) = pictures.group_into_digits(page)
+    assert digit[6:8, 29].all() and not digit[20:22, 50:52].any()
+
+
+def test_faint_ink_inside_a_digits_box_is_kept_and_faint_ink_outside_is_not():
+    ink = np.zeros((40, 60), np.float32)
+    ink[5:35, 10:30] = disk_digit(30, 14, 9)[:, 5:25]  # a 0
+    ink[18:21, 18:21] = 0.2  # a faint bit of it, in its hole
+    ink[20:22, 50:52] = 0.2  # faint dust away from it
+    group = ink > 0.5
+    pieces, count = ndimage.label(ink > 0, np.ones((3, 3)))
+    kept = pictures.digit_ink(ink, group, pieces, count, np.zeros_like(group))
+    assert kept.shape == cropped(group).shape and np.count_nonzero(kept == np.float32(0.2)) == 9
+
+
 def test_a_digit_already_in_mnist_form_is_left_as_it_is(test_digits):
     x, _ = test_digits
     for digit in x[:50]:
