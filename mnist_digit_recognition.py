@@ -772,8 +772,10 @@ def epoch_logger(rows, path=None):
 
 @contextlib.contextmanager
 def sigterm_as_ctrl_c():
-    """SIGTERM (a stopped container, `kill`) stops the program as Ctrl-C does; restored after."""
-    if threading.current_thread() is not threading.main_thread():
+    """SIGTERM (a stopped container, `kill`) stops the program as Ctrl-C does; restored after.
+    Left alone where the process ignores it, or outside the main thread (signals reach only it)."""
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGTERM) in (signal.SIG_IGN, None):
         yield
         return
 
@@ -790,14 +792,16 @@ def sigterm_as_ctrl_c():
 def stop_between_steps():
     """Ctrl-C and SIGTERM stop training at the end of the step under way: a KeyboardInterrupt
     raised inside TensorFlow can come out of it as another error (a TypeError while it traces
-    the first step). Yields a callback that raises KeyboardInterrupt there once a signal has
-    come; a second signal raises it at once. A signal the process ignores (nohup) stays so."""
-    requested = []
+    the first step) or not at all. Yields a callback that raises KeyboardInterrupt there once a
+    signal has come; a second signal raises it at once, and an error it causes inside
+    TensorFlow is taken for it. A signal the process ignores (Ctrl-C in a background job)
+    stays ignored."""
+    requested, training = [], True
 
     def request(signum, frame):
-        if requested:
-            raise KeyboardInterrupt
         requested.append(signum)
+        if len(requested) > 1 and training:
+            raise KeyboardInterrupt
 
     def stop_if_requested(*_, **__):
         if requested:
@@ -809,13 +813,18 @@ def stop_between_steps():
         return
     previous = {number: signal.signal(number, request)
                 for number in (signal.SIGINT, signal.SIGTERM)
-                if signal.getsignal(number) is not signal.SIG_IGN}
+                if signal.getsignal(number) not in (signal.SIG_IGN, None)}
     try:
         yield stopper
-        stop_if_requested()  # a signal during the last step's callbacks
+    except Exception:
+        if len(requested) > 1:
+            raise KeyboardInterrupt from None
+        raise
     finally:
+        training = False  # from here a signal only counts
         for number, handler in previous.items():
             signal.signal(number, handler)
+    stop_if_requested()  # a signal during the last step's callbacks
 
 
 def train(model, x_train, y_train, recipe=RECIPE, *, work_dir=None, callbacks=(), verbose=None):

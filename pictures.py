@@ -265,8 +265,11 @@ def group_into_digits(mask):
     height = lambda rows: rows.stop - rows.start
     tallest = max(height(rows) for _, rows, _ in groups)
     kept = [group for group in groups if height(group[1]) >= max(tallest / 3, 5)]
-    for numbers, rows, cols in kept:
-        numbers += [number for number, (r, c) in specks if within(r, rows) and within(c, cols)]
+    for number, (r, c) in specks:  # to the first digit whose box holds it
+        holder = next((numbers for numbers, rows, cols in kept
+                       if within(r, rows) and within(c, cols)), None)
+        if holder is not None:
+            holder.append(number)
     return [in_pieces(labels, count, numbers) for numbers, rows, _ in kept]
 
 
@@ -283,16 +286,16 @@ def in_pieces(labels, count, numbers):
 
 def belong_together(a, b):
     """Two pieces of one digit: their columns overlap by half the narrower's width (a 4 drawn
-    in two strokes), or one is much shorter or stands above the other (their rows overlap by
-    under two thirds of the shorter's height: digits are written side by side, on one line)
-    and they nearly touch (a 5's loose top bar, a 9's loop and tail apart) or both fit in one
-    digit's box, no wider than 1.2 times its height (a 5's bar drawn apart)."""
+    in two strokes), or one is much shorter, or stands above the other (together they are half
+    as tall again as the shorter: digits side by side share most of their height), and they
+    nearly touch (a 5's loose top bar, a 9's loop and tail apart) or both fit in one digit's
+    box, no wider than 1.2 times its height (a 5's bar drawn apart)."""
     (a_rows, a_cols), (b_rows, b_cols) = a, b
     overlap = min(a_cols.stop, b_cols.stop) - max(a_cols.start, b_cols.start)
     narrower = min(a_cols.stop - a_cols.start, b_cols.stop - b_cols.start)
     short, tall = sorted((a_rows.stop - a_rows.start, b_rows.stop - b_rows.start))
-    above = min(a_rows.stop, b_rows.stop) - max(a_rows.start, b_rows.start) < 2 / 3 * short
     rows, cols = union(a_rows, b_rows), union(a_cols, b_cols)
+    above = short <= 2 / 3 * (rows.stop - rows.start)
     one_box = cols.stop - cols.start <= 1.2 * (rows.stop - rows.start)
     return overlap >= 0.5 * narrower or ((short <= 0.6 * tall or above)
                                          and (overlap >= -0.2 * tall or one_box))

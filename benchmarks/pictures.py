@@ -388,9 +388,12 @@ def main(argv=None):
     arrays = mdr.read_mnist_arrays(args.data)
     if args.digits == "test":
         x, y = arrays["x_test"], arrays["y_test"]
-    else:
+    else:  # the training digits the model held out, as its metadata.json says
+        settings = mdr.read_metadata(args.model_dir).get("settings", {})
+        if not settings.get("validation_split") or settings.get("train_size"):
+            raise SystemExit(f"{args.model_dir}: its metadata.json names no held-out digits")
         _, (x, y) = mdr.split_validation(arrays["x_train"], arrays["y_train"],
-                                         mdr.RECIPE.validation_split)
+                                         settings["validation_split"])
     whole = len(x)
     x, y = x[:args.limit], y[:args.limit]
     classifier = Classifier(args.model_dir)
@@ -400,7 +403,7 @@ def main(argv=None):
     # a quick run (--limit) leaves the full run's results alone
     save = not args.no_save and (len(x) == whole or args.save_as is not None)
     results = json.loads(results_file.read_text()) if results_file.exists() and save else {}
-    if results.get("files") != len(x):
+    if results.get("files") != len(x) or results.get("digits", "test") != args.digits:
         results = {"renderings": {}}
     results.update(files=len(x), digits=args.digits,
                    arrays_accuracy=float(np.mean(array_answers == y)),

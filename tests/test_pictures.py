@@ -219,6 +219,9 @@ def test_a_digit_broken_in_two_one_part_above_the_other_is_one_digit():
     nine[6:17, 8:14] = True
     nine[13:26, 16:22] = True
     assert len(pictures.group_into_digits(nine)) == 1
+    two = np.zeros((40, 40), bool)  # but two digits on a sloping line stay two
+    two[5:25, 3:17] = two[12:32, 20:34] = True
+    assert len(pictures.group_into_digits(two)) == 2
 
 
 def test_a_speck_inside_a_digits_box_is_part_of_it_and_one_outside_is_not():

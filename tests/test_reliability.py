@@ -25,7 +25,7 @@ def read_metadata(model_dir):
 
 def start_and_signal_in_epoch(flags, epoch, cwd, how=signal.SIGINT):
     """Run the program; once it prints "Epoch N/", send it the signal: (exit status, stderr)."""
-    # A process started with Ctrl-C ignored (under nohup, in a background job) passes that on
+    # A process started with Ctrl-C ignored (a background job of a script) passes that on
     # to its children, and Python then leaves it ignored: the child must start with it handled.
     ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
@@ -160,34 +160,74 @@ def test_interrupted_in_the_first_epoch_offers_nothing_to_resume(small_npz, tmp_
     assert list(tmp_path.iterdir()) == [], "nothing to resume, so nothing is kept"
 
 
-def signals_at_first_step(small_npz, how_many):
-    """Train the mlp with `how_many` SIGINTs raised in this process as its first step begins;
-    train must raise KeyboardInterrupt: the steps the optimizer took."""
+def train_mlp(small_npz, at_first_step):
+    """Train the mlp for an epoch, calling at_first_step() as its first step begins: (the
+    KeyboardInterrupt train raised, or None; the steps the optimizer took)."""
     (x_train, y_train), _ = mdr.load_mnist(small_npz)
     recipe = mdr.Recipe(arch="mlp", epochs=1, batch_size=8, augment=False)
     model = mdr.compile_model(mdr.build_model_for(recipe))
 
-    def send(batch, logs):
+    def call(batch, logs):
         if batch == 0:
-            for _ in range(how_many):  # to this thread: handled before the next is sent
-                signal.raise_signal(signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt):
+            at_first_step()
+    raised = None
+    try:
         mdr.train(model, x_train[:200], y_train[:200], recipe, verbose=0,
-                  callbacks=[keras.callbacks.LambdaCallback(on_train_batch_begin=send)])
-    return int(model.optimizer.iterations)
+                  callbacks=[keras.callbacks.LambdaCallback(on_train_batch_begin=call)])
+    except KeyboardInterrupt as error:
+        raised = error
+    return raised, int(model.optimizer.iterations)
 
 
-def test_ctrl_c_stops_training_at_the_end_of_the_step_under_way(small_npz):
+def ctrl_c(times=1):
+    """Press Ctrl-C `times` times, each to this thread, so each is handled before the next."""
+    for _ in range(times):
+        signal.raise_signal(signal.SIGINT)
+
+
+@pytest.fixture
+def set_sigint():
+    """Set this process's SIGINT handler for the test (it may run with SIGINT ignored)."""
+    previous = signal.getsignal(signal.SIGINT)
+    yield lambda handler: signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_stops_training_at_the_end_of_the_step_under_way(small_npz, set_sigint):
     # Raised inside TensorFlow, KeyboardInterrupt can become another error: a run signalled
     # while its first step was traced ended in "TypeError: ... Flatten.call()" (exit status 1).
     # The first step here is traced after the signal: it runs to its end, then training stops.
-    before = signal.getsignal(signal.SIGINT)
-    assert signals_at_first_step(small_npz, 1) == 1
-    assert signal.getsignal(signal.SIGINT) is before
+    set_sigint(signal.default_int_handler)
+    raised, steps = train_mlp(small_npz, ctrl_c)
+    assert raised and steps == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_a_second_ctrl_c_stops_training_at_once(small_npz):
-    assert signals_at_first_step(small_npz, 2) == 0
+def test_a_second_ctrl_c_stops_training_at_once(small_npz, set_sigint):
+    set_sigint(signal.default_int_handler)
+    raised, steps = train_mlp(small_npz, lambda: ctrl_c(2))
+    assert raised and steps == 0
+
+
+def test_an_error_from_a_second_ctrl_c_inside_tensorflow_is_taken_for_it(small_npz, set_sigint):
+    def ctrl_c_twice_turned_into_an_error():
+        ctrl_c()
+        try:
+            ctrl_c()
+        except KeyboardInterrupt:  # as TensorFlow's tracing turns it into another error
+            raise TypeError("Failed to convert elements of (None, 784) to Tensor") from None
+    set_sigint(signal.default_int_handler)
+    raised, steps = train_mlp(small_npz, ctrl_c_twice_turned_into_an_error)
+    assert raised and steps == 0
+
+
+def test_ctrl_c_ignored_stays_ignored(small_npz, set_sigint):
+    set_sigint(signal.SIG_IGN)  # as in a background job
+    during = []
+    raised, steps = train_mlp(small_npz, lambda: (during.append(signal.getsignal(signal.SIGINT)),
+                                                  ctrl_c()))
+    assert raised is None and steps == 23 and during == [signal.SIG_IGN]
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 def test_train_leaves_the_sigterm_handler_as_it_found_it(small_npz):
