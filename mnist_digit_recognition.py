@@ -770,22 +770,27 @@ def epoch_logger(rows, path=None):
         on_epoch_end=on_epoch_end)
 
 
+def signals_to_handle(*numbers):
+    """Those of the signals this code may handle: none outside the main thread (signals reach
+    only it), nor one the process ignores (Ctrl-C in a background job) or C code handles."""
+    if threading.current_thread() is not threading.main_thread():
+        return []
+    return [number for number in numbers
+            if signal.getsignal(number) not in (signal.SIG_IGN, None)]
+
+
 @contextlib.contextmanager
 def sigterm_as_ctrl_c():
-    """SIGTERM (a stopped container, `kill`) stops the program as Ctrl-C does; restored after.
-    Left alone where the process ignores it, or outside the main thread (signals reach only it)."""
-    if threading.current_thread() is not threading.main_thread() \
-            or signal.getsignal(signal.SIGTERM) in (signal.SIG_IGN, None):
-        yield
-        return
-
+    """SIGTERM (a stopped container, `kill`) stops the program as Ctrl-C does; restored after."""
     def interrupt(signum, frame):
         raise KeyboardInterrupt
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {number: signal.signal(number, interrupt)
+                for number in signals_to_handle(signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 @contextlib.contextmanager
@@ -794,8 +799,7 @@ def stop_between_steps():
     raised inside TensorFlow can come out of it as another error (a TypeError while it traces
     the first step) or not at all. Yields a callback that raises KeyboardInterrupt there once a
     signal has come; a second signal raises it at once, and an error it causes inside
-    TensorFlow is taken for it. A signal the process ignores (Ctrl-C in a background job)
-    stays ignored."""
+    TensorFlow is taken for it. Only the signals_to_handle."""
     requested, training = [], True
 
     def request(signum, frame):
@@ -808,12 +812,8 @@ def stop_between_steps():
             raise KeyboardInterrupt
     stopper = keras.callbacks.LambdaCallback(on_train_batch_end=stop_if_requested,
                                              on_test_batch_end=stop_if_requested)
-    if threading.current_thread() is not threading.main_thread():  # signals reach only it
-        yield stopper
-        return
     previous = {number: signal.signal(number, request)
-                for number in (signal.SIGINT, signal.SIGTERM)
-                if signal.getsignal(number) not in (signal.SIG_IGN, None)}
+                for number in signals_to_handle(signal.SIGINT, signal.SIGTERM)}
     try:
         yield stopper
     except Exception:

@@ -231,11 +231,8 @@ def test_ctrl_c_ignored_stays_ignored(small_npz, set_sigint):
 
 
 def test_train_leaves_the_sigterm_handler_as_it_found_it(small_npz):
-    (x_train, y_train), _ = mdr.load_mnist(small_npz)
     before = signal.getsignal(signal.SIGTERM)
-    recipe = mdr.Recipe(arch="mlp", epochs=1, augment=False)
-    mdr.train(mdr.compile_model(mdr.build_model_for(recipe)), x_train[:100], y_train[:100],
-              recipe, verbose=0)
+    train_mlp(small_npz, lambda: None)
     assert signal.getsignal(signal.SIGTERM) is before
 
 
