@@ -28,6 +28,8 @@ PAPER_FIT_SIZE = 48  # the paper's light is fitted on at most this many pixels a
 EVEN_PAPER = 0.08  # paper whose light varies less than this is taken as evenly lit
 FLAT_PAPER = 0.02  # paper that varies less than this needs no fitting at all
 FULL_INK = 0.9  # typical ink this strong is MNIST's full ink; fainter ink is scaled up to it
+PEAKED = 0.9  # ...unless typical ink is under this share of the strongest: soft strokes
+SHARPEN = 0.5  # a soft digit's detail (what a 1-pixel blur takes away at MNIST's scale) x 1.5
 MIN_NOISE_FLOOR = 0.5 / 255  # a clean picture's faintest ink is ink
 MNIST_STROKE = 0.14  # MNIST's median stroke width, as a fraction of the digit's longer side
 
@@ -64,7 +66,8 @@ def decode_picture(data):
 def find_digits(grey):
     """The digits in a grey picture (either polarity), left to right, each in MNIST's form
     (K, 28, 28), and the index of the main one: the tallest (then the one with most ink)."""
-    ink, mask = remove_ruled_lines(*separate_ink(ink_at_digit_scale(reduce_to_work_size(grey))))
+    ink, mask, soft = separate_ink(ink_at_digit_scale(reduce_to_work_size(grey)))
+    ink, mask = remove_ruled_lines(ink, mask)
     groups = group_into_digits(mask)
     if not groups:
         raise ValueError("no digit found (the image is blank)")
@@ -72,7 +75,7 @@ def find_digits(grey):
     pieces, count = ndimage.label(ink > 0, np.ones((3, 3)))
     all_digits = np.any(groups, axis=0)
     digits = [to_mnist_form(thicken_thin_strokes(
-        digit_ink(ink, group, pieces, count, all_digits & ~group))) for group in groups]
+        digit_ink(ink, group, pieces, count, all_digits & ~group)), sharpen=soft) for group in groups]
     return np.stack(digits), max(range(len(sizes)), key=sizes.__getitem__)
 
 
@@ -203,14 +206,20 @@ def ink_levels(ink):
 
 
 def separate_ink(ink):
-    """(ink, mask): the ink scaled so that typical ink is 1 (as in MNIST), 0 under the noise
-    floor; the mask where it is surely ink, not noise."""
+    """(ink, mask, soft): the ink scaled so that typical ink is 1 (as in MNIST), 0 under the
+    noise floor; the mask where it is surely ink, not noise; soft: strokes fainter than MNIST's
+    full ink and peaked, their typical ink well under their strongest (a blur, a digit enlarged
+    from a few pixels). Soft ink is scaled so that its strongest is 1: the network reads the
+    peaks better than strokes made flat (and to_mnist_form sharpens them)."""
     floor, level = ink_levels(ink)
     if level is None:
         raise ValueError("no digit found (the image is blank)")
     if level >= FULL_INK:  # as dark as MNIST's own: left as it is
-        level = 1
-    return np.where(ink > floor, ink / level, 0).astype(np.float32), ink > max(floor, 0.4 * level)
+        return np.where(ink > floor, ink, 0).astype(np.float32), ink > max(floor, 0.4), False
+    soft = level < PEAKED * ink.max()
+    scale = ink.max() if soft else level
+    return (np.where(ink > floor, ink / scale, 0).astype(np.float32),
+            ink > max(floor, 0.4 * level), soft)
 
 
 def remove_ruled_lines(ink, mask):
@@ -359,9 +368,10 @@ def percentile_90(values):
     return below + (above - below) * (place - low)
 
 
-def to_mnist_form(ink):
+def to_mnist_form(ink, sharpen=False):
     """Light ink on black -> MNIST's 28x28: cropped to the ink, scaled to fit a 20x20 box
-    keeping its aspect ratio, centre of mass at pixel (14, 14) as in MNIST."""
+    keeping its aspect ratio (then sharpened, if asked), centre of mass at pixel (14, 14) as
+    in MNIST."""
     rows, cols = np.nonzero(ink)
     if max(np.ptp(rows), np.ptp(cols)) >= 20:
         # to be reduced: its faint rim (an enlargement's or a blur's spread) is not its size
@@ -371,12 +381,21 @@ def to_mnist_form(ink):
     height, width = (max(1, round(n * scale)) for n in ink.shape)
     digit = Image.fromarray(ink.astype(np.float32)).resize((width, height), Image.Resampling.BILINEAR)
     digit = np.clip(np.asarray(digit), 0, 1)
+    if sharpen:
+        digit = sharpened(digit)
     centre_y, centre_x = ndimage.center_of_mass(digit)
     top = int(np.clip(round(14 - centre_y), 0, 28 - height))
     left = int(np.clip(round(14 - centre_x), 0, 28 - width))
     canvas = np.zeros((28, 28), np.float32)
     canvas[top:top + height, left:left + width] = digit
     return canvas
+
+
+def sharpened(digit):
+    """Unsharp masking at MNIST's scale: strokes spread by a blur or an enlargement get back
+    some of the contrast of MNIST's own."""
+    detail = digit - ndimage.gaussian_filter(digit, 1.0)
+    return np.clip(digit + SHARPEN * detail, 0, 1)
 
 
 def read_picture(path):
