@@ -29,6 +29,7 @@ EVEN_PAPER = 0.08  # paper whose light varies less than this is taken as evenly 
 FLAT_PAPER = 0.02  # paper that varies less than this needs no fitting at all
 FULL_INK = 0.9  # typical ink this strong is MNIST's full ink; fainter ink is scaled up to it
 PEAKED = 0.9  # ...unless typical ink is under this share of the strongest: soft strokes
+SOFTEST = 0.6  # soft ink's typical ink is scaled to at least this (a dark speck sets no scale)
 SHARPEN = 0.5  # a soft digit's detail (what a 1-pixel blur takes away at MNIST's scale) x 1.5
 MIN_NOISE_FLOOR = 0.5 / 255  # a clean picture's faintest ink is ink
 MNIST_STROKE = 0.14  # MNIST's median stroke width, as a fraction of the digit's longer side
@@ -65,7 +66,8 @@ def decode_picture(data):
 
 def find_digits(grey):
     """The digits in a grey picture (either polarity), left to right, each in MNIST's form
-    (K, 28, 28), and the index of the main one: the tallest (then the one with most ink)."""
+    (K, 28, 28), and the index of the main one: the tallest (then the one with most ink).
+    Soft strokes are told apart on the whole picture: all its digits are sharpened, or none."""
     ink, mask, soft = separate_ink(ink_at_digit_scale(reduce_to_work_size(grey)))
     ink, mask = remove_ruled_lines(ink, mask)
     groups = group_into_digits(mask)
@@ -74,8 +76,8 @@ def find_digits(grey):
     sizes = [(np.ptp(np.flatnonzero(group.any(axis=1))), np.count_nonzero(group)) for group in groups]
     pieces, count = ndimage.label(ink > 0, np.ones((3, 3)))
     all_digits = np.any(groups, axis=0)
-    digits = [to_mnist_form(thicken_thin_strokes(
-        digit_ink(ink, group, pieces, count, all_digits & ~group)), sharpen=soft) for group in groups]
+    digits = [digit_ink(ink, group, pieces, count, all_digits & ~group) for group in groups]
+    digits = [to_mnist_form(thicken_thin_strokes(digit), sharpen=soft) for digit in digits]
     return np.stack(digits), max(range(len(sizes)), key=sizes.__getitem__)
 
 
@@ -206,18 +208,21 @@ def ink_levels(ink):
 
 
 def separate_ink(ink):
-    """(ink, mask, soft): the ink scaled so that typical ink is 1 (as in MNIST), 0 under the
-    noise floor; the mask where it is surely ink, not noise; soft: strokes fainter than MNIST's
-    full ink and peaked, their typical ink well under their strongest (a blur, a digit enlarged
-    from a few pixels). Soft ink is scaled so that its strongest is 1: the network reads the
-    peaks better than strokes made flat (and to_mnist_form sharpens them)."""
+    """(ink, mask, soft): the ink, 0 under the noise floor; the mask where it is surely ink,
+    not noise; soft: whether its strokes are soft. Ink as dark as MNIST's is left as it is.
+    Fainter ink that is flat (a light or coloured pen) is scaled so that typical ink is 1.
+    Fainter ink that is peaked, typical ink well under the strongest, is soft (typically a
+    blur, or a digit enlarged from a few pixels): it is scaled so that its strongest is 1,
+    keeping the peaks, which the network reads better than strokes made flat (and
+    to_mnist_form sharpens it)."""
     floor, level = ink_levels(ink)
     if level is None:
         raise ValueError("no digit found (the image is blank)")
-    if level >= FULL_INK:  # as dark as MNIST's own: left as it is
+    if level >= FULL_INK:
         return np.where(ink > floor, ink, 0).astype(np.float32), ink > max(floor, 0.4), False
-    soft = level < PEAKED * ink.max()
-    scale = ink.max() if soft else level
+    strongest = min(np.percentile(ink[ink > floor], 99.5), level / SOFTEST)
+    soft = bool(level < PEAKED * strongest)
+    scale = strongest if soft else level
     return (np.where(ink > floor, ink / scale, 0).astype(np.float32),
             ink > max(floor, 0.4 * level), soft)
 
@@ -375,7 +380,7 @@ def to_mnist_form(ink, sharpen=False):
     rows, cols = np.nonzero(ink)
     if max(np.ptp(rows), np.ptp(cols)) >= 20:
         # to be reduced: its faint rim (an enlargement's or a blur's spread) is not its size
-        rows, cols = np.nonzero(ink > 0.1)
+        rows, cols = np.nonzero(ink > 0.1 * ink.max())
     ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
     scale = 20.0 / max(ink.shape)
     height, width = (max(1, round(n * scale)) for n in ink.shape)

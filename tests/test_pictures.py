@@ -128,12 +128,12 @@ def test_the_noise_floor_is_measured_below_the_paper_whatever_the_ink():
 def test_blurred_strokes_are_soft_and_keep_their_peaks(test_digits):
     x, _ = test_digits
     benchmark = load_benchmark()
+    # grey ink (0.8), so that every one is fainter than MNIST's full ink
     blurred = [pictures.separate_ink(0.8 * ndimage.gaussian_filter(benchmark.enlarged(digit, 56), 2))
                for digit in x[:50]]
     assert sum(soft for _, _, soft in blurred) >= 45
-    for ink, mask, soft in blurred:
-        assert not soft or (ink.max() == pytest.approx(1)
-                            and np.count_nonzero(ink > 0.99) < 0.05 * np.count_nonzero(mask))
+    for ink, mask, soft in blurred:  # the old scaling made 10% of the ink full, and flat
+        assert not soft or np.count_nonzero(ink > 0.99) < 0.05 * np.count_nonzero(mask)
     assert not any(pictures.separate_ink(digit / 255)[2] for digit in x[:50])
 
 
@@ -143,6 +143,15 @@ def test_faint_flat_ink_is_made_full_and_ink_as_dark_as_mnists_is_left_alone():
     assert not soft and np.array_equal(ink, ring) and np.array_equal(mask, ring > 0)
     ink, mask, soft = pictures.separate_ink(0.6 * ring)  # a light pen: faint, not soft
     assert not soft and np.allclose(ink, ring) and np.array_equal(mask, ring > 0)
+
+
+def test_a_dark_speck_beside_faint_ink_does_not_make_it_fainter():
+    pencil = 0.3 * disk_digit(128, 40, 30)
+    dotted = pencil.copy()
+    dotted[5:8, 5:8] = 1  # a pen's dot in the corner
+    alone, with_dot = (read_bytes(encoded(Image.fromarray(np.uint8(255 * (1 - ink)))))
+                       for ink in (pencil, dotted))
+    assert with_dot.max() > 0.9 and np.abs(with_dot - alone).mean() < 0.05
 
 
 def test_a_soft_digit_is_sharpened_at_mnists_scale_and_a_clean_one_is_not():
@@ -156,6 +165,16 @@ def test_a_soft_digit_is_sharpened_at_mnists_scale_and_a_clean_one_is_not():
     clean = np.uint8(255 * ndimage.zoom(disk_digit(), 2, order=1))  # full ink, soft edges
     np.testing.assert_allclose(read_bytes(encoded(Image.fromarray(clean))),
                                pictures.to_mnist_form(clean / 255), atol=1e-6)
+
+
+def test_blurred_pictures_are_read_sharpened(test_digits, monkeypatch):
+    x, _ = test_digits
+    render = load_benchmark().RENDERINGS["56 px blurred 2 px"][1]
+    files = [encoded(render(digit, index)[0]) for index, digit in enumerate(x[:10])]
+    full_ink = lambda: sum(np.count_nonzero(read_bytes(file) > 0.9) for file in files)
+    sharpened = full_ink()
+    monkeypatch.setattr(pictures, "SHARPEN", 0)
+    assert sharpened > 1.2 * full_ink()
 
 
 def test_a_large_picture_is_read_at_the_digits_scale(test_digits):
@@ -311,7 +330,7 @@ def test_clean_renderings_lose_no_answer(model, test_digits):
     assert lost == {name: [] for name in clean}
 
 
-def test_hard_renderings_are_read_at_least_as_the_plain_recipe_reads_them(model, test_digits):
+def test_hard_renderings_are_read_about_as_well_as_the_plain_recipe_reads_them(model, test_digits):
     """Blurred, coarse, thick and thin renderings: read about as well as the plain MNIST recipe
     reads them, or better (on 300 digits, within 1%: the benchmark measures the rest)."""
     benchmark = load_benchmark()
@@ -329,5 +348,5 @@ def test_hard_renderings_are_read_at_least_as_the_plain_recipe_reads_them(model,
             plain.append(benchmark.plain_recipe(benchmark.read_grey(io.BytesIO(data))))
         right[name] = [int(np.sum(mdr.predict(model, np.stack(images))[0] == y))
                        for images in (ours, plain)]
-    assert {name: ours >= plain - 0.01 * len(x) for name, (ours, plain) in right.items()} == \
-        {name: True for name in hard}, right
+    assert not {name: (ours, plain) for name, (ours, plain) in right.items()
+                if ours < plain - 0.01 * len(x)}, right
