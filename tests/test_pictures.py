@@ -40,6 +40,16 @@ def encoded(image, fmt="PNG", **options):
     return buffer.getvalue()
 
 
+def rendered_files(benchmark, name, x):
+    """The bytes of the file the benchmark writes for each digit of x in rendering `name`."""
+    render = benchmark.RENDERINGS[name][1]
+    files = []
+    for index, digit in enumerate(x):
+        image, fmt, options = render(digit, index)
+        files.append(encoded(image, fmt, **options))
+    return files
+
+
 def read_bytes(data):
     digits, main = find_digits(decode_picture(data))
     return digits[main]
@@ -169,8 +179,7 @@ def test_a_soft_digit_is_sharpened_at_mnists_scale_and_a_clean_one_is_not():
 
 def test_blurred_pictures_are_read_sharpened(test_digits, monkeypatch):
     x, _ = test_digits
-    render = load_benchmark().RENDERINGS["56 px blurred 2 px"][1]
-    files = [encoded(render(digit, index)[0]) for index, digit in enumerate(x[:10])]
+    files = rendered_files(load_benchmark(), "56 px blurred 2 px", x[:10])
     full_ink = lambda: sum(np.count_nonzero(read_bytes(file) > 0.9) for file in files)
     sharpened = full_ink()
     monkeypatch.setattr(pictures, "SHARPEN", 0)
@@ -320,11 +329,7 @@ def test_clean_renderings_lose_no_answer(model, test_digits):
     assert len(clean) == 7
     lost = {}
     for name in clean:
-        render = benchmark.RENDERINGS[name][1]
-        read = []
-        for index, digit in enumerate(x):
-            image, fmt, options = render(digit, index)
-            read.append(read_bytes(encoded(image, fmt, **options)))
+        read = [read_bytes(file) for file in rendered_files(benchmark, name, x)]
         answers = mdr.predict(model, np.stack(read))[0]
         lost[name] = np.flatnonzero(right & (answers != y)).tolist()
     assert lost == {name: [] for name in clean}
@@ -339,13 +344,9 @@ def test_hard_renderings_are_read_about_as_well_as_the_plain_recipe_reads_them(m
     assert len(hard) == 7
     right = {}
     for name in hard:
-        render = benchmark.RENDERINGS[name][1]
-        ours, plain = [], []
-        for index, digit in enumerate(x):
-            image, fmt, options = render(digit, index)
-            data = encoded(image, fmt, **options)
-            ours.append(read_bytes(data))
-            plain.append(benchmark.plain_recipe(benchmark.read_grey(io.BytesIO(data))))
+        files = rendered_files(benchmark, name, x)
+        ours = [read_bytes(file) for file in files]
+        plain = [benchmark.plain_recipe(benchmark.read_grey(io.BytesIO(file))) for file in files]
         right[name] = [int(np.sum(mdr.predict(model, np.stack(images))[0] == y))
                        for images in (ours, plain)]
     assert not {name: (ours, plain) for name, (ours, plain) in right.items()
