@@ -12,8 +12,9 @@ when the validation loss stops improving and over the last third of the epochs, 
 on the test set and saves the model directory (model.keras, saved_model/, model.tflite,
 metadata.json and pictures). The file reads top to bottom: the recipe, data, model,
 augmentation, training, evaluation, saving and loading, prediction, command line. Beside it:
-pictures.py reads people's pictures of digits, serve.py (with serve_page.html) serves the
-drawing page and API, figures.py draws the model directory's pictures. Importing it only
+mnist_digits/pictures.py reads people's pictures of digits, mnist_digits/serve.py (with
+serve_page.html) serves the drawing page and API, mnist_digits/figures.py draws the model
+directory's pictures. Importing it only
 defines things:
 
     import mnist_digit_recognition as mdr
@@ -51,9 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-import figures
-import pictures
-import serve
+from mnist_digits import figures, pictures, serve
 
 class LazyModule:
     """A module imported on its first use. TensorFlow and Keras take seconds to import, and

@@ -1,4 +1,4 @@
-"""The picture reading (pictures.py) on MNIST's 10,000 test digits written as files people have.
+"""The picture reading (mnist_digits/pictures.py) on MNIST's 10,000 test digits written as files people have.
 
     python benchmarks/pictures.py --data ../shared/data/mnist [--limit 300] [--renderings NAME ...]
 
@@ -12,7 +12,7 @@ process (CPU time, on the first --timed files). For "two digits" a file holds te
 and i+1: it is right when both are found, in order, and read correctly. Results go to
 benchmarks/results/pictures.json and pictures.md (with --renderings, the other renderings'
 earlier results stay in them; a run with --limit writes them only under --save-as STEM).
-Takes about 20 minutes on 2 CPU cores (the pictures.py before issue 21 took an hour).
+Takes about 20 minutes on 2 CPU cores (the picture reading before issue 21 took an hour).
 `--digits validation` reads the 6,000 training digits the shipped model held out instead
 (results: pictures.validation.*): a change tuned on the test digits is checked there.
 """
@@ -278,7 +278,7 @@ class Classifier:
 
 def ms_per_picture(paths):
     """CPU time of this process (not wall time: the machine may be shared) per picture."""
-    import pictures  # the module measured, beside the script (main puts it on the path)
+    from mnist_digits import pictures  # the module measured (main puts the repository on the path)
 
     start = time.process_time()
     for path in paths:
@@ -331,7 +331,7 @@ def markdown(results):
         f"# Reading people's pictures: MNIST's {digits} digits as files, through `predict`",
         "",
         f"{results['files']} {digits} digits per rendering; the model's accuracy on the arrays "
-        f"themselves: **{results['arrays_accuracy']:.2%}**. pictures.py measured: git blob "
+        f"themselves: **{results['arrays_accuracy']:.2%}**. mnist_digits/pictures.py measured: git blob "
         f"`{results['pictures_blob']}`. Command: `{results['command']}`.",
         "",
         "| rendering | kind | accuracy | refused | changed vs arrays | plain recipe | ms per picture |",
@@ -382,7 +382,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    sys.path.insert(0, str(ROOT))  # before this folder, which holds a pictures.py of its own
+    sys.path.insert(0, str(ROOT))  # the repository: mnist_digit_recognition and mnist_digits
     import mnist_digit_recognition as mdr
 
     arrays = mdr.read_mnist_arrays(args.data)
@@ -407,7 +407,7 @@ def main(argv=None):
         results = {"renderings": {}}
     results.update(files=len(x), digits=args.digits,
                    arrays_accuracy=float(np.mean(array_answers == y)),
-                   pictures_blob=blob_of(ROOT / "pictures.py"), timed=min(args.timed, len(x)),
+                   pictures_blob=blob_of(ROOT / "mnist_digits" / "pictures.py"), timed=min(args.timed, len(x)),
                    command="python benchmarks/pictures.py " + " ".join(argv or sys.argv[1:]))
     with tempfile.TemporaryDirectory(prefix="pictures_benchmark_") as temporary:
         base = Path(args.folder or temporary)

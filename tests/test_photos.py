@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 
 import mnist_digit_recognition as mdr
 from conftest import run_main
-from pictures import decode_picture, find_digits
+from mnist_digits.pictures import decode_picture, find_digits
 
 SHIPPED = Path(__file__).resolve().parent.parent / mdr.DEFAULT_MODEL_DIR
 

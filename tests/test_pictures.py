@@ -1,8 +1,7 @@
-"""pictures.py step by step on small arrays, and the benchmark's clean renderings of the first
+"""mnist_digits/pictures.py step by step on small arrays, and the benchmark's clean renderings of the first
 300 test digits, which must be read as their arrays are (benchmarks/pictures.py runs all
 10,000 and the harder renderings)."""
 
-import importlib.util
 import io
 from pathlib import Path
 
@@ -12,20 +11,12 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 import mnist_digit_recognition as mdr
-import pictures
-from pictures import decode_picture, find_digits
+from benchmarks import pictures as benchmark
+from mnist_digits import pictures
+from mnist_digits.pictures import decode_picture, find_digits
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / mdr.DEFAULT_MODEL_DIR
-
-
-def load_benchmark():
-    """benchmarks/pictures.py, under a name of its own (it shares pictures.py's name)."""
-    spec = importlib.util.spec_from_file_location("pictures_benchmark",
-                                                  ROOT / "benchmarks" / "pictures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +31,7 @@ def encoded(image, fmt="PNG", **options):
     return buffer.getvalue()
 
 
-def rendered_files(benchmark, name, x):
+def rendered_files(name, x):
     """The bytes of the file the benchmark writes for each digit of x in rendering `name`."""
     render = benchmark.RENDERINGS[name][1]
     files = []
@@ -137,7 +128,6 @@ def test_the_noise_floor_is_measured_below_the_paper_whatever_the_ink():
 
 def test_blurred_strokes_are_soft_and_keep_their_peaks(test_digits):
     x, _ = test_digits
-    benchmark = load_benchmark()
     # grey ink (0.8), so that every one is fainter than MNIST's full ink
     blurred = [pictures.separate_ink(0.8 * ndimage.gaussian_filter(benchmark.enlarged(digit, 56), 2))
                for digit in x[:50]]
@@ -179,7 +169,7 @@ def test_a_soft_digit_is_sharpened_at_mnists_scale_and_a_clean_one_is_not():
 
 def test_blurred_pictures_are_read_sharpened(test_digits, monkeypatch):
     x, _ = test_digits
-    files = rendered_files(load_benchmark(), "56 px blurred 2 px", x[:10])
+    files = rendered_files("56 px blurred 2 px", x[:10])
     full_ink = lambda: sum(np.count_nonzero(read_bytes(file) > 0.9) for file in files)
     sharpened = full_ink()
     monkeypatch.setattr(pictures, "SHARPEN", 0)
@@ -322,14 +312,13 @@ def model():
 
 def test_clean_renderings_lose_no_answer(model, test_digits):
     """A digit the model reads from its array is read from each clean rendering of it."""
-    benchmark = load_benchmark()
     x, y = test_digits
     right = mdr.predict(model, x)[0] == y
     clean = [name for name, (kind, _) in benchmark.RENDERINGS.items() if kind == "clean"]
     assert len(clean) == 7
     lost = {}
     for name in clean:
-        read = [read_bytes(file) for file in rendered_files(benchmark, name, x)]
+        read = [read_bytes(file) for file in rendered_files(name, x)]
         answers = mdr.predict(model, np.stack(read))[0]
         lost[name] = np.flatnonzero(right & (answers != y)).tolist()
     assert lost == {name: [] for name in clean}
@@ -338,13 +327,12 @@ def test_clean_renderings_lose_no_answer(model, test_digits):
 def test_hard_renderings_are_read_about_as_well_as_the_plain_recipe_reads_them(model, test_digits):
     """Blurred, coarse, thick and thin renderings: read about as well as the plain MNIST recipe
     reads them, or better (on 300 digits, within 1%: the benchmark measures the rest)."""
-    benchmark = load_benchmark()
     x, y = test_digits
     hard = [name for name, (kind, _) in benchmark.RENDERINGS.items() if kind == "hard"]
     assert len(hard) == 7
     right = {}
     for name in hard:
-        files = rendered_files(benchmark, name, x)
+        files = rendered_files(name, x)
         ours = [read_bytes(file) for file in files]
         plain = [benchmark.plain_recipe(benchmark.read_grey(io.BytesIO(file))) for file in files]
         right[name] = [int(np.sum(mdr.predict(model, np.stack(images))[0] == y))

@@ -11,9 +11,8 @@ import time
 import numpy as np
 import pytest
 
-import figures
 import mnist_digit_recognition as mdr
-import pictures
+from mnist_digits import figures, pictures
 from conftest import (PICTURE_FORMS, PROBABILITY_TOLERANCE, ROOT, SCRIPT, SHIPPED,
                       assert_one_line_error, enlarge, missing, our_stderr_lines, run_main,
                       run_program, run_python, save_image)

@@ -25,8 +25,8 @@ import pytest
 from PIL import Image
 
 import mnist_digit_recognition as mdr
-import serve
-from pictures import NOT_AN_IMAGE
+from mnist_digits import serve
+from mnist_digits.pictures import NOT_AN_IMAGE
 from conftest import SCRIPT, SHIPPED, missing, our_stderr_lines, run_main
 
 HEALTH = {"status": "ok", "model": "the shipped one"}
@@ -382,7 +382,8 @@ def test_a_silent_connection_keeps_no_one_waiting(server):
 # --- A process per core ---------------------------------------------------------------------
 
 SERVE_IN_TWO_PROCESSES = """
-import os, serve, signal
+import os, signal
+from mnist_digits import serve
 signal.signal(signal.SIGTERM, signal.default_int_handler)  # as the script does
 server = serve.make_server(lambda grey: {"pid": os.getpid()}, "127.0.0.1", 0, {})
 print(server.server_port, flush=True)

@@ -1,6 +1,6 @@
 """The HTTP server of `mnist_digit_recognition.py serve`: GET / the drawing page
 (serve_page.html), POST /predict an image file's bytes or JSON pixels, GET /healthz. Python's
-http.server, with pictures.py to decode what is posted; the script passes in the function that
+http.server, with pictures to decode what is posted; the script passes in the function that
 answers a picture. `serve_forever` runs it, in several processes if asked."""
 
 import concurrent.futures
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pictures import decode_picture
+from .pictures import decode_picture
 
 MAX_REQUEST_BYTES = 1_000_000
 # A refused body is still read, in pieces and thrown away, up to this much: a connection closed
