@@ -58,6 +58,8 @@ TARGET = 0.9940  # the published recipe's final test accuracy: when does each ru
 
 def build_candidate(mdr, recipe, strided_kernel=None, dtype="float32", fused_batchnorm=False):
     """The recipe's network, compiled, with other kernels in its strided convolutions if asked."""
+    from mnist_digits import hardware
+
     model = mdr.build_model_for(recipe, dtype, fused_batchnorm)
     if strided_kernel:
         config = model.get_config()
@@ -65,7 +67,7 @@ def build_candidate(mdr, recipe, strided_kernel=None, dtype="float32", fused_bat
             if tuple(layer["config"].get("strides", (1, 1))) == (2, 2):
                 layer["config"]["kernel_size"] = (strided_kernel, strided_kernel)
         model = mdr.keras.Sequential.from_config(
-            config, custom_objects={"FusedBatchNormalization": mdr.fused_batchnorm_layer()})
+            config, custom_objects={"FusedBatchNormalization": hardware.fused_batchnorm_layer()})
     return mdr.compile_model(model, recipe)
 
 
@@ -77,6 +79,8 @@ def run_one(name, seed, data):
 
     import mnist_digit_recognition as mdr
 
+    from mnist_digits import hardware, mnist_files
+
     options, _ = CANDIDATES[name]
     if "lr_decay" in options:
         sys.exit(f"{name} is retired: the recipe no longer has lr_decay")
@@ -84,9 +88,9 @@ def run_one(name, seed, data):
     commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=HERE, text=True,
                             capture_output=True).stdout.strip()
     result = {"candidate": name, "seed": seed, "options": options, "date": time.strftime("%Y-%m-%d"),
-              "device": mdr.describe_device(), "versions": mdr.library_versions(),
+              "device": hardware.describe_device(), "versions": hardware.library_versions(),
               "commit": commit, "epochs": []}
-    arrays = mdr.read_mnist_arrays(data)
+    arrays = mnist_files.read_mnist_arrays(data)
     (x_train, y_train), (x_test, y_test) = mdr.load_mnist(arrays=arrays)
 
     def observe_test_accuracy(epoch, logs):
@@ -105,7 +109,7 @@ def run_one(name, seed, data):
         model_dir = RESULTS / "models" / f"{name}-seed{seed}"
         args = mdr.parse_flags("train", ["--seed", str(seed), "--data", str(data), "--model-dir",
                                          str(model_dir), *PROGRAM_RUNS[name]])
-        metadata = mdr.run_training(args, mdr.make_strategy("none"), callbacks=[observer])
+        metadata = mdr.run_training(args, hardware.make_strategy("none"), callbacks=[observer])
         result.update(parameters=metadata["model"]["parameters"], precision=metadata["precision"],
                       train_images=metadata["data"]["train_images"], model_dir=str(model_dir),
                       test_loss=metadata["test_loss"], history=metadata["history"])

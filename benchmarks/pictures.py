@@ -384,12 +384,13 @@ def main(argv=None):
     args = parse_args(argv)
     sys.path.insert(0, str(ROOT))  # the repository: mnist_digit_recognition and mnist_digits
     import mnist_digit_recognition as mdr
+    from mnist_digits import mnist_files, model_files
 
-    arrays = mdr.read_mnist_arrays(args.data)
+    arrays = mnist_files.read_mnist_arrays(args.data)
     if args.digits == "test":
         x, y = arrays["x_test"], arrays["y_test"]
     else:  # the training digits the model held out, as its metadata.json says
-        settings = mdr.read_metadata(args.model_dir).get("settings", {})
+        settings = model_files.read_metadata(args.model_dir).get("settings", {})
         if not settings.get("validation_split") or settings.get("train_size"):
             raise SystemExit(f"{args.model_dir}: its metadata.json names no held-out digits")
         _, (x, y) = mdr.split_validation(arrays["x_train"], arrays["y_train"],

@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import mnist_digit_recognition as mdr  # noqa: E402
+from mnist_digits import classifier, mnist_files, model_files
 
 RESULTS = ROOT / "benchmarks" / "results" / "predict_speed.json"
 
@@ -127,8 +128,8 @@ def agreement(model_dir, x_test):
     """model.tflite on LiteRT (load_classifier) against model.keras, on every test image."""
     import ai_edge_litert  # noqa: F401  (without it, load_classifier would run model.keras)
 
-    images = mdr.normalize_images(x_test)
-    litert = mdr.load_classifier(model_dir)(images)
+    images = mnist_files.normalize_images(x_test)
+    litert = classifier.load_classifier(model_dir)(images)
     keras = mdr.load_model(model_dir).predict(images, batch_size=500, verbose=0)
     return {"images": len(images), "same_digits": int(np.sum(litert.argmax(1) == keras.argmax(1))),
             "max_probability_difference": float(np.abs(litert - keras).max())}
@@ -138,11 +139,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.environ.get("MNIST_DATA"))
     parser.add_argument("--script", default=str(ROOT / "mnist_digit_recognition.py"))
-    parser.add_argument("--model-dir", default=str(ROOT / mdr.DEFAULT_MODEL_DIR))
+    parser.add_argument("--model-dir", default=str(ROOT / model_files.DEFAULT_MODEL_DIR))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip-agreement", action="store_true")
     args = parser.parse_args()
-    x_test = mdr.read_mnist_arrays(args.data)["x_test"]
+    x_test = mnist_files.read_mnist_arrays(args.data)["x_test"]
     results = {"script": args.script, "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
     with tempfile.TemporaryDirectory() as folder:
         files = []

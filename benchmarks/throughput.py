@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import mnist_digit_recognition as mdr  # noqa: E402
+from mnist_digits import classifier, hardware, model_files
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from default_network import build_candidate  # noqa: E402
@@ -50,7 +51,7 @@ CONFIGURATIONS = [
 def make_run(x, y, changes, strided_kernel, mixed_precision, batchnorm, seed=0):
     """A compiled model, an endless batch source and the precision of one configuration."""
     recipe = mdr.Recipe(**changes)
-    policy = mdr.choose_precision(mixed_precision)
+    policy = hardware.choose_precision(mixed_precision)
     model = build_candidate(mdr, recipe, strided_kernel, policy, batchnorm == "fused")
     if recipe.augment and recipe.augmentation_engine == "imagedatagenerator":
         data = mdr.make_image_data_generator(recipe).flow(x, y, batch_size=recipe.batch_size,
@@ -111,10 +112,10 @@ def measure_inference(x_test):
     """Scores of a float32 model saved and loaded as a user would, on the 10,000 test images."""
     with tempfile.TemporaryDirectory() as folder:
         model = mdr.compile_model(mdr.build_model("cnn"))  # the default network
-        mdr.save_model_dir(model, Path(folder) / "model", {})
+        model_files.save_model_dir(model, Path(folder) / "model", {})
         model = mdr.load_model(Path(folder) / "model")
-        model.predict(x_test[:1000], batch_size=mdr.EVAL_BATCH_SIZE, verbose=0)  # warm-up
-        batch_seconds = min(timed(lambda: model.predict(x_test, batch_size=mdr.EVAL_BATCH_SIZE,
+        model.predict(x_test[:1000], batch_size=classifier.EVAL_BATCH_SIZE, verbose=0)  # warm-up
+        batch_seconds = min(timed(lambda: model.predict(x_test, batch_size=classifier.EVAL_BATCH_SIZE,
                                                         verbose=0)) for _ in range(3))
         one = x_test[:1]
         model(one, training=False)
@@ -158,8 +159,8 @@ def main():
     print(f"inference, saved float32 model: {inference['test_images_per_second']:,} test "
           f"images/s; one image: {inference['one_image_latency_ms_median']} ms (median)")
 
-    result = {"machine": mdr.describe_device(), "platform": platform.platform(),
-              "versions": mdr.library_versions(), "rounds": args.rounds, "steps": args.steps,
+    result = {"machine": hardware.describe_device(), "platform": platform.platform(),
+              "versions": hardware.library_versions(), "rounds": args.rounds, "steps": args.steps,
               "date": time.strftime("%Y-%m-%d"), "training": training,
               "augmentation_alone_images_per_second": augmentation, "inference": inference}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ import functools
 import http.server
 import ipaddress
 import json
+import math
 import os
 import signal
 import socket
@@ -270,3 +271,15 @@ def is_loopback(host):
                    for info in socket.getaddrinfo(host, None))
     except (OSError, ValueError):
         return False
+
+
+def serving_processes():
+    """A process per core the server may use, where it can fork safely: on Linux, with no
+    TensorFlow loaded (its threads would not survive a fork; LiteRT runs none)."""
+    if not sys.platform.startswith("linux") or "tensorflow" in sys.modules:
+        return 1
+    cores = len(os.sched_getaffinity(0))
+    with contextlib.suppress(OSError, ValueError):  # a container's CPU limit (cgroup v2)
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        cores = min(cores, max(1, math.ceil(int(quota) / int(period))))  # "max": no limit
+    return cores

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mnist_digits import classifier, mnist_files
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "mnist_digit_recognition.py"
 SHARED_DATA = ROOT.parent / "shared" / "data" / "mnist"
@@ -100,9 +102,7 @@ def data_dir(tmp_path_factory):
             all((found / f"{stem}.gz").is_file() for stem in IDX_NAMES.values()):
         return found
     if found is not None:  # one layout of it (or a .npz file): make the other
-        import mnist_digit_recognition as mdr
-
-        arrays = mdr.read_mnist_arrays(found)
+        arrays = mnist_files.read_mnist_arrays(found)
     else:
         try:
             arrays = keras_mnist_arrays(tmp_path_factory.getbasetemp().parent)
@@ -118,9 +118,7 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def full_arrays(data_dir):
     """The four raw uint8 arrays of the real data set."""
-    import mnist_digit_recognition as mdr
-
-    return mdr.read_mnist_arrays(data_dir / "mnist.npz")
+    return mnist_files.read_mnist_arrays(data_dir / "mnist.npz")
 
 
 @pytest.fixture(scope="session")
@@ -142,13 +140,11 @@ def shipped_model():
 
 @pytest.fixture(scope="session")
 def shipped_classifier():
-    """What predict and serve run on the shipped model (mdr.load_classifier: model.tflite on
-    LiteRT where it is installed, without TensorFlow), made once per test process."""
-    import mnist_digit_recognition as mdr
-
+    """What predict and serve run on the shipped model (classifier.load_classifier: model.tflite
+    on LiteRT where it is installed, without TensorFlow), made once per test process."""
     if not (SHIPPED / "model.keras").is_file():
         missing(f"the repository's trained model is missing ({SHIPPED})")
-    return mdr.load_classifier(SHIPPED)
+    return classifier.load_classifier(SHIPPED)
 
 
 def slice_arrays(arrays, n_train, n_test):

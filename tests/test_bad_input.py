@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import mnist_digit_recognition as mdr
+from mnist_digits import model_files
 from conftest import (CORRUPT_DATA, SCRIPT, assert_one_line_error, run_main, run_program,
                       run_python, snapshot)
 
@@ -226,7 +227,7 @@ CASES = [
 def saved_model(tmp_path_factory):
     """A model directory as a previous run leaves it (untrained: only its bytes matter)."""
     folder = tmp_path_factory.mktemp("saved") / "mnist_digit_recognition_model"
-    mdr.save_model_dir(mdr.compile_model(mdr.build_model("mlp")), folder, {"test_accuracy": 0.5})
+    model_files.save_model_dir(mdr.compile_model(mdr.build_model("mlp")), folder, {"test_accuracy": 0.5})
     return folder
 
 

@@ -6,6 +6,8 @@ import os
 import numpy as np
 import pytest
 
+from mnist_digits import mnist_files
+
 from conftest import (PROBABILITY_TOLERANCE, assert_one_line_error, cpu_model_name,
                       expected_precisions, missing, run_main, run_program, run_python)
 
@@ -100,7 +102,7 @@ def test_metadata_records_the_run(trained, small_npz, small_arrays):
     assert 0 < epoch["loss"] < 2.3 and 0.1 < epoch["accuracy"] <= 1
     assert 0 < epoch["val_loss"] and round(epoch["val_accuracy"] * 60, 3).is_integer()
     assert 0 < epoch["epoch_seconds"] < metadata["wall_seconds"]
-    assert metadata["data"] == {"source": str(small_npz), "sha256": mdr.mnist_checksum(small_arrays),
+    assert metadata["data"] == {"source": str(small_npz), "sha256": mnist_files.mnist_checksum(small_arrays),
                                 "train_images": 540, "validation_images": 60, "test_images": 300}
     assert metadata["versions"] == {"python": platform.python_version(),
                                     "tensorflow": mdr.tf.__version__,

@@ -9,20 +9,21 @@ import numpy as np
 import pytest
 
 import mnist_digit_recognition as mdr
+from mnist_digits import errors, mnist_files
 from conftest import CORRUPT_DATA, IDX_NAMES, ROOT, write_idx_folder
 
 
 def test_npz_and_idx_layouts_give_the_same_arrays(data_dir, tmp_path, small_arrays):
-    from_npz = mdr.read_mnist_arrays(data_dir / "mnist.npz")
-    from_idx = mdr.read_mnist_arrays(data_dir)  # the folder of gzipped IDX files
+    from_npz = mnist_files.read_mnist_arrays(data_dir / "mnist.npz")
+    from_idx = mnist_files.read_mnist_arrays(data_dir)  # the folder of gzipped IDX files
     for name in IDX_NAMES:
         np.testing.assert_array_equal(from_npz[name], from_idx[name])
     assert from_npz["x_train"].shape == (60000, 28, 28)
     assert from_npz["x_test"].shape == (10000, 28, 28)
-    assert mdr.mnist_checksum(from_npz) == mdr.mnist_checksum(from_idx)
+    assert mnist_files.mnist_checksum(from_npz) == mnist_files.mnist_checksum(from_idx)
 
     plain = write_idx_folder(tmp_path / "plain", small_arrays, compress=False)
-    from_plain = mdr.read_mnist_arrays(plain)
+    from_plain = mnist_files.read_mnist_arrays(plain)
     for name in IDX_NAMES:
         np.testing.assert_array_equal(from_plain[name], small_arrays[name])
 
@@ -31,8 +32,8 @@ def test_a_folder_holding_only_mnist_npz_is_read_as_that_file(small_npz, small_a
     folder = tmp_path / "mnist"
     folder.mkdir()
     (folder / "mnist.npz").write_bytes(small_npz.read_bytes())
-    arrays = mdr.read_mnist_arrays(folder)
-    assert mdr.mnist_checksum(arrays) == mdr.mnist_checksum(small_arrays)
+    arrays = mnist_files.read_mnist_arrays(folder)
+    assert mnist_files.mnist_checksum(arrays) == mnist_files.mnist_checksum(small_arrays)
 
 
 def test_load_mnist_normalises_and_adds_the_channel_axis(small_npz, small_arrays):
@@ -47,16 +48,16 @@ def test_load_mnist_normalises_and_adds_the_channel_axis(small_npz, small_arrays
 def test_checksum_tells_data_sets_apart(small_arrays):
     changed = dict(small_arrays, y_test=small_arrays["y_test"].copy())
     changed["y_test"][0] = (changed["y_test"][0] + 1) % 10
-    assert mdr.mnist_checksum(small_arrays) != mdr.mnist_checksum(changed)
+    assert mnist_files.mnist_checksum(small_arrays) != mnist_files.mnist_checksum(changed)
 
 
 @pytest.mark.parametrize("case", CORRUPT_DATA, ids=[case[0] for case in CORRUPT_DATA])
 def test_broken_data_is_refused_with_one_line_saying_what_is_wrong(case, tmp_path, small_arrays):
     """The function's refusal; tests/test_bad_input.py runs the same cases on the command line."""
     name, build, words = case
-    with pytest.raises(mdr.UserError) as error:
-        mdr.read_mnist_arrays(build(tmp_path, small_arrays))
-    assert not isinstance(error.value, mdr.UsageError), "the path was good, its content is not"
+    with pytest.raises(errors.UserError) as error:
+        mnist_files.read_mnist_arrays(build(tmp_path, small_arrays))
+    assert not isinstance(error.value, errors.UsageError), "the path was good, its content is not"
     message = str(error.value)
     assert "\n" not in message
     for word in words:
@@ -64,8 +65,8 @@ def test_broken_data_is_refused_with_one_line_saying_what_is_wrong(case, tmp_pat
 
 
 def test_missing_path_is_a_usage_error(tmp_path):
-    with pytest.raises(mdr.UsageError, match="--data"):
-        mdr.read_mnist_arrays(tmp_path / "nowhere")
+    with pytest.raises(errors.UsageError, match="--data"):
+        mnist_files.read_mnist_arrays(tmp_path / "nowhere")
 
 
 NEEDS_DATA = """

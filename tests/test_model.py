@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import mnist_digit_recognition as mdr
+from mnist_digits import hardware
 from conftest import expected_precisions
 
 
@@ -113,7 +114,7 @@ def test_mixed_precision_model_computes_in_bfloat16_and_outputs_float32():
 def test_the_fused_batch_norm_layer_computes_what_keras_layer_does(shape):
     x = np.random.default_rng(0).normal(2.0, 3.0, shape).astype(np.float32)
     keras_layer = keras.layers.BatchNormalization(momentum=0.9)
-    fused_layer = mdr.fused_batchnorm_layer()(momentum=0.9)
+    fused_layer = hardware.fused_batchnorm_layer()(momentum=0.9)
     for layer in (keras_layer, fused_layer):
         layer.build(shape)
         layer.gamma.assign(np.linspace(0.5, 2.0, shape[-1]))
@@ -161,8 +162,8 @@ def test_precision_is_the_hardwares_fast_one_unless_told():
     """README: mixed precision by default only where the hardware is fast at it (tensor-core
     GPUs, CPUs with AVX-512 BF16 or AMX, read here from /proc/cpuinfo); the flag forces it
     either way, bfloat16 on a CPU."""
-    assert mdr.choose_precision(None) in expected_precisions()
-    assert mdr.choose_precision(False) == "float32"
-    forced = mdr.choose_precision(True)
+    assert hardware.choose_precision(None) in expected_precisions()
+    assert hardware.choose_precision(False) == "float32"
+    forced = hardware.choose_precision(True)
     assert forced == "mixed_bfloat16" if not mdr.tf.config.list_physical_devices("GPU") else \
         forced in ("mixed_bfloat16", "mixed_float16")

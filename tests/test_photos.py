@@ -13,10 +13,11 @@ import pytest
 from PIL import Image, ImageDraw
 
 import mnist_digit_recognition as mdr
+from mnist_digits import model_files
 from conftest import run_main
 from mnist_digits.pictures import decode_picture, find_digits
 
-SHIPPED = Path(__file__).resolve().parent.parent / mdr.DEFAULT_MODEL_DIR
+SHIPPED = Path(__file__).resolve().parent.parent / model_files.DEFAULT_MODEL_DIR
 
 
 @pytest.fixture(scope="module")

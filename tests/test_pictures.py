@@ -12,11 +12,11 @@ from scipy import ndimage
 
 import mnist_digit_recognition as mdr
 from benchmarks import pictures as benchmark
-from mnist_digits import pictures
+from mnist_digits import model_files, pictures
 from mnist_digits.pictures import decode_picture, find_digits
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ROOT / mdr.DEFAULT_MODEL_DIR
+SHIPPED = ROOT / model_files.DEFAULT_MODEL_DIR
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import mnist_digit_recognition as mdr
-from mnist_digits import figures, pictures
+from mnist_digits import classifier, errors, figures, mnist_files, pictures
 from conftest import (PICTURE_FORMS, PROBABILITY_TOLERANCE, ROOT, SCRIPT, SHIPPED,
                       assert_one_line_error, enlarge, missing, our_stderr_lines, run_main,
                       run_program, run_python, save_image)
@@ -68,8 +68,8 @@ def test_find_digits_keeps_an_mnist_digit_nearly_as_it_is(test_digits):
 
 def test_blank_image_is_reported(tmp_path):
     path = save_image(tmp_path / "blank.png", np.full((40, 40), 255, np.uint8))
-    with pytest.raises(mdr.UserError, match="no digit"):
-        mdr.read_picture(path)
+    with pytest.raises(errors.UserError, match="no digit"):
+        classifier.read_picture(path)
 
 
 def test_predict_accepts_arrays_of_every_documented_form(shipped_model, test_digits):
@@ -319,7 +319,7 @@ print(mdr.keras.layers.Dense(3).units, "tensorflow" in sys.modules, mdr.tf.__ver
 def test_keras_download_lines_show_once_the_download_moves(capsys):
     """Without network, Keras' "Downloading data from ..." is never shown (only our error)."""
     import sys as real_sys
-    held = mdr.ShownOnceMoving(real_sys.stdout)
+    held = mnist_files.ShownOnceMoving(real_sys.stdout)
     held.write("Downloading data from https://example.invalid/mnist.npz\n")
     held.flush()
     assert capsys.readouterr().out == ""

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from mnist_digits import cli, model_files
 from PIL import Image
 
 from conftest import ROOT, mnist_data_dir, our_stderr_lines
@@ -291,13 +293,11 @@ def test_samples_are_the_mnist_digits_make_samples_says(data_dir, clone, tmp_pat
 def test_shipped_models_numbers_in_readme_are_its_metadata():
     """Training time means one thing: the sum of the epochs' epoch_seconds; wall time is the
     summary's (wall_seconds)."""
-    import mnist_digit_recognition as mdr
-
-    metadata = mdr.read_metadata(ROOT / "mnist_digit_recognition_model")
+    metadata = model_files.read_metadata(ROOT / "mnist_digit_recognition_model")
     training_minutes = sum(epoch["epoch_seconds"] for epoch in metadata["history"]) / 60
     row = next(line for line in README.splitlines()
                if line.startswith("| ") and "(the shipped model)" in line)
     assert (f"| {metadata['test_accuracy']:.2%} | {metadata['test_loss']:.4f} | "
             f"{training_minutes:.1f} min |") in row, row
-    wall_time = f"(the shipped model: {mdr.format_duration(metadata['wall_seconds'])})"
+    wall_time = f"(the shipped model: {cli.format_duration(metadata['wall_seconds'])})"
     assert wall_time in " ".join(README.split()), wall_time

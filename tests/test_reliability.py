@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import mnist_digit_recognition as mdr
+from mnist_digits import model_files
 from conftest import SCRIPT, our_stderr_lines, run_main, snapshot
 
 
@@ -356,7 +357,7 @@ def test_a_save_that_fails_between_its_renames_keeps_the_previous_model_and_noth
     hiding place, is left beside it. (test_a_swap_that_fails_at_any_rename_undoes_the_ones_
     before tries every rename of replace_directory alone.)"""
     model_dir = tmp_path / "model"
-    mdr.save_model_dir(mdr.compile_model(mdr.build_model("mlp")), model_dir, {"test_accuracy": 0.5})
+    model_files.save_model_dir(mdr.compile_model(mdr.build_model("mlp")), model_dir, {"test_accuracy": 0.5})
     before = snapshot(model_dir)
     calls = []
 
@@ -371,7 +372,7 @@ def test_a_save_that_fails_between_its_renames_keeps_the_previous_model_and_noth
     monkeypatch.setattr(os, "rename", fail_on_the_second_call(os.rename))
     monkeypatch.setattr(os, "replace", fail_on_the_second_call(os.replace))
     with pytest.raises(OSError, match="Input/output error"):
-        mdr.save_model_dir(mdr.compile_model(mdr.build_model("mlp")), model_dir,
+        model_files.save_model_dir(mdr.compile_model(mdr.build_model("mlp")), model_dir,
                            {"test_accuracy": 0.6})
     monkeypatch.undo()
     assert len(calls) >= 2, "the save did not get to its second rename"
@@ -383,12 +384,12 @@ def test_a_save_that_fails_between_its_renames_keeps_the_previous_model_and_noth
 def test_failed_save_leaves_the_previous_model_intact(tmp_path):
     model_dir = tmp_path / "model"
     model = mdr.compile_model(mdr.build_model("mlp"))
-    mdr.save_model_dir(model, model_dir, {"test_accuracy": 0.5})
+    model_files.save_model_dir(model, model_dir, {"test_accuracy": 0.5})
     before = {p.name: p.read_bytes() for p in model_dir.iterdir() if p.is_file()}
 
     other = mdr.compile_model(mdr.build_model("cnn"))
     with pytest.raises(TypeError):  # metadata that cannot be written fails after the model files
-        mdr.save_model_dir(other, model_dir, {"not json": object()})
+        model_files.save_model_dir(other, model_dir, {"not json": object()})
     after = {p.name: p.read_bytes() for p in model_dir.iterdir() if p.is_file()}
     assert after == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"], "staging folder left behind"
@@ -409,7 +410,7 @@ def folders_to_swap(tmp_path):
 
 def test_the_swap_keeps_the_replaced_model_whatever_stood_at_previous(tmp_path):
     target, previous, new = folders_to_swap(tmp_path)
-    mdr.replace_directory(new, target)
+    model_files.replace_directory(new, target)
     assert (target / "model.keras").read_text() == "new"
     assert (previous / "model.keras").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "m.previous"]
@@ -428,7 +429,7 @@ def test_a_swap_that_fails_at_any_rename_undoes_the_ones_before(tmp_path, monkey
 
     monkeypatch.setattr(os, "rename", rename_that_fails)
     with pytest.raises(OSError):
-        mdr.replace_directory(new, target)
+        model_files.replace_directory(new, target)
     monkeypatch.undo()
     assert (target / "model.keras").read_text() == "old"
     assert previous.read_text() == "a stray file"

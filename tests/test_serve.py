@@ -24,8 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import mnist_digit_recognition as mdr
-from mnist_digits import serve
+from mnist_digits import classifier, model_files, serve
 from mnist_digits.pictures import NOT_AN_IMAGE
 from conftest import SCRIPT, SHIPPED, missing, our_stderr_lines, run_main
 
@@ -42,7 +41,7 @@ def running_server(model):
     """make_server on 127.0.0.1 and a free port, serving from a daemon thread. On leaving, it
     is gone as a stopped process is: no longer listening, and no connection it accepted left
     open (a browser opens connections ahead of need, and would send its next request on one)."""
-    server = serve.make_server(mdr.picture_answerer(model), "127.0.0.1", 0, HEALTH)
+    server = serve.make_server(classifier.picture_answerer(model), "127.0.0.1", 0, HEALTH)
     accepted = []
     get_request = server.get_request
 
@@ -250,7 +249,7 @@ def test_bad_json(server, name):
     ("GET", "/../README.md", 404, None),
     ("GET", "/%2e%2e/README.md", 404, None),
     ("GET", "/mnist_digit_recognition.py", 404, None),
-    ("GET", f"/{mdr.DEFAULT_MODEL_DIR}/metadata.json", 404, None),
+    ("GET", f"/{model_files.DEFAULT_MODEL_DIR}/metadata.json", 404, None),
     ("GET", "//etc/passwd", 404, None),
     ("GET", "/predict", 405, "POST"),
     ("PUT", "/predict", 405, "POST"),
@@ -309,7 +308,7 @@ def test_malformed_requests(server, data, status, error):
 
 
 def test_port_in_use_and_out_of_range(server, model, capsys):
-    answer = mdr.picture_answerer(model)
+    answer = classifier.picture_answerer(model)
     with pytest.raises(ValueError, match="cannot listen on 127.0.0.1"):
         serve.make_server(answer, "127.0.0.1", server.server_port, HEALTH)
     with pytest.raises(ValueError, match="from 0 to 65535"):
@@ -491,7 +490,7 @@ def test_a_serving_process_that_dies_is_reported_and_the_rest_serve_on():
 
 
 def test_several_processes_are_forked_only_before_any_thread(model):
-    server = serve.make_server(mdr.picture_answerer(model), "127.0.0.1", 0, HEALTH)
+    server = serve.make_server(classifier.picture_answerer(model), "127.0.0.1", 0, HEALTH)
     waiting = threading.Event()
     thread = threading.Thread(target=waiting.wait)
     thread.start()
@@ -508,12 +507,12 @@ def test_serving_processes_are_the_usable_cores_where_forking_is_safe(monkeypatc
     monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
     monkeypatch.setattr(sys, "platform", "linux")
     if hasattr(os, "sched_getaffinity"):
-        assert mdr.serving_processes() == min(len(os.sched_getaffinity(0)), cgroup_cores())
+        assert serve.serving_processes() == min(len(os.sched_getaffinity(0)), cgroup_cores())
     monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
-    assert mdr.serving_processes() == 1  # TensorFlow's threads would not survive a fork
+    assert serve.serving_processes() == 1  # TensorFlow's threads would not survive a fork
     monkeypatch.delitem(sys.modules, "tensorflow")
     monkeypatch.setattr(sys, "platform", "darwin")
-    assert mdr.serving_processes() == 1
+    assert serve.serving_processes() == 1
 
 
 def cgroup_cores():
@@ -573,7 +572,7 @@ def test_serve_command_line_warns_off_loopback_and_stops_on_sigterm():
 
 def test_requests_are_logged_only_when_asked(model, capsys):
     for log_requests, lines in ((False, 1), (True, 2)):  # without: the refused one only
-        server = serve.make_server(mdr.picture_answerer(model), "127.0.0.1", 0, HEALTH,
+        server = serve.make_server(classifier.picture_answerer(model), "127.0.0.1", 0, HEALTH,
                                    log_requests=log_requests)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
