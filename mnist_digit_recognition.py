@@ -1,18 +1,15 @@
-"""Train, evaluate, save, use and serve a handwritten-digit recogniser on MNIST.
+"""Train, evaluate and save a handwritten-digit recogniser on MNIST; use it and serve it.
 
     python mnist_digit_recognition.py --epochs 15 --batch-size 32     # train (the default action)
     python mnist_digit_recognition.py evaluate                        # score the saved model
     python mnist_digit_recognition.py predict my_digit.png            # classify image files
     python mnist_digit_recognition.py serve                           # draw digits in a browser
 
-Training loads MNIST, holds out part of the training images for validation, builds a
-convolutional network, trains it on randomly rotated, zoomed and shifted images (the
-augmentation of Keras' ImageDataGenerator, done in the tf.data graph), lowers the learning rate
-when the validation loss stops improving and over the last third of the epochs, evaluates once
-on the test set and saves the model directory (model.keras, saved_model/, model.tflite,
-metadata.json and pictures). The file reads top to bottom: the recipe, data, model,
-augmentation, training, evaluation, saving, command line. What it leans on is in the package
-beside it, mnist_digits/ (its __init__.py lists the modules). Importing it only defines things:
+This file is the story of training, top to bottom: the recipe (every training default), loading
+MNIST, the networks, the augmentation, training, evaluation, saving, the command line. What it
+leans on is in the package beside it, mnist_digits/ (MNIST's files, the hardware, interruption
+and --resume, the model directory, people's pictures, the server). Importing it only defines
+things:
 
     import mnist_digit_recognition as mdr
     (x_train, y_train), (x_test, y_test) = mdr.load_mnist("path/to/mnist.npz")
@@ -22,10 +19,7 @@ beside it, mnist_digits/ (its __init__.py lists the modules). Importing it only 
 
 import argparse
 import dataclasses
-import difflib
-import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -34,13 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_digits import cli, figures, hardware, interruption, lazy, mnist_files, model_files
-from mnist_digits.classifier import EVAL_BATCH_SIZE, predict  # predict: part of the API
+from mnist_digits import actions, cli, hardware, interruption, lazy, mnist_files, model_files
+from mnist_digits.classifier import EVAL_BATCH_SIZE, predict
 from mnist_digits.cli import count
-from mnist_digits.errors import Interrupted, TrainingDiverged, UsageError, UserError
-from mnist_digits.lazy import keras, tf
+from mnist_digits.errors import TrainingDiverged, UsageError
+from mnist_digits.lazy import keras, tf  # imported on first use: predict and --help need neither
 from mnist_digits.mnist_files import IMAGE_SHAPE, NUM_CLASSES
 from mnist_digits.model_files import DEFAULT_MODEL_DIR, load_model
+
+__all__ = ["Recipe", "load_mnist", "build_model", "compile_model", "train", "evaluate",
+           "load_model", "predict", "main"]  # the API (SPEC section 6)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,12 +77,10 @@ class Recipe:
     seed: int | None = None             # weights, shuffling, augmentation; same seed, same run
 
     def resolved(self):
-        """The values a run uses: each None of the dropout replaced by the network's own
-        (ARCH_DROPOUT, DROPOUT_FROM_EPOCH)."""
-        conv, dense = ARCH_DROPOUT[self.arch]
+        """The values a run uses: the network's own dropout where none is given."""
+        conv, dense = dropout_rates(self.arch, self.conv_dropout, self.dense_dropout)
         return dataclasses.replace(
-            self, conv_dropout=conv if self.conv_dropout is None else self.conv_dropout,
-            dense_dropout=dense if self.dense_dropout is None else self.dense_dropout,
+            self, conv_dropout=conv, dense_dropout=dense,
             dropout_from_epoch=self.dropout_from_epoch or DROPOUT_FROM_EPOCH.get(self.arch, 1))
 
 
@@ -103,26 +98,50 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd")
 AUGMENTATION_ENGINES = ("layers", "imagedatagenerator")
 
 
+def dropout_rates(arch, conv_dropout=None, dense_dropout=None):
+    """(conv, dense) dropout of a network: the network's own (ARCH_DROPOUT) where None."""
+    own_conv, own_dense = ARCH_DROPOUT[arch]
+    return (own_conv if conv_dropout is None else conv_dropout,
+            own_dense if dense_dropout is None else dense_dropout)
+
+
 # ---------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------
 
-
 def load_mnist(path=None, arrays=None):
     """Return ((x_train, y_train), (x_test, y_test)) as Keras does, normalised for the network.
 
-    Images are float32 (N, 28, 28, 1) in [0, 1], labels uint8. `path`: see read_mnist_arrays;
-    or pass arrays already read.
+    Images are float32 (N, 28, 28, 1) in [0, 1], labels uint8. `path`: a Keras-layout .npz or a
+    folder of the four IDX files; None: Keras' own download. Or pass the arrays already read.
     """
     arrays = mnist_files.read_mnist_arrays(path) if arrays is None else arrays
     return ((mnist_files.normalize_images(arrays["x_train"]), arrays["y_train"]),
             (mnist_files.normalize_images(arrays["x_test"]), arrays["y_test"]))
 
 
-# ---------------------------------------------------------------------------------------------
-# Model
-# ---------------------------------------------------------------------------------------------
+def validation_size(n_images, validation_split):
+    """How many of n_images the validation split holds out (at least one when asked for)."""
+    if validation_split == 0:
+        return 0
+    n_val = max(1, round(n_images * validation_split))
+    if n_val >= n_images:
+        raise UsageError(f"{count(n_images, 'training image')} are too few for --validation-split "
+                         f"{validation_split}: use more images or a smaller split")
+    return n_val
 
+
+def split_validation(x, y, validation_split):
+    """Hold out the last `validation_split` of the training images, as Keras' fit does."""
+    n_val = validation_size(len(x), validation_split)
+    if n_val == 0:
+        return (x, y), None
+    return (x[:-n_val], y[:-n_val]), (x[-n_val:], y[-n_val:])
+
+
+# ---------------------------------------------------------------------------------------------
+# The networks
+# ---------------------------------------------------------------------------------------------
 
 def build_model(arch=RECIPE.arch, batchnorm=True, conv_dropout=None, dense_dropout=None,
                 dtype=None, bn_momentum=RECIPE.bn_momentum, fused_batchnorm=False):
@@ -134,8 +153,7 @@ def build_model(arch=RECIPE.arch, batchnorm=True, conv_dropout=None, dense_dropo
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {ARCHITECTURES}, not {arch!r}")
-    conv_dropout = ARCH_DROPOUT[arch][0] if conv_dropout is None else conv_dropout
-    dense_dropout = ARCH_DROPOUT[arch][1] if dense_dropout is None else dense_dropout
+    conv_dropout, dense_dropout = dropout_rates(arch, conv_dropout, dense_dropout)
     L = keras.layers
     normalization = hardware.fused_batchnorm_layer() if fused_batchnorm else L.BatchNormalization
 
@@ -156,8 +174,7 @@ def build_model(arch=RECIPE.arch, batchnorm=True, conv_dropout=None, dense_dropo
                   *conv(64, 5, 2, "same"), *batch_norm(), *dropout(conv_dropout),
                   *conv(128, 4), *batch_norm(), L.Flatten(dtype=dtype), *dropout(dense_dropout)]
     elif arch == "classic-cnn":  # the network of the published 99.40% recipe
-        relu = L.ReLU(dtype=dtype)
-        hidden = [*conv(32, 3, activation=None), *batch_norm(), relu,
+        hidden = [*conv(32, 3, activation=None), *batch_norm(), L.ReLU(dtype=dtype),
                   *conv(64, 3, activation=None), *batch_norm(), L.ReLU(dtype=dtype),
                   L.MaxPooling2D(2, dtype=dtype), *dropout(conv_dropout), L.Flatten(dtype=dtype),
                   L.Dense(128, dtype=dtype), *batch_norm(), L.ReLU(dtype=dtype),
@@ -252,7 +269,8 @@ def make_train_dataset(x, y, batch_size, augmenter=None, seed=None):
 
 
 def make_eval_dataset(x, y):
-    return hardware.shard_by_data(tf.data.Dataset.from_tensor_slices((x, y)).batch(EVAL_BATCH_SIZE))
+    return hardware.shard_by_data(tf.data.Dataset.from_tensor_slices((x, y))
+                                  .batch(EVAL_BATCH_SIZE))
 
 
 def augmented_examples(x, recipe=RECIPE, versions=7, seed=0):
@@ -270,38 +288,13 @@ def augmented_examples(x, recipe=RECIPE, versions=7, seed=0):
 
 
 # ---------------------------------------------------------------------------------------------
-# Devices, precision and distribution
-# ---------------------------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------------
-
 
 # A training loss above this has diverged (chance level is ln 10 = 2.3). Not only NaN, as Keras'
 # TerminateOnNaN checks: the cross-entropy of a softmax, computed from its logits, has no ceiling
 # and can stay finite at 1e31.
 DIVERGED_LOSS = 1e4
-
-
-def validation_size(n_images, validation_split):
-    """How many of n_images the validation split holds out (at least one when asked for)."""
-    if validation_split == 0:
-        return 0
-    n_val = max(1, round(n_images * validation_split))
-    if n_val >= n_images:
-        raise UsageError(f"{count(n_images, 'training image')} are too few for --validation-split "
-                         f"{validation_split}: use more images or a smaller split")
-    return n_val
-
-
-def split_validation(x, y, validation_split):
-    """Hold out the last `validation_split` of the training images, as Keras' fit does."""
-    n_val = validation_size(len(x), validation_split)
-    if n_val == 0:
-        return (x, y), None
-    return (x[:-n_val], y[:-n_val]), (x[-n_val:], y[-n_val:])
 
 
 def learning_rate_schedule(recipe):
@@ -337,17 +330,14 @@ def dropout_from_epoch(model, first):
     return keras.callbacks.LambdaCallback(on_epoch_begin=on_epoch_begin), lambda: set_rates(True)
 
 
-def epoch_logger(rows, path=None):
-    """A callback that appends each epoch's metrics and duration to `rows` and, given a path,
-    keeps them there as JSON so that a resumed run reports the epochs before the interruption."""
+def epoch_logger(rows):
+    """A callback that appends each epoch's metrics and duration to `rows`."""
     started = []
 
     def on_epoch_end(epoch, logs):
         del rows[epoch:]  # an epoch redone after an interruption replaces its first record
         rows.append({"epoch": epoch + 1, **{key: float(value) for key, value in logs.items()},
                      "epoch_seconds": round(time.perf_counter() - started[-1], 3)})
-        if path:
-            model_files.write_atomically(path, json.dumps(rows, indent=1))
     return keras.callbacks.LambdaCallback(
         on_epoch_begin=lambda epoch, logs: started.append(time.perf_counter()),
         on_epoch_end=on_epoch_end)
@@ -357,8 +347,8 @@ def train(model, x_train, y_train, recipe=RECIPE, *, work_dir=None, callbacks=()
     """Fit a compiled model to the data as the recipe says; return the history, a dict per epoch.
 
     The validation split drives ReduceLROnPlateau, on top of learning_rate_schedule. With a
-    `work_dir`, a checkpoint after every epoch (Keras' BackupAndRestore) and the history so far
-    are kept there, and calling train again with it resumes an interrupted run. Ctrl-C and
+    `work_dir`, a checkpoint after every epoch and the history so far are kept there, and
+    calling train again with it resumes an interrupted run (interruption.resumable). Ctrl-C and
     SIGTERM raise KeyboardInterrupt at the end of the step under way.
     """
     (x_fit, y_fit), validation = split_validation(x_train, y_train, recipe.validation_split)
@@ -370,13 +360,12 @@ def train(model, x_train, y_train, recipe=RECIPE, *, work_dir=None, callbacks=()
     else:
         augmenter = make_augmenter(recipe, recipe.seed) if recipe.augment else None
         train_data = make_train_dataset(x_fit, y_fit, recipe.batch_size, augmenter, recipe.seed)
+
     def stop_if_diverged(batch, logs):
         if not logs.get("loss", 0.0) < DIVERGED_LOSS:  # NaN is not below it either
             model.stop_training = True
 
-    history_file = Path(work_dir) / "history.json" if work_dir else None
-    history = json.loads(history_file.read_text()) if history_file and history_file.exists() \
-        else []
+    history = interruption.read_history(work_dir)  # the epochs an interrupted run finished
     late_dropout, restore_dropout = dropout_from_epoch(model, recipe.resolved().dropout_from_epoch)
     standard_callbacks = [
         late_dropout,
@@ -387,12 +376,9 @@ def train(model, x_train, y_train, recipe=RECIPE, *, work_dir=None, callbacks=()
                                           patience=recipe.plateau_patience,
                                           min_lr=recipe.min_learning_rate),
         keras.callbacks.LambdaCallback(on_train_batch_end=stop_if_diverged),
-        epoch_logger(history, history_file),
+        epoch_logger(history),
+        *interruption.resumable(work_dir, history),
     ]
-    if work_dir:  # two alternating checkpoints: a signal during a save spoils neither
-        # Kept after the last epoch too (until the model is saved): --resume then only saves.
-        standard_callbacks.append(keras.callbacks.BackupAndRestore(
-            str(Path(work_dir) / "backup"), double_checkpoint=True, delete_checkpoint=False))
     try:
         with interruption.stop_between_steps() as stopper:
             model.fit(train_data, epochs=recipe.epochs, shuffle=False, verbose=verbose,
@@ -408,7 +394,7 @@ def train(model, x_train, y_train, recipe=RECIPE, *, work_dir=None, callbacks=()
 
 
 # ---------------------------------------------------------------------------------------------
-# Evaluation and the pictures a person reads
+# Evaluation
 # ---------------------------------------------------------------------------------------------
 
 def evaluate(model, x_test, y_test):
@@ -429,40 +415,11 @@ def evaluate(model, x_test, y_test):
 
 
 # ---------------------------------------------------------------------------------------------
-# Saving and loading
+# The training command line
 # ---------------------------------------------------------------------------------------------
-
-
-def saveable_copy(model, recipe):
-    """The trained model as it is saved: Keras' own layers, float32 (fast on any machine),
-    outside any tf.distribute strategy (whose predict would need every worker), with the same
-    weights and optimizer state (without float16's loss scaling)."""
-    copy = build_model_for(recipe, dtype="float32")
-    copy.set_weights(model.get_weights())
-    optimizer = model.optimizer
-    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        optimizer = optimizer.inner_optimizer
-    copy.compile(optimizer=optimizer.from_config(optimizer.get_config()), loss=model.loss,
-                 metrics=["accuracy"])
-    copy.optimizer.build(copy.trainable_variables)
-    for target, source in zip(copy.optimizer.variables, optimizer.variables):
-        target.assign(source)
-    return copy
-
-
-# ---------------------------------------------------------------------------------------------
-# Prediction on arrays and on people's pictures (read by pictures.py)
-# ---------------------------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------
-
 
 def build_train_parser(prog):
-    r = RECIPE
-    own = {arch: rates for arch, rates in ARCH_DROPOUT.items() if arch != "mlp"}
+    r, number_in, whole_number = RECIPE, cli.number_in, cli.whole_number
     parser = cli.ArgumentParser(
         prog=prog, description="Train a digit recogniser on MNIST, evaluate it on the test set "
         "and save it. Other actions, each with its own --help: 'evaluate' scores a saved model, "
@@ -470,7 +427,7 @@ def build_train_parser(prog):
         "The action comes first: mnist_digit_recognition.py predict --json d.png")
     model = parser.add_argument_group("model")
     model.add_argument("--arch", choices=ARCHITECTURES, default=r.arch,
-                       help=f"the network (default: {r.arch}; README describes each)")
+                       help="the network (default: %(default)s; README describes each)")
     model.add_argument("--no-batchnorm", dest="batchnorm", action="store_false",
                        help="leave out every BatchNormalization layer (default: keep them)")
     model.add_argument("--compare-batchnorm", action="store_true",
@@ -480,27 +437,27 @@ def build_train_parser(prog):
                                 ("dense", 1, "before the output layer")):
         rates = ", ".join(f"{arch} {rates[index]:g}" + (
             f" from epoch {DROPOUT_FROM_EPOCH[arch]}" if arch in DROPOUT_FROM_EPOCH else "")
-            for arch, rates in own.items())
-        model.add_argument(f"--{which}-dropout", type=cli.number_in(0, 1), default=None,
-                           metavar="R", help=f"dropout {where}; 0 disables (default: the "
-                                             f"network's own: {rates})")
+            for arch, rates in ARCH_DROPOUT.items() if arch != "mlp")
+        model.add_argument(f"--{which}-dropout", type=number_in(0, 1), metavar="R",
+                           help=f"dropout {where}; 0 disables (default: the network's own: "
+                                f"{rates})")
     training = parser.add_argument_group("training")
-    training.add_argument("--epochs", type=cli.positive_int, default=r.epochs,
-                          help=f"passes over the training images (default: {r.epochs})")
-    training.add_argument("--batch-size", type=cli.positive_int, default=r.batch_size,
-                          help=f"images per step (default: {r.batch_size}); under --distribute "
-                               "the replicas and workers split each batch")
+    training.add_argument("--epochs", type=whole_number(1), default=r.epochs,
+                          help="passes over the training images (default: %(default)s)")
+    training.add_argument("--batch-size", type=whole_number(1), default=r.batch_size,
+                          help="images per step (default: %(default)s); under --distribute the "
+                               "replicas and workers split each batch")
     training.add_argument("--optimizer", choices=OPTIMIZERS, default=r.optimizer,
-                          help=f"the optimizer, at its Keras defaults (default: {r.optimizer})")
-    training.add_argument("--learning-rate", type=cli.number_in(0, math.inf, low_included=False),
+                          help="the optimizer, at its Keras defaults (default: %(default)s)")
+    training.add_argument("--learning-rate", type=number_in(0, math.inf, low_included=False),
                           metavar="X", help="initial learning rate (default: Keras' default "
                                             "for the optimizer: 0.001, sgd 0.01)")
-    training.add_argument("--validation-split", type=cli.number_in(0, 1), metavar="F",
+    training.add_argument("--validation-split", type=number_in(0, 1), metavar="F",
                           default=r.validation_split,
                           help="fraction of the training images held out to drive the "
-                               f"learning-rate schedule (default: {r.validation_split}); the "
-                               "test set is used only for the final evaluation; 0 trains on all")
-    training.add_argument("--seed", type=cli.whole_number(0, 2**32 - 1), default=r.seed,
+                               "learning-rate schedule (default: %(default)s); the test set is "
+                               "used only for the final evaluation; 0 trains on all")
+    training.add_argument("--seed", type=whole_number(0, 2**32 - 1), default=r.seed,
                           help="seed for weights, shuffling and augmentation; on a CPU the same "
                                "seed gives the same metrics (default: none, a new run each time)")
     training.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction,
@@ -519,15 +476,14 @@ def build_train_parser(prog):
     augmentation = parser.add_argument_group("augmentation (ImageDataGenerator's meaning)")
     augmentation.add_argument("--no-augmentation", dest="augment", action="store_false",
                               help="train on the images as they are (default: augment)")
-    augmentation.add_argument("--rotation-range", type=cli.number_in(0, 180, high_included=True),
+    augmentation.add_argument("--rotation-range", type=number_in(0, 180, high_included=True),
                               default=r.rotation_range, metavar="DEG",
-                              help=f"random rotation, degrees (default: {r.rotation_range:g})")
-    augmentation.add_argument("--zoom-range", type=cli.number_in(0, 1), default=r.zoom_range,
-                              metavar="F", help=f"random zoom in [1-F, 1+F] (default: "
-                                                f"{r.zoom_range:g})")
-    augmentation.add_argument("--shift-range", type=cli.number_in(0, 1), default=r.shift_range,
+                              help="random rotation, degrees (default: %(default)g)")
+    augmentation.add_argument("--zoom-range", type=number_in(0, 1), default=r.zoom_range,
+                              metavar="F", help="random zoom in [1-F, 1+F] (default: %(default)g)")
+    augmentation.add_argument("--shift-range", type=number_in(0, 1), default=r.shift_range,
                               metavar="F", help="random shift, fraction of width and height "
-                                                f"(default: {r.shift_range:g})")
+                                                "(default: %(default)g)")
     augmentation.add_argument("--augmentation-engine", choices=AUGMENTATION_ENGINES,
                               default=r.augmentation_engine,
                               help="layers (the default): one transform in the tf.data graph; "
@@ -535,8 +491,8 @@ def build_train_parser(prog):
     cli.add_data_flag(parser)
     parser.add_argument("--model-dir", default=DEFAULT_MODEL_DIR,
                         type=lambda text: str(Path(text)),  # out/ and out: one folder
-                        help=f"where to save the model (default: {DEFAULT_MODEL_DIR})")
-    parser.add_argument("--train-size", type=cli.positive_int, metavar="N",
+                        help="where to save the model (default: %(default)s)")
+    parser.add_argument("--train-size", type=whole_number(1), metavar="N",
                         help="use only the first N training images, for quick trials "
                              "(default: all 60,000)")
     return parser
@@ -554,30 +510,26 @@ def training_settings(args):
             "train_size": args.train_size, "model_dir": str(args.model_dir)}
 
 
-@dataclasses.dataclass
-class Run:
-    """A training run as prepare_training sets it up, for fit, finish and evaluate_and_save."""
-    args: argparse.Namespace  # the flags
-    recipe: Recipe            # resolved: the dropout the network uses
-    strategy: object          # the tf.distribute strategy
-    chief: bool               # whether this process writes the model directory
-    arrays: dict              # the raw MNIST arrays, for their checksum
-    x_train: np.ndarray       # the training images (with the validation split still in them)
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    n_val: int                # how many of x_train the validation split holds out
-    work_dir: Path            # checkpoints and history until the model is saved (--resume)
-    policy: str               # the Keras dtype policy
-    model: object             # compiled, under the strategy
-    started: float            # time.perf_counter() at the start
+def run_train(args):
+    """The default action: check the flags, start TensorFlow, train as they say (twice, with and
+    without batch norm, under --compare-batchnorm)."""
+    cli.check_training_flags(args)  # before TensorFlow's seconds of start-up
+    lazy.import_tensorflow_quietly()
+    strategy = hardware.make_strategy(args.distribute)  # created once: a cluster allows no second
+    if args.compare_batchnorm:
+        cli.compare_batchnorm(args, lambda run: train_evaluate_save(run, strategy),
+                              training_settings)
+    else:
+        train_evaluate_save(args, strategy)
+    return 0
 
 
-def prepare_training(args, strategy):
-    """Everything before the first step, each mistake found before any training: the data,
-    the model directory, the work folder, the seeds and the compiled model."""
-    started, recipe, chief = time.perf_counter(), recipe_from(args).resolved(), hardware.is_chief(strategy)
-    model_files.check_model_dir(args.model_dir)
+def train_evaluate_save(args, strategy, callbacks=()):
+    """Train as the flags say, evaluate once on the test set, save the model directory and print
+    the summary; return the metadata saved (None on a worker that is not the chief).
+    `callbacks`: more Keras callbacks for fit (benchmarks observe with them)."""
+    started, recipe, chief = time.perf_counter(), recipe_from(args).resolved(), \
+        hardware.is_chief(strategy)
     arrays = mnist_files.read_mnist_arrays(args.data)
     (x_train, y_train), (x_test, y_test) = load_mnist(arrays=arrays)
     if args.train_size:
@@ -590,9 +542,8 @@ def prepare_training(args, strategy):
         raise UsageError(f"--batch-size {recipe.batch_size:,} is more than the "
                          f"{count(len(x_train) - n_val, 'image')} to train on: one step per epoch "
                          "would learn next to nothing; use a smaller --batch-size")
-    work_dir = interruption.prepare_work_dir(
-        args.model_dir, training_settings(args), args.resume,
-        None if chief else hardware.worker_name(strategy))
+    work_dir = interruption.prepare_work_dir(args.model_dir, training_settings(args), args.resume,
+                                             None if chief else hardware.worker_name(strategy))
     if args.seed is not None:
         keras.utils.set_random_seed(args.seed)
         tf.config.experimental.enable_op_determinism()
@@ -601,212 +552,54 @@ def prepare_training(args, strategy):
         model = compile_model(build_model_for(recipe, policy, fused_batchnorm=True), recipe)
     print(f"Training {recipe.arch} ({model.count_params():,} parameters) on "
           f"{len(x_train) - n_val:,} images, validating on {n_val:,}; "
-          f"{hardware.describe_device()}, {policy}, {hardware.describe_distribution(strategy)}", flush=True)
-    return Run(args, recipe, strategy, chief, arrays, x_train, y_train, x_test, y_test, n_val,
-               work_dir, policy, model, started)
-
-
-def fit(run, callbacks=()):
-    """Train; an interruption or divergence ends in one line saying what became of the work."""
-    callbacks = [*callbacks, *([keras.callbacks.TensorBoard(log_dir=run.args.tensorboard)]
-                               if run.args.tensorboard and run.chief else [])]
-    try:
-        return train(run.model, run.x_train, run.y_train, run.recipe, work_dir=run.work_dir,
-                     callbacks=callbacks)
-    except KeyboardInterrupt:
-        done = len(json.loads((run.work_dir / "history.json").read_text())) \
-            if (run.work_dir / "history.json").exists() else 0
-        if not done:
-            shutil.rmtree(run.work_dir, ignore_errors=True)
-            raise Interrupted(f"interrupted in the first epoch: {left_as_it_was(run)}, and "
-                              "there is nothing to resume") from None
-        raise Interrupted(f"interrupted after {count(done, 'finished epoch')}: "
-                          f"{left_as_it_was(run)}; run the same command with --resume to "
-                          "continue") from None
-    except TrainingDiverged as error:
-        shutil.rmtree(run.work_dir, ignore_errors=True)
-        kept = "the saved model was not changed" if model_files.is_model_dir(run.args.model_dir) \
-            else "nothing was saved"
-        raise TrainingDiverged(f"{error}; {kept}") from None
-
-
-def left_as_it_was(run):
-    """What a run that stops before its save leaves, in words."""
-    model_dir = run.args.model_dir
-    return f"{model_dir} is as it was" if model_files.is_model_dir(model_dir) else \
-        f"nothing was saved to {model_dir}"
-
-
-def finish(run, history):
-    """Evaluate once on the test set, save the model directory, print the summary. Until the
-    model is saved the work folder keeps the trained weights: --resume then only saves."""
-    if not run.chief:  # the chief evaluates and writes the model directory
-        shutil.rmtree(run.work_dir, ignore_errors=True)
-        print(f"{hardware.worker_name(run.strategy)}: training finished; the chief writes "
-              f"{run.args.model_dir}")
+          f"{hardware.describe_device()}, {policy}, {hardware.describe_distribution(strategy)}",
+          flush=True)
+    if args.tensorboard and chief:
+        callbacks = [*callbacks, keras.callbacks.TensorBoard(log_dir=args.tensorboard)]
+    with interruption.training_stops_explained(work_dir, args.model_dir):
+        history = train(model, x_train, y_train, recipe, work_dir=work_dir, callbacks=callbacks)
+    if not chief:  # the chief evaluates and writes the model directory
+        shutil.rmtree(work_dir, ignore_errors=True)
+        print(f"{hardware.worker_name(strategy)}: training finished; the chief writes "
+              f"{args.model_dir}")
         return None
-    replaced = [model_files.read_metadata(path) if model_files.is_model_dir(path) else None
-                for path in (run.args.model_dir, model_files.previous_dir(run.args.model_dir))]
-    try:
-        metadata = evaluate_and_save(run, history)
-    except (KeyboardInterrupt, OSError) as error:
-        interrupted = isinstance(error, KeyboardInterrupt)
-        reason = "interrupted" if interrupted else f"failed ({error.strerror or error})"
-        raise (Interrupted if interrupted else UserError)(
-            f"saving the trained model {reason}: {left_as_it_was(run)}; run the same command "
-            "with --resume to save it without training again") from None
-    shutil.rmtree(run.work_dir, ignore_errors=True)
-    print_summary(metadata, run.args.model_dir)
-    model_files.print_what_was_replaced(metadata, run.args.model_dir, *replaced)
+    replaced = model_files.generations(args.model_dir)
+    with interruption.saving_stops_explained(args.model_dir):
+        model = model_files.saveable_copy(model, build_model_for(recipe, dtype="float32"))
+        results, probabilities = evaluate(model, x_test, y_test)
+        metadata = {
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv),
+            "settings": training_settings(args),
+            "model": {"arch": recipe.arch, "batchnorm": recipe.batchnorm,
+                      "conv_dropout": recipe.conv_dropout, "dense_dropout": recipe.dense_dropout,
+                      "dropout_from_epoch": recipe.dropout_from_epoch,
+                      "dtype": "float32", "parameters": model.count_params()},
+            "precision": policy,
+            "device": hardware.describe_device(),
+            "distribution": hardware.describe_distribution(strategy),
+            **results,
+            "history": history,
+            "data": {"source": str(args.data) if args.data else "keras download",
+                     "sha256": mnist_files.mnist_checksum(arrays),
+                     "train_images": len(x_train) - n_val, "validation_images": n_val,
+                     "test_images": len(x_test)},
+            "versions": hardware.library_versions(),
+            "wall_seconds": round(time.perf_counter() - started, 1),
+        }
+        examples = augmented_examples(x_train[:6], recipe) if recipe.augment else None
+        model_files.save_model_dir(model, args.model_dir, metadata, reports={
+            "results": results, "x_test": x_test, "y_test": y_test,
+            "probabilities": probabilities, "history": history, "examples": examples})
+    shutil.rmtree(work_dir, ignore_errors=True)
+    cli.print_summary(metadata, args.model_dir)
+    model_files.print_what_was_replaced(metadata, args.model_dir, *replaced)
     return metadata
 
 
-def evaluate_and_save(run, history):
-    model = saveable_copy(run.model, run.recipe)
-    results, probabilities = evaluate(model, run.x_test, run.y_test)
-    metadata = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv),
-        "settings": training_settings(run.args),
-        "model": {"arch": run.recipe.arch, "batchnorm": run.recipe.batchnorm,
-                  "conv_dropout": run.recipe.conv_dropout,
-                  "dense_dropout": run.recipe.dense_dropout,
-                  "dropout_from_epoch": run.recipe.dropout_from_epoch,
-                  "dtype": "float32", "parameters": model.count_params()},
-        "precision": run.policy,
-        "device": hardware.describe_device(),
-        "distribution": hardware.describe_distribution(run.strategy),
-        **results,
-        "history": history,
-        "data": {"source": str(run.args.data) if run.args.data else "keras download",
-                 "sha256": mnist_files.mnist_checksum(run.arrays), "train_images": len(run.x_train) - run.n_val,
-                 "validation_images": run.n_val, "test_images": len(run.x_test)},
-        "versions": hardware.library_versions(),
-        "wall_seconds": round(time.perf_counter() - run.started, 1),
-    }
-    examples = augmented_examples(run.x_train[:6], run.recipe) if run.recipe.augment else None
-    model_files.save_model_dir(model, run.args.model_dir, metadata, reports={
-        "results": results, "x_test": run.x_test, "y_test": run.y_test,
-        "probabilities": probabilities, "history": history, "examples": examples})
-    return metadata
-
-
-def run_training(args, strategy, callbacks=()):
-    """Train, evaluate and save as the flags say; return the metadata (None on a worker that
-    is not the chief). `callbacks`: more Keras callbacks for fit (benchmarks observe with them)."""
-    run = prepare_training(args, strategy)
-    return finish(run, fit(run, callbacks))
-
-
-def comparison_dirs(args):
-    """The model directories a run writes: MODEL_DIR, and MODEL_DIR-no-batchnorm beside it
-    under --compare-batchnorm."""
-    return [args.model_dir] + [f"{args.model_dir}-no-batchnorm"] * args.compare_batchnorm
-
-
-def compare_batchnorm(args, strategy):
-    """Train the network with and without batch norm (same seed, data and flags), keep both
-    model directories, and print one side-by-side table."""
-    seed = args.seed if args.seed is not None else interrupted_seed(args)
-    seed = seed if seed is not None else int.from_bytes(os.urandom(3), "big")
-    _, without = comparison_dirs(args)
-    variants = {"batch norm": vars(args) | {"batchnorm": True},
-                "no batch norm": vars(args) | {"batchnorm": False, "model_dir": without}}
-    runs = {name: argparse.Namespace(**settings | {"seed": seed, "compare_batchnorm": False})
-            for name, settings in variants.items()}
-    results = {name: finished_run(run) or run_training(run, strategy)
-               for name, run in runs.items()}
-    if not hardware.is_chief(strategy):
-        return None
-    print(f"\nBatch norm compared (seed {seed}):")
-    header = ("", "parameters", "test accuracy", "test loss", "wall time", "model directory")
-    rows = [(name, f"{m['model']['parameters']:,}", f"{m['test_accuracy']:.2%}",
-             f"{m['test_loss']:.4f}", cli.format_duration(m["wall_seconds"]), runs[name].model_dir)
-            for name, m in results.items()]
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(f"{cell:<{w}}" if i in (0, len(row) - 1) else f"{cell:>{w}}"
-                        for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
-    return results
-
-
-def interrupted_seed(args):
-    """With --resume, the seed the interrupted comparison drew for itself, if it left one."""
-    if not args.resume:
-        return None
-    for model_dir in comparison_dirs(args):
-        settings = Path(f"{model_dir}.partial") / "settings.json"
-        if settings.is_file():
-            return json.loads(settings.read_text()).get("seed")
-    return model_files.read_metadata(args.model_dir).get("settings", {}).get("seed")
-
-
-def finished_run(args):
-    """With --resume, the metadata of a variant that already finished with these settings."""
-    if not args.resume or Path(f"{args.model_dir}.partial").exists():
-        return None
-    metadata, settings = model_files.read_metadata(args.model_dir), training_settings(args)
-    saved = metadata.get("settings", {})
-    return metadata if {key: saved.get(key) for key in settings} == settings else None
-
-
-def print_summary(metadata, model_dir):
-    settings, model, data = metadata["settings"], metadata["model"], metadata["data"]
-    augmentation = (f"{settings['augmentation_engine']} (rotation {settings['rotation_range']:g} "
-                    f"deg, zoom {settings['zoom_range']:g}, shift {settings['shift_range']:g})"
-                    if settings["augment"] else "none")
-    epochs = len(metadata["history"])
-    cli.print_table([
-        ("model", f"{model['arch']}, batch norm {'on' if model['batchnorm'] else 'off'}, "
-                  f"dropout {model['conv_dropout']:g}/{model['dense_dropout']:g}"
-                  + (f" from epoch {model['dropout_from_epoch']}"
-                     if model.get("dropout_from_epoch", 1) > 1 else "")),
-        ("parameters", f"{model['parameters']:,}"),
-        ("training", f"{count(epochs, 'epoch')}, batch {settings['batch_size']}, "
-                     f"{settings['optimizer']} (learning rate "
-                     f"{settings['learning_rate'] or 'default'})"),
-        ("augmentation", augmentation),
-        ("data", f"{data['train_images']:,} train, {data['validation_images']:,} validation, "
-                 f"{data['test_images']:,} test ({data['source']})"),
-        ("device", f"{metadata['device']}, {metadata['precision']}, "
-                   f"{metadata['distribution']}"),
-        ("test loss", f"{metadata['test_loss']:.4f}"),
-        ("test accuracy", f"{metadata['test_accuracy']:.2%}"),
-        ("wall time", cli.format_duration(metadata["wall_seconds"])),
-        ("saved to", f"{Path(model_dir).resolve()}/"),
-    ])
-
-
-def check_training_flags(args):
-    """The mistakes that need no TensorFlow to find."""
-    if args.compare_batchnorm and args.arch == "mlp":
-        raise UsageError("--compare-batchnorm: the mlp has no batch norm layers to compare; "
-                         "use another --arch")
-    if args.arch == "mlp" and (args.conv_dropout or args.dense_dropout):
-        raise UsageError("--conv-dropout/--dense-dropout: the mlp has no dropout layers; "
-                         "use another --arch")
-    if hardware.wants_cluster(args.distribute):
-        hardware.check_tf_config(os.environ["TF_CONFIG"])
-        if args.augment and args.augmentation_engine != "layers":
-            raise UsageError("--augmentation-engine imagedatagenerator runs in one Python "
-                             "process; use the layers engine to train on several workers")
-        if args.seed is None:
-            raise UsageError("several workers need the same --seed N on each (they split the "
-                             "batches of one shuffled order)")
-    mnist_files.check_data_path(args.data)
-    if args.tensorboard:
-        cli.check_tensorboard_dir(args.tensorboard)
-    for model_dir in comparison_dirs(args):
-        model_files.check_model_dir(model_dir)
-
-
-def run_train(args):
-    check_training_flags(args)  # before TensorFlow's seconds of start-up
-    lazy.import_tensorflow_quietly()
-    strategy = hardware.make_strategy(args.distribute)  # created once: a cluster allows no second one
-    (compare_batchnorm if args.compare_batchnorm else run_training)(args, strategy)
-    return 0
-
+# ---------------------------------------------------------------------------------------------
+# The other actions, and main
+# ---------------------------------------------------------------------------------------------
 
 def run_evaluate(args):
     model_dir = model_files.resolve_model_dir(args.model_dir)
@@ -814,25 +607,16 @@ def run_evaluate(args):
     model = load_model(model_dir)
     _, (x_test, y_test) = load_mnist(args.data)
     results, probabilities = evaluate(model, x_test, y_test)
-    cli.print_table([("model", str(model_dir)), ("test loss", f"{results['test_loss']:.4f}"),
-                 ("test accuracy", f"{results['test_accuracy']:.2%}"),
-                 *[(f"digit {digit}", f"{accuracy:.2%}")
-                   for digit, accuracy in results["per_digit_accuracy"].items()]])
-    print(cli.confusion_matrix_text(results["confusion_matrix"]), flush=True)
-    failures = figures.draw_reports(model_dir, results, x_test, y_test, probabilities,
-                            history=model_files.read_metadata(model_dir).get("history"))
-    if failures:
-        error = next(iter(failures.values()))
-        print(f"warning: could not write {', '.join(failures)} in {model_dir} "
-              f"({error.strerror or error}); the scores above stand", file=sys.stderr)
+    actions.print_evaluation(model_dir, results)
+    actions.redraw_reports(model_dir, results, x_test, y_test, probabilities)
     return 0
 
 
-ACTIONS = {
+ACTIONS = {  # each action's flags and what it runs
     "train": (build_train_parser, run_train),
-    "evaluate": (cli.build_evaluate_parser, run_evaluate),
-    "predict": (cli.build_predict_parser, cli.run_predict),
-    "serve": (cli.build_serve_parser, cli.run_serve),
+    "evaluate": (actions.build_evaluate_parser, run_evaluate),
+    "predict": (actions.build_predict_parser, actions.run_predict),
+    "serve": (actions.build_serve_parser, actions.run_serve),
 }
 
 
@@ -840,44 +624,16 @@ def parse_flags(action, argv):
     """The flags of an action, with a hint where a word the parser did not take is an action
     (or nearly one): the action comes first."""
     prog = "mnist_digit_recognition.py" + ("" if action == "train" else f" {action}")
-    parser = ACTIONS[action][0](prog)
-    args, unknown = parser.parse_known_args(argv)
-    actions = [a for a in ACTIONS if a != "train"]
-    for word in unknown if action == "train" else []:
-        meant = difflib.get_close_matches(word.lstrip("-"), actions, 1)
-        if meant:
-            hint = ("comes first" if meant[0] == word else "is a word, not a flag"
-                    if meant[0] == word.lstrip("-") else f"is {meant[0]}?")
-            parser.error(f"unrecognized arguments: {' '.join(unknown)}; the action {hint}: "
-                         f"mnist_digit_recognition.py {meant[0]} [its flags and files]")
-    flags = [flag for flag in parser._option_string_actions if flag.startswith("--")]
-    for word in unknown:
-        flag = word.partition("=")[0]
-        meant = [f for f in flags if f.startswith(flag)] or difflib.get_close_matches(flag, flags, 1)
-        if word.startswith("--") and meant:
-            parser.error(f"unrecognized arguments: {' '.join(unknown)}; did you mean "
-                         f"{' or '.join(meant)}?")
-    if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    return args
+    others = [name for name in ACTIONS if name != "train"] if action == "train" else []
+    return cli.parse_flags(ACTIONS[action][0](prog), argv, others)
 
 
 def main(argv=None):
+    """The command line: `[ACTION] [flags]`, training when no action is named. Returns the exit
+    status; a user's mistake ends in one line on stderr, never a traceback (cli.run_action)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     action = argv.pop(0) if argv and argv[0] in ACTIONS else "train"
-    try:
-        args = parse_flags(action, argv)
-        with interruption.sigterm_as_ctrl_c():
-            return ACTIONS[action][1](args)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:  # outside training (which says more): nothing was changed
-        print("error: interrupted", file=sys.stderr)
-        return Interrupted.exit_code
-    except BrokenPipeError:  # the output went to a program that stopped reading (| head)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+    return cli.run_action(lambda: ACTIONS[action][1](parse_flags(action, argv)))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ RESULTS = HERE / "results" / "default_network"
 sys.path.insert(0, str(HERE.parent))
 
 # name: (what differs from the default command's recipe, what the candidate asks). The
-# default command itself ("default") runs through the program's own run_training, as a user
+# default command itself ("default") runs through the program's own train_evaluate_save, as a user
 # runs it, and keeps its model directory in benchmarks/results/default_network/models/.
 CANDIDATES = {
     "cnn-5x5-d0.4": ({"strided_kernel": 5}, "the starting point: C. Deotte's network, 5x5 strided convolutions, "
@@ -52,7 +52,7 @@ CANDIDATES = {
     "default-no-batchnorm-dropout-from-epoch-1": ({"batchnorm": False, "dropout_from_epoch": 1},
                                                   "the same until 2026-12-02 (commit c2970f6)"),
 }
-PROGRAM_RUNS = {"default": [], "default-no-batchnorm": ["--no-batchnorm"]}  # through run_training
+PROGRAM_RUNS = {"default": [], "default-no-batchnorm": ["--no-batchnorm"]}  # through train_evaluate_save
 TARGET = 0.9940  # the published recipe's final test accuracy: when does each run pass it?
 
 
@@ -109,7 +109,8 @@ def run_one(name, seed, data):
         model_dir = RESULTS / "models" / f"{name}-seed{seed}"
         args = mdr.parse_flags("train", ["--seed", str(seed), "--data", str(data), "--model-dir",
                                          str(model_dir), *PROGRAM_RUNS[name]])
-        metadata = mdr.run_training(args, hardware.make_strategy("none"), callbacks=[observer])
+        metadata = mdr.train_evaluate_save(args, hardware.make_strategy("none"),
+                                           callbacks=[observer])
         result.update(parameters=metadata["model"]["parameters"], precision=metadata["precision"],
                       train_images=metadata["data"]["train_images"], model_dir=str(model_dir),
                       test_loss=metadata["test_loss"], history=metadata["history"])

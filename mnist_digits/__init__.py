@@ -1,5 +1,17 @@
-"""What mnist_digit_recognition.py leans on, a module per concern (SPEC section 1).
+"""What mnist_digit_recognition.py leans on, a module per concern (SPEC section 1):
 
-Importing the package, or any module of it, only defines things; the modules that need no
-TensorFlow (pictures, serve, figures) never import it.
+    mnist_files     MNIST's files: .npz, the IDX format, Keras' download, checks, checksum
+    hardware        devices, mixed precision, the fused batch-norm kernel, tf.distribute
+    interruption    Ctrl-C and SIGTERM during a run, the work folder --resume continues from
+    model_files     the model directory: written atomically, the previous generation, loading
+    classifier      a saved model on LiteRT (or Keras): arrays and pictures in, answers out
+    pictures        people's pictures of digits -> MNIST's 28x28 form (NumPy, SciPy, Pillow)
+    serve           the HTTP server and its drawing page (serve_page.html)
+    figures         the model directory's pictures (matplotlib)
+    actions         evaluate's flags and report; predict and serve
+    cli             argparse helpers, the training flags' checks, --compare-batchnorm, tables
+    errors, lazy    the errors a user can fix; TensorFlow imported on first use
+
+Importing the package, or any module of it, only defines things; pictures, serve, figures and
+the classifier on LiteRT never import TensorFlow. No module imports the script.
 """

@@ -1,20 +1,21 @@
-"""The command line's helpers: argparse with one-line errors and ranged number types, the
-flags the actions share, tables; and the actions other than training and evaluation, predict
-and serve."""
+"""The command line's helpers: argparse with one-line errors, ranged number types and hints
+for a mistyped action or flag; the flags the actions share; how an action ends (one line for a
+user's mistake); the training flags' checks and --compare-batchnorm's two runs; the tables."""
 
 import argparse
+import difflib
 import importlib.util
-import json
 import math
 import os
 import sys
 from pathlib import Path
 
-from . import serve
-from .classifier import answer_digits, load_classifier, picture_answerer, read_picture
-from .errors import UsageError, UserError
-from .mnist_files import NUM_CLASSES
-from .model_files import DEFAULT_MODEL_DIR, read_metadata, resolve_model_dir
+from .errors import Interrupted, UsageError, UserError
+from .hardware import check_tf_config, wants_cluster
+from .interruption import finished_run, recorded_seed, sigterm_as_ctrl_c
+from .mnist_files import check_data_path
+from .model_files import DEFAULT_MODEL_DIR, check_model_dir
+
 
 def count(n, noun):
     """'1 epoch', '15 epochs', '60,000 images'."""
@@ -32,39 +33,36 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-def whole_number(minimum, maximum=math.inf):
-    """An argparse type for a whole number from minimum to maximum."""
+def number_in(low, high=math.inf, *, whole=False, low_included=True, high_included=False):
+    """An argparse type: a finite number in [low, high), or a whole number in [low, high]
+    (`whole`); the flags may close or open either end."""
+    high_included = high_included or whole
+
     def parse(text):
         try:
-            value = int(text)
+            value = int(text) if whole else float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
-        if not minimum <= value <= maximum:
-            limits = f">= {minimum}" if maximum == math.inf else f"from {minimum} to {maximum}"
-            raise argparse.ArgumentTypeError(f"must be a whole number {limits}, not {text!r}")
-        return value
-    return parse
-
-
-positive_int = whole_number(1)
-
-
-def number_in(low, high, *, high_included=False, low_included=True):
-    """An argparse type for a finite float in [low, high) (or as the flags say)."""
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
+            kind = "a whole number" if whole else "a number"
+            raise argparse.ArgumentTypeError(f"must be {kind}, not {text!r}") from None
         above = value >= low if low_included else value > low
         below = value <= high if high_included else value < high
-        if not (math.isfinite(value) and above and below):
-            left, right = "[" if low_included else "(", "]" if high_included else ")"
-            limits = f"in {left}{low:g}, {high:g}{right}" if high < math.inf else \
-                f"a finite number {'>=' if low_included else '>'} {low:g}"
-            raise argparse.ArgumentTypeError(f"must be {limits}, not {text!r}")
-        return value
+        if math.isfinite(value) and above and below:
+            return value
+        if whole:
+            limits = f"a whole number >= {low}" if high == math.inf else \
+                f"a whole number from {low} to {high}"
+        elif high == math.inf:
+            limits = f"a finite number {'>=' if low_included else '>'} {low:g}"
+        else:
+            limits = (f"in {'[' if low_included else '('}{low:g}, {high:g}"
+                      f"{']' if high_included else ')'}")
+        raise argparse.ArgumentTypeError(f"must be {limits}, not {text!r}")
     return parse
+
+
+def whole_number(low, high=math.inf):
+    """An argparse type: a whole number from low to high."""
+    return number_in(low, high, whole=True)
 
 
 def add_data_flag(parser):
@@ -78,60 +76,69 @@ def add_model_dir_flag(parser):
                         "in the working directory, else the one beside this script)")
 
 
-def build_evaluate_parser(prog):
-    parser = ArgumentParser(prog=prog, description="Test loss, accuracy, per-digit accuracy and "
-                            "confusion matrix of a saved model; redraws its confusion_matrix.png, "
-                            "misclassified.png and training_curves.png.")
-    add_data_flag(parser)
-    add_model_dir_flag(parser)
-    return parser
+def parse_flags(parser, argv, actions=()):
+    """parser.parse_args(argv), with a hint where a word it did not take is one of the other
+    `actions` (or nearly one: the action comes first) or nearly one of its flags."""
+    args, unknown = parser.parse_known_args(argv)
+    for word in unknown if actions else []:
+        meant = difflib.get_close_matches(word.lstrip("-"), actions, 1)
+        if meant:
+            hint = ("comes first" if meant[0] == word else "is a word, not a flag"
+                    if meant[0] == word.lstrip("-") else f"is {meant[0]}?")
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}; the action {hint}: "
+                         f"mnist_digit_recognition.py {meant[0]} [its flags and files]")
+    flags = [flag for flag in parser._option_string_actions if flag.startswith("--")]
+    for word in unknown:
+        flag = word.partition("=")[0]
+        meant = [f for f in flags if f.startswith(flag)] or difflib.get_close_matches(flag, flags, 1)
+        if word.startswith("--") and meant:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}; did you mean "
+                         f"{' or '.join(meant)}?")
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
 
-def build_predict_parser(prog):
-    parser = ArgumentParser(prog=prog, description="Classify digit pictures (PNG, JPEG, BMP, "
-                            "GIF; any size, colour or grey, either polarity). A picture with "
-                            "several digits gets its main one (the tallest), and all of them "
-                            "left to right.")
-    parser.add_argument("files", nargs="+", metavar="FILE", help="image files to classify")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON object per file instead of text (with \"error\" "
-                             "for a file that cannot be read)")
-    add_model_dir_flag(parser)
-    return parser
+def run_action(action):
+    """Run an action (a function returning the exit status) as the command line does: SIGTERM
+    stops it as Ctrl-C does, and a user's mistake ends in one line on stderr with its exit
+    status (2 for usage errors), never a traceback."""
+    try:
+        with sigterm_as_ctrl_c():
+            return action()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:  # outside training (which says more): nothing was changed
+        print("error: interrupted", file=sys.stderr)
+        return Interrupted.exit_code
+    except BrokenPipeError:  # the output went to a program that stopped reading (| head)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
-def build_serve_parser(prog):
-    parser = ArgumentParser(prog=prog, description="Serve a page to draw digits on and see the "
-                            "model's probabilities, and POST /predict (an image file's bytes or "
-                            'JSON {"pixels": 28 rows of 28 numbers 0-255}). Ctrl-C stops it.')
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default: 127.0.0.1, this machine only)")
-    parser.add_argument("--port", type=whole_number(0, 65535), default=8000,
-                        help="TCP port to listen on; 0 picks a free one (default: 8000)")
-    parser.add_argument("--log-requests", action="store_true",
-                        help="print a line per request (default: only those refused or failed)")
-    add_model_dir_flag(parser)
-    return parser
-
-
-def format_duration(seconds):
-    minutes, seconds = divmod(round(seconds), 60)
-    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
-
-
-def print_table(rows):
-    width = max(len(name) for name, _ in rows)
-    line = "-" * (width + 2 + max(len(value) for _, value in rows))
-    print(line, *(f"{name:<{width}}  {value}" for name, value in rows), line, sep="\n",
-          flush=True)
-
-
-def confusion_matrix_text(confusion):
-    """The confusion matrix as lines of text: rows the true digit, columns the predicted."""
-    lines = ["true \\ predicted " + "".join(f"{d:>6}" for d in range(NUM_CLASSES))]
-    lines += [f"{true:>16} " + "".join(f"{n:>6}" for n in row)
-              for true, row in enumerate(confusion)]
-    return "\n".join(lines)
+def check_training_flags(args):
+    """The training flags' mistakes that need no TensorFlow to find, found before its seconds
+    of start-up."""
+    if args.compare_batchnorm and args.arch == "mlp":
+        raise UsageError("--compare-batchnorm: the mlp has no batch norm layers to compare; "
+                         "use another --arch")
+    if args.arch == "mlp" and (args.conv_dropout or args.dense_dropout):
+        raise UsageError("--conv-dropout/--dense-dropout: the mlp has no dropout layers; "
+                         "use another --arch")
+    if wants_cluster(args.distribute):
+        check_tf_config(os.environ["TF_CONFIG"])
+        if args.augment and args.augmentation_engine != "layers":
+            raise UsageError("--augmentation-engine imagedatagenerator runs in one Python "
+                             "process; use the layers engine to train on several workers")
+        if args.seed is None:
+            raise UsageError("several workers need the same --seed N on each (they split the "
+                             "batches of one shuffled order)")
+    check_data_path(args.data)
+    if args.tensorboard:
+        check_tensorboard_dir(args.tensorboard)
+    for folder in comparison_dirs(args):
+        check_model_dir(folder)
 
 
 def check_tensorboard_dir(folder):
@@ -149,44 +156,90 @@ def check_tensorboard_dir(folder):
                          "choose another --tensorboard DIR") from None
 
 
-def run_predict(args):
-    classify = load_classifier(resolve_model_dir(args.model_dir))
-    failed = 0
-    for path in args.files:  # each answer as soon as it is known, in the order of the files
-        try:
-            digits, main = read_picture(path)
-        except UserError as error:
-            failed += 1
-            print(f"error: {error}", file=sys.stderr, flush=True)
-            if args.json:
-                print(json.dumps({"file": path, "error": str(error)}), flush=True)
-            continue
-        answer = answer_digits(classify, digits, main)
-        if args.json:
-            print(json.dumps({"file": path, **answer}), flush=True)
-        else:
-            several = (f"; {len(digits)} digits found, left to right "
-                       f"{''.join(map(str, answer['digits']))}") if len(digits) > 1 else ""
-            print(f"{path}: {answer['digit']} ({answer['probability']:.1%}){several}", flush=True)
-    return 1 if failed else 0
+def comparison_dirs(args):
+    """The model directories a training run writes: MODEL_DIR, and MODEL_DIR-no-batchnorm
+    beside it under --compare-batchnorm."""
+    return [args.model_dir] + [f"{args.model_dir}-no-batchnorm"] * args.compare_batchnorm
 
 
-def run_serve(args):
-    model_dir = resolve_model_dir(args.model_dir)
-    classify = load_classifier(model_dir)
-    metadata = read_metadata(model_dir)
-    try:
-        server = serve.make_server(picture_answerer(classify), args.host, args.port, {
-            "status": "ok", "model": str(model_dir), "arch": metadata.get("model", {}).get("arch"),
-            "test_accuracy": metadata.get("test_accuracy")}, log_requests=args.log_requests)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    if not serve.is_loopback(args.host):
-        print(f"warning: serving on {args.host}, beyond this machine, without authentication: "
-              "anyone who can reach it can use it", file=sys.stderr)
-    host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address
-    print(f"Serving {model_dir} on http://{host}:{server.server_port}/ (Ctrl-C stops it)",
-          flush=True)
-    serve.serve_forever(server, serve.serving_processes())
-    print("Server stopped.", flush=True)
-    return 0
+def compare_batchnorm(args, train, settings_of):
+    """--compare-batchnorm: train(flags) with batch norm and without (the same seed, data and
+    flags otherwise), each into its model directory, then one side-by-side table. With
+    --resume, a variant that finished is not trained again, and the seed an interrupted
+    comparison drew is used again. settings_of(flags): what defines a run (training_settings)."""
+    dirs = comparison_dirs(args)
+    seed = args.seed if args.seed is not None else recorded_seed(dirs) if args.resume else None
+    seed = seed if seed is not None else int.from_bytes(os.urandom(3), "big")
+    results = {}
+    for name, batchnorm, model_dir in zip(("batch norm", "no batch norm"), (True, False), dirs):
+        run = argparse.Namespace(**vars(args) | {"batchnorm": batchnorm, "model_dir": model_dir,
+                                                 "seed": seed, "compare_batchnorm": False})
+        finished = args.resume and finished_run(model_dir, settings_of(run))
+        results[name] = finished or train(run)
+    if all(results.values()):  # a worker that is not the chief has none to show
+        print_comparison(seed, results, dirs)
+    return results
+
+
+def format_duration(seconds):
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+
+def print_table(rows):
+    """(name, value) rows, aligned, between two rules: the summaries."""
+    lines = aligned(rows)
+    rule = "-" * max(map(len, lines))
+    print(rule, *lines, rule, sep="\n", flush=True)
+
+
+def print_columns(rows, right_aligned=()):
+    """Rows of cells (the first a header) in aligned columns, left-aligned but for the
+    columns numbered in right_aligned."""
+    print(*aligned(rows, right_aligned), sep="\n", flush=True)
+
+
+def aligned(rows, right_aligned=()):
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(f"{cell:>{width}}" if i in right_aligned else f"{cell:<{width}}"
+                      for i, (cell, width) in enumerate(zip(row, widths))).rstrip()
+            for row in rows]
+
+
+def print_summary(metadata, model_dir):
+    """The table a training run ends with."""
+    settings, model, data = metadata["settings"], metadata["model"], metadata["data"]
+    augmentation = (f"{settings['augmentation_engine']} (rotation {settings['rotation_range']:g} "
+                    f"deg, zoom {settings['zoom_range']:g}, shift {settings['shift_range']:g})"
+                    if settings["augment"] else "none")
+    epochs = len(metadata["history"])
+    print_table([
+        ("model", f"{model['arch']}, batch norm {'on' if model['batchnorm'] else 'off'}, "
+                  f"dropout {model['conv_dropout']:g}/{model['dense_dropout']:g}"
+                  + (f" from epoch {model['dropout_from_epoch']}"
+                     if model.get("dropout_from_epoch", 1) > 1 else "")),
+        ("parameters", f"{model['parameters']:,}"),
+        ("training", f"{count(epochs, 'epoch')}, batch {settings['batch_size']}, "
+                     f"{settings['optimizer']} (learning rate "
+                     f"{settings['learning_rate'] or 'default'})"),
+        ("augmentation", augmentation),
+        ("data", f"{data['train_images']:,} train, {data['validation_images']:,} validation, "
+                 f"{data['test_images']:,} test ({data['source']})"),
+        ("device", f"{metadata['device']}, {metadata['precision']}, "
+                   f"{metadata['distribution']}"),
+        ("test loss", f"{metadata['test_loss']:.4f}"),
+        ("test accuracy", f"{metadata['test_accuracy']:.2%}"),
+        ("wall time", format_duration(metadata["wall_seconds"])),
+        ("saved to", f"{Path(model_dir).resolve()}/"),
+    ])
+
+
+def print_comparison(seed, results, model_dirs):
+    """--compare-batchnorm's table: each variant's {name: metadata} and model directory."""
+    print(f"\nBatch norm compared (seed {seed}):")
+    print_columns([("", "parameters", "test accuracy", "test loss", "wall time",
+                    "model directory")] +
+                  [(name, f"{m['model']['parameters']:,}", f"{m['test_accuracy']:.2%}",
+                    f"{m['test_loss']:.4f}", format_duration(m["wall_seconds"]), model_dir)
+                   for (name, m), model_dir in zip(results.items(), model_dirs)],
+                  right_aligned={1, 2, 3, 4})

@@ -8,8 +8,11 @@ import signal
 import threading
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import Interrupted, TrainingDiverged, UsageError, UserError
 from .lazy import keras
+from .model_files import is_model_dir, read_metadata, write_atomically
+
+HISTORY = "history.json"  # in the work folder: the epochs finished so far
 
 def signals_to_handle(*numbers):
     """Those of the signals this code may handle: none outside the main thread (signals reach
@@ -23,9 +26,7 @@ def signals_to_handle(*numbers):
 @contextlib.contextmanager
 def sigterm_as_ctrl_c():
     """SIGTERM (a stopped container, `kill`) stops the program as Ctrl-C does; restored after."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-    previous = {number: signal.signal(number, interrupt)
+    previous = {number: signal.signal(number, signal.default_int_handler)
                 for number in signals_to_handle(signal.SIGTERM)}
     try:
         yield
@@ -93,3 +94,85 @@ def prepare_work_dir(model_dir, settings, resume, worker=None):
     work_dir.mkdir(parents=True)
     settings_file.write_text(json.dumps(settings, indent=2) + "\n")
     return work_dir
+
+
+def read_history(work_dir):
+    """The epochs an interrupted run in work_dir finished, a dict each ([] if none)."""
+    path = Path(work_dir) / HISTORY if work_dir else None
+    return json.loads(path.read_text()) if path and path.exists() else []
+
+
+def resumable(work_dir, history):
+    """The callbacks that let train() resume in work_dir (none without one): after each epoch,
+    the history so far (`history`, which an earlier callback has just appended to) and a
+    checkpoint of the weights and optimizer (Keras' BackupAndRestore)."""
+    if not work_dir:
+        return []
+    keep_history = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: (
+        write_atomically(Path(work_dir) / HISTORY, json.dumps(history, indent=1))))
+    # Two alternating checkpoints: a signal during a save spoils neither. Kept after the last
+    # epoch too (until the model is saved): --resume then only saves.
+    return [keep_history, keras.callbacks.BackupAndRestore(
+        str(Path(work_dir) / "backup"), double_checkpoint=True, delete_checkpoint=False)]
+
+
+def left_as_it_was(model_dir):
+    """What a run that stops before its save leaves, in words."""
+    return f"{model_dir} is as it was" if is_model_dir(model_dir) else \
+        f"nothing was saved to {model_dir}"
+
+
+@contextlib.contextmanager
+def training_stops_explained(work_dir, model_dir):
+    """Training: Ctrl-C, SIGTERM or a divergence ends in one line saying what became of the
+    work (the finished epochs stay in work_dir for --resume; nothing of a diverged run does)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        done = len(read_history(work_dir))
+        if not done:
+            shutil.rmtree(work_dir, ignore_errors=True)
+            raise Interrupted(f"interrupted in the first epoch: {left_as_it_was(model_dir)}, and "
+                              "there is nothing to resume") from None
+        raise Interrupted(f"interrupted after {done} finished epoch{'s' * (done != 1)}: "
+                          f"{left_as_it_was(model_dir)}; run the same command with --resume to "
+                          "continue") from None
+    except TrainingDiverged as error:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        kept = "the saved model was not changed" if is_model_dir(model_dir) \
+            else "nothing was saved"
+        raise TrainingDiverged(f"{error}; {kept}") from None
+
+
+@contextlib.contextmanager
+def saving_stops_explained(model_dir):
+    """Evaluation and saving: Ctrl-C, SIGTERM or a failed write ends in one line; the work
+    folder keeps the trained weights, and --resume then only saves."""
+    try:
+        yield
+    except (KeyboardInterrupt, OSError) as error:
+        interrupted = isinstance(error, KeyboardInterrupt)
+        reason = "interrupted" if interrupted else f"failed ({error.strerror or error})"
+        raise (Interrupted if interrupted else UserError)(
+            f"saving the trained model {reason}: {left_as_it_was(model_dir)}; run the same "
+            "command with --resume to save it without training again") from None
+
+
+def recorded_seed(model_dirs):
+    """The seed an interrupted run into one of model_dirs used (its work folder's settings), or
+    the one the first of them was trained with; None if neither says."""
+    for model_dir in model_dirs:
+        settings = Path(f"{model_dir}.partial") / "settings.json"
+        if settings.is_file():
+            return json.loads(settings.read_text()).get("seed")
+    return read_metadata(model_dirs[0]).get("settings", {}).get("seed")
+
+
+def finished_run(model_dir, settings):
+    """The metadata of the model in model_dir if a run with these settings finished it (and
+    none is under way), else None: --resume does not train it again."""
+    if Path(f"{model_dir}.partial").exists():
+        return None
+    metadata = read_metadata(model_dir)
+    saved = metadata.get("settings", {})
+    return metadata if {key: saved.get(key) for key in settings} == settings else None

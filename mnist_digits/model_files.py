@@ -38,6 +38,23 @@ def check_model_dir(model_dir):
                          "choose a writable --model-dir") from None
 
 
+def saveable_copy(model, twin):
+    """The trained model as it is saved: its weights and optimizer state in `twin`, the same
+    network built with Keras' own layers in float32 (fast on any machine), outside any
+    tf.distribute strategy (whose predict would need every worker), and without float16's
+    loss scaling."""
+    twin.set_weights(model.get_weights())
+    optimizer = model.optimizer
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = optimizer.inner_optimizer
+    twin.compile(optimizer=optimizer.from_config(optimizer.get_config()), loss=model.loss,
+                 metrics=["accuracy"])
+    twin.optimizer.build(twin.trainable_variables)
+    for target, source in zip(twin.optimizer.variables, optimizer.variables):
+        target.assign(source)
+    return twin
+
+
 def new_sibling_dir(path):
     """An empty folder beside `path` with the permissions any mkdir gives (mkdtemp's are
     private, which would keep other users and serving containers from reading the model)."""
@@ -72,6 +89,13 @@ def save_model_dir(model, model_dir, metadata, reports=None):
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def generations(model_dir):
+    """[the metadata of the model in model_dir, that of the one kept before it]: None where
+    there is none."""
+    return [read_metadata(path) if is_model_dir(path) else None
+            for path in (model_dir, previous_dir(model_dir))]
 
 
 def previous_dir(model_dir):

@@ -50,133 +50,141 @@ def pixels_from_json(body):
 
 
 def make_server(answer, host, port, health, log_requests=False):
-    """A threading HTTP server: GET / the drawing page, POST /predict an image file's bytes or
-    JSON pixels, GET /healthz `health`. `answer(grey)` turns a grey picture into the JSON answer
-    (raising ValueError for one without a digit); one thread calls it, a picture at a time.
-    Errors are logged to stderr; each request too with `log_requests`."""
+    """A threading HTTP server (Server) on host:port. `answer(grey)` turns a grey picture into
+    the JSON answer (raising ValueError for one without a digit); GET /healthz answers
+    `health`. Errors are logged to stderr; each request too with `log_requests`."""
     if not 0 <= port <= 65535:
         raise ValueError(f"--port must be from 0 to 65535 (0: any free port), not {port}")
-    # Pictures are read one at a time, on one thread of their own: the threads of one process
-    # reading several at once only take turns with Python's interpreter lock, and cost about
-    # twice the CPU time (benchmarks/README.md). A large picture also needs a few hundred MB
-    # for a moment: one at a time, no more.
-    reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="picture-reader")
-    methods = {"/": ("GET", "HEAD"), "/healthz": ("GET", "HEAD"), "/predict": ("POST",)}
-    page = PAGE.read_bytes()
+    try:
+        return Server((host, port), answer, health, log_requests)
+    except OSError as error:
+        raise ValueError(f"cannot listen on {host}:{port} ({error.strerror}): choose another "
+                         "--port or --host") from None
 
-    def classify(body, content_type):
+
+class Server(http.server.ThreadingHTTPServer):
+    """A thread per connection (Handler); the pictures read one at a time on a thread of their
+    own: the threads of one process reading several at once only take turns with Python's
+    interpreter lock, and cost about twice the CPU time (benchmarks/README.md). A large
+    picture also needs a few hundred MB for a moment: one at a time, no more."""
+
+    daemon_threads = True
+    request_queue_size = 64  # the default 5 drops connections when many clients arrive
+
+    def __init__(self, address, answer, health, log_requests):
+        self.answer, self.health, self.log_requests = answer, health, log_requests
+        self.page = PAGE.read_bytes()
+        # Its thread starts with the first picture (serve_forever forks before any does).
+        self.reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="picture-reader")
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        super().__init__(address, Handler)  # binds: a port in use fails here, closing the server
+
+    def read_and_answer(self, body, content_type):
+        """The answer to a POST /predict body: an image file's bytes, or JSON pixels."""
         content_type = content_type.lower()
         if content_type.startswith("multipart/"):
             raise ValueError("send the image file's bytes as the body, not a form "
                              "(e.g. curl --data-binary @digit.png)")
         is_json = content_type.startswith("application/json") or body.lstrip().startswith(b"{")
+        read = pixels_from_json if is_json else decode_picture
+        return self.reader.submit(lambda: self.answer(read(body))).result()
 
-        def read_and_answer():
-            return answer(pixels_from_json(body) if is_json else decode_picture(body))
-        return reader.submit(read_and_answer).result()
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # else: the client left
+            super().handle_error(request, client_address)
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        timeout = 30  # seconds a client may leave its connection silent, so none holds a
-                      # thread for ever (each read has its own 30 s)
+    def server_close(self):
+        super().server_close()
+        self.reader.shutdown()
 
-        def reply(self, status, body, content_type="application/json"):
-            body = body if isinstance(body, bytes) else (json.dumps(body) + "\n").encode()
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            if status == 405:
-                self.send_header("Allow", ", ".join(methods[self.route]))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
 
-        def log_request(self, code="-", size="-"):
-            if log_requests or isinstance(code, int) and code >= 400:  # refusals, failures
-                super().log_request(code, size)
+class Handler(http.server.BaseHTTPRequestHandler):
+    """GET / the drawing page, POST /predict, GET /healthz (and HEAD of the GETs); anything
+    else refused with a JSON error."""
 
-        def refuse(self, status, message):
-            self.reply(status, {"error": message})
+    methods = {"/": ("GET", "HEAD"), "/healthz": ("GET", "HEAD"), "/predict": ("POST",)}
+    timeout = 30  # seconds a client may leave its connection silent, so none holds a thread
+                  # for ever (each read has its own 30 s)
 
-        def send_error(self, code, message=None, explain=None):
-            """http.server's own refusals (a malformed request), in JSON."""
-            if code == http.HTTPStatus.NOT_IMPLEMENTED:  # a method it has no do_ for: as any
-                return self.answer()                     # other the path does not take
-            self.log_error("code %d, message %s", code, message)
-            self.close_connection = True
-            self.refuse(code, message or http.HTTPStatus(code).phrase)
+    def reply(self, status, body, content_type="application/json"):
+        body = body if isinstance(body, bytes) else (json.dumps(body) + "\n").encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if status == 405:
+            self.send_header("Allow", ", ".join(self.methods[self.route]))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
-        @property
-        def route(self):
-            return self.path.partition("?")[0]
+    def log_request(self, code="-", size="-"):
+        if self.server.log_requests or isinstance(code, int) and code >= 400:  # refusals, failures
+            super().log_request(code, size)
 
-        def discard_body(self):
-            """Read the body after the answer (DISCARDED_BYTES), then close the connection."""
-            self.close_connection = True
-            left = min(self.content_length() or 0, DISCARDED_BYTES)
-            with contextlib.suppress(OSError):  # the client left, or went silent
-                while left > 0 and (piece := self.rfile.read(min(left, 1 << 16))):
-                    left -= len(piece)
+    def refuse(self, status, message):
+        self.reply(status, {"error": message})
 
-        def content_length(self):
-            length = self.headers.get("Content-Length", "")
-            return int(length) if length.isascii() and length.isdigit() else None
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own refusals (a malformed request), in JSON."""
+        if code == http.HTTPStatus.NOT_IMPLEMENTED:  # a method it has no do_ for: as any
+            return self.answer()                     # other the path does not take
+        self.log_error("code %d, message %s", code, message)
+        self.close_connection = True
+        self.refuse(code, message or http.HTTPStatus(code).phrase)
 
-        def answer(self):
-            if self.route not in methods or self.command not in methods[self.route]:
-                if self.route not in methods:
-                    self.refuse(404, f"no such page: {self.route}")
-                else:
-                    self.refuse(405, f"{self.command} is not allowed on {self.route}")
-                return self.discard_body()
-            if self.route == "/":
-                self.reply(200, page, "text/html; charset=utf-8")
-            elif self.route == "/healthz":
-                self.reply(200, health)
+    @property
+    def route(self):
+        return self.path.partition("?")[0]
+
+    def discard_body(self):
+        """Read the body after the answer (DISCARDED_BYTES), then close the connection."""
+        self.close_connection = True
+        left = min(self.content_length() or 0, DISCARDED_BYTES)
+        with contextlib.suppress(OSError):  # the client left, or went silent
+            while left > 0 and (piece := self.rfile.read(min(left, 1 << 16))):
+                left -= len(piece)
+
+    def content_length(self):
+        length = self.headers.get("Content-Length", "")
+        return int(length) if length.isascii() and length.isdigit() else None
+
+    def answer(self):
+        if self.route not in self.methods or self.command not in self.methods[self.route]:
+            if self.route not in self.methods:
+                self.refuse(404, f"no such page: {self.route}")
             else:
-                self.predict()
+                self.refuse(405, f"{self.command} is not allowed on {self.route}")
+            return self.discard_body()
+        if self.route == "/":
+            self.reply(200, self.server.page, "text/html; charset=utf-8")
+        elif self.route == "/healthz":
+            self.reply(200, self.server.health)
+        else:
+            self.predict()
 
-        def predict(self):
-            length = self.content_length()
-            if length is None:
-                return self.refuse(411, "a POST needs a Content-Length")
-            if length == 0:
-                return self.refuse(400, "the body is empty: send an image file's bytes (e.g. "
-                                        "curl --data-binary @digit.png) or JSON pixels")
-            if length > MAX_REQUEST_BYTES:
-                self.refuse(413, f"the body is over {MAX_REQUEST_BYTES:,} bytes: send a "
-                                 "smaller picture (a digit needs no more than 1,000 pixels a "
-                                 "side), or read a large photo with predict")
-                return self.discard_body()
-            body = self.rfile.read(length)
-            try:
-                answer = classify(body, self.headers.get("Content-Type", ""))
-            except ValueError as error:
-                return self.refuse(400, str(error))
-            except Exception as error:  # a bug of ours: the client still gets an answer
-                self.log_error("POST /predict failed: %r", error)
-                return self.refuse(500, "the server failed on this request")
-            self.reply(200, answer)
+    def predict(self):
+        length = self.content_length()
+        if length is None:
+            return self.refuse(411, "a POST needs a Content-Length")
+        if length == 0:
+            return self.refuse(400, "the body is empty: send an image file's bytes (e.g. "
+                                    "curl --data-binary @digit.png) or JSON pixels")
+        if length > MAX_REQUEST_BYTES:
+            self.refuse(413, f"the body is over {MAX_REQUEST_BYTES:,} bytes: send a "
+                             "smaller picture (a digit needs no more than 1,000 pixels a "
+                             "side), or read a large photo with predict")
+            return self.discard_body()
+        body = self.rfile.read(length)
+        try:
+            answer = self.server.read_and_answer(body, self.headers.get("Content-Type", ""))
+        except ValueError as error:
+            return self.refuse(400, str(error))
+        except Exception as error:  # a bug of ours: the client still gets an answer
+            self.log_error("POST /predict failed: %r", error)
+            return self.refuse(500, "the server failed on this request")
+        self.reply(200, answer)
 
-        do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = answer
-
-    class Server(http.server.ThreadingHTTPServer):
-        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        daemon_threads = True
-        request_queue_size = 64  # the default 5 drops connections when many clients arrive
-
-        def handle_error(self, request, client_address):
-            if not isinstance(sys.exc_info()[1], ConnectionError):  # else: the client left
-                super().handle_error(request, client_address)
-
-        def server_close(self):
-            super().server_close()
-            reader.shutdown()
-
-    try:
-        return Server((host, port), Handler)
-    except OSError as error:
-        raise ValueError(f"cannot listen on {host}:{port} ({error.strerror}): choose another "
-                         "--port or --host") from None
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = answer
 
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}

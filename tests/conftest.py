@@ -1,17 +1,20 @@
 """Shared fixtures: the real MNIST data (small slices of it) and a way to run the program."""
 
+import contextlib
 import gzip
 import io
 import os
+import socket
 import struct
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mnist_digits import classifier, mnist_files
+from mnist_digits import classifier, mnist_files, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "mnist_digit_recognition.py"
@@ -365,3 +368,36 @@ CORRUPT_DATA = [
                                             array=lambda a: a["y_train"][:-1])),
      ["600 train images but 599 labels"]),
 ]
+
+
+# --- A server in this process -------------------------------------------------------------
+
+HEALTH = {"status": "ok", "model": "the shipped one"}
+
+
+@contextlib.contextmanager
+def running_server(model):
+    """make_server on 127.0.0.1 and a free port, serving from a daemon thread. On leaving, it
+    is gone as a stopped process is: no longer listening, and no connection it accepted left
+    open (a browser opens connections ahead of need, and would send its next request on one)."""
+    server = serve.make_server(classifier.picture_answerer(model), "127.0.0.1", 0, HEALTH)
+    accepted = []
+    get_request = server.get_request
+
+    def get_request_kept():
+        connection, address = get_request()
+        accepted.append(connection)
+        return connection, address
+
+    server.get_request = get_request_kept
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+        for connection in accepted:
+            with contextlib.suppress(OSError):  # most are closed already
+                connection.shutdown(socket.SHUT_RDWR)

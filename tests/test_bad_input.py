@@ -187,7 +187,7 @@ CASES = [
       "delete that folder"], USAGE),
     ("tensorboard logs into a file", tensorboard_into_a_file,
      ["cannot write TensorBoard logs to", "notes.txt", "choose another --tensorboard DIR"], USAGE),
-    # data files: the broken ones of conftest.CORRUPT_DATA (tests/test_data.py reads them too)
+    # data files: the broken ones of conftest.CORRUPT_DATA (tests/test_mnist_files.py reads them too)
     ("data path missing", data_case(lambda d, a: d / "nowhere.npz"),
      ["MNIST data not found at", "nowhere.npz (--data)", "pass --data PATH"], USAGE),
     *[(name, data_case(build), words, FAILURE) for name, build, words in CORRUPT_DATA],

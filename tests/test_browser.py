@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from test_serve import running_server
+from conftest import running_server
 
 try:
     from selenium import webdriver

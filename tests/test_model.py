@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import mnist_digit_recognition as mdr
-from mnist_digits import hardware
+from mnist_digits import hardware, model_files
 from conftest import expected_precisions
 
 
@@ -132,7 +132,7 @@ def test_saveable_copy_is_float32_with_the_same_weights_and_optimizer_state(smal
     model = mdr.compile_model(mdr.build_model_for(recipe, "mixed_bfloat16", fused_batchnorm=True),
                               recipe)
     model.fit(x_train[:64], y_train[:64], batch_size=32, epochs=1, verbose=0)
-    copy = mdr.saveable_copy(model, recipe)
+    copy = model_files.saveable_copy(model, mdr.build_model_for(recipe, "float32"))
     assert layer_kinds(copy) == layer_kinds(mdr.build_model("cnn"))
     assert all(layer.dtype_policy.name == "float32" for layer in copy.layers)
     for a, b in zip(model.get_weights(), copy.get_weights()):
@@ -151,7 +151,7 @@ def test_float16_training_gets_loss_scaling_and_saves_without_it(small_npz):
     model = mdr.compile_model(mdr.build_model_for(recipe, "mixed_float16"))
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     model.fit(x_train[:64], y_train[:64], batch_size=32, epochs=1, verbose=0)
-    copy = mdr.saveable_copy(model, recipe)
+    copy = model_files.saveable_copy(model, mdr.build_model_for(recipe, "float32"))
     assert isinstance(copy.optimizer, keras.optimizers.Adam)
     assert int(copy.optimizer.iterations.numpy()) == 2
     assert not isinstance(mdr.compile_model(mdr.build_model("mlp")).optimizer,

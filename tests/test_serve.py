@@ -26,42 +26,13 @@ from PIL import Image
 
 from mnist_digits import classifier, model_files, serve
 from mnist_digits.pictures import NOT_AN_IMAGE
-from conftest import SCRIPT, SHIPPED, missing, our_stderr_lines, run_main
+from conftest import HEALTH, SCRIPT, SHIPPED, missing, our_stderr_lines, run_main, running_server
 
-HEALTH = {"status": "ok", "model": "the shipped one"}
 
 
 @pytest.fixture(scope="module")
 def model(shipped_classifier):
     return shipped_classifier  # what serve runs: model.tflite on LiteRT
-
-
-@contextlib.contextmanager
-def running_server(model):
-    """make_server on 127.0.0.1 and a free port, serving from a daemon thread. On leaving, it
-    is gone as a stopped process is: no longer listening, and no connection it accepted left
-    open (a browser opens connections ahead of need, and would send its next request on one)."""
-    server = serve.make_server(classifier.picture_answerer(model), "127.0.0.1", 0, HEALTH)
-    accepted = []
-    get_request = server.get_request
-
-    def get_request_kept():
-        connection, address = get_request()
-        accepted.append(connection)
-        return connection, address
-
-    server.get_request = get_request_kept
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
-        for connection in accepted:
-            with contextlib.suppress(OSError):  # most are closed already
-                connection.shutdown(socket.SHUT_RDWR)
 
 
 @pytest.fixture(scope="module")

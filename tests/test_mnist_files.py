@@ -1,4 +1,5 @@
-"""Loading MNIST from both layouts, and refusing broken files with one clear message."""
+"""mnist_digits/mnist_files.py: loading MNIST from both layouts, and refusing broken files with
+one clear message."""
 
 import os
 import shutil

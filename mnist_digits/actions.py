@@ -1,0 +1,118 @@
+"""The actions that read a saved model: evaluate (its flags and what it prints; the script
+scores the model), predict and serve (flags and what they run)."""
+
+import json
+import sys
+
+from . import figures, serve
+from .classifier import answer_digits, load_classifier, picture_answerer, read_picture
+from .cli import ArgumentParser, add_data_flag, add_model_dir_flag, print_table, whole_number
+from .errors import UsageError, UserError
+from .mnist_files import NUM_CLASSES
+from .model_files import read_metadata, resolve_model_dir
+
+
+def build_evaluate_parser(prog):
+    parser = ArgumentParser(prog=prog, description="Test loss, accuracy, per-digit accuracy and "
+                            "confusion matrix of a saved model; redraws its confusion_matrix.png, "
+                            "misclassified.png and training_curves.png.")
+    add_data_flag(parser)
+    add_model_dir_flag(parser)
+    return parser
+
+
+def build_predict_parser(prog):
+    parser = ArgumentParser(prog=prog, description="Classify digit pictures (PNG, JPEG, BMP, "
+                            "GIF; any size, colour or grey, either polarity). A picture with "
+                            "several digits gets its main one (the tallest), and all of them "
+                            "left to right.")
+    parser.add_argument("files", nargs="+", metavar="FILE", help="image files to classify")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object per file instead of text (with \"error\" "
+                             "for a file that cannot be read)")
+    add_model_dir_flag(parser)
+    return parser
+
+
+def build_serve_parser(prog):
+    parser = ArgumentParser(prog=prog, description="Serve a page to draw digits on and see the "
+                            "model's probabilities, and POST /predict (an image file's bytes or "
+                            'JSON {"pixels": 28 rows of 28 numbers 0-255}). Ctrl-C stops it.')
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: 127.0.0.1, this machine only)")
+    parser.add_argument("--port", type=whole_number(0, 65535), default=8000,
+                        help="TCP port to listen on; 0 picks a free one (default: %(default)s)")
+    parser.add_argument("--log-requests", action="store_true",
+                        help="print a line per request (default: only those refused or failed)")
+    add_model_dir_flag(parser)
+    return parser
+
+
+def print_evaluation(model_dir, results):
+    """What `evaluate` prints: the scores, per digit, and the confusion matrix."""
+    print_table([("model", str(model_dir)), ("test loss", f"{results['test_loss']:.4f}"),
+                 ("test accuracy", f"{results['test_accuracy']:.2%}"),
+                 *[(f"digit {digit}", f"{accuracy:.2%}")
+                   for digit, accuracy in results["per_digit_accuracy"].items()]])
+    print(confusion_matrix_text(results["confusion_matrix"]), flush=True)
+
+
+def confusion_matrix_text(confusion):
+    """The confusion matrix as lines of text: rows the true digit, columns the predicted."""
+    lines = ["true \\ predicted " + "".join(f"{d:>6}" for d in range(NUM_CLASSES))]
+    lines += [f"{true:>16} " + "".join(f"{n:>6}" for n in row)
+              for true, row in enumerate(confusion)]
+    return "\n".join(lines)
+
+
+def redraw_reports(model_dir, results, x_test, y_test, probabilities):
+    """`evaluate`: the model directory's pictures drawn anew; a warning if one cannot be."""
+    failures = figures.draw_reports(model_dir, results, x_test, y_test, probabilities,
+                                    history=read_metadata(model_dir).get("history"))
+    if failures:
+        error = next(iter(failures.values()))
+        print(f"warning: could not write {', '.join(failures)} in {model_dir} "
+              f"({error.strerror or error}); the scores above stand", file=sys.stderr)
+
+
+def run_predict(args):
+    classify = load_classifier(resolve_model_dir(args.model_dir))
+    failed = 0
+    for path in args.files:  # each answer as soon as it is known, in the order of the files
+        try:
+            digits, main = read_picture(path)
+        except UserError as error:
+            failed += 1
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            if args.json:
+                print(json.dumps({"file": path, "error": str(error)}), flush=True)
+            continue
+        answer = answer_digits(classify, digits, main)
+        if args.json:
+            print(json.dumps({"file": path, **answer}), flush=True)
+        else:
+            several = (f"; {len(digits)} digits found, left to right "
+                       f"{''.join(map(str, answer['digits']))}") if len(digits) > 1 else ""
+            print(f"{path}: {answer['digit']} ({answer['probability']:.1%}){several}", flush=True)
+    return 1 if failed else 0
+
+
+def run_serve(args):
+    model_dir = resolve_model_dir(args.model_dir)
+    classify = load_classifier(model_dir)
+    metadata = read_metadata(model_dir)
+    try:
+        server = serve.make_server(picture_answerer(classify), args.host, args.port, {
+            "status": "ok", "model": str(model_dir), "arch": metadata.get("model", {}).get("arch"),
+            "test_accuracy": metadata.get("test_accuracy")}, log_requests=args.log_requests)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if not serve.is_loopback(args.host):
+        print(f"warning: serving on {args.host}, beyond this machine, without authentication: "
+              "anyone who can reach it can use it", file=sys.stderr)
+    host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address
+    print(f"Serving {model_dir} on http://{host}:{server.server_port}/ (Ctrl-C stops it)",
+          flush=True)
+    serve.serve_forever(server, serve.serving_processes())
+    print("Server stopped.", flush=True)
+    return 0
