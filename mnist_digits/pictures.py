@@ -34,6 +34,7 @@ SHARPEN = 0.5  # a soft digit's detail (what a 1-pixel blur takes away at MNIST'
 MIN_NOISE_FLOOR = 0.5 / 255  # a clean picture's faintest ink is ink
 MNIST_STROKE = 0.14  # MNIST's median stroke width, as a fraction of the digit's longer side
 MNIST_SIZE, MNIST_BOX = 28, 20  # MNIST's digits: 28x28, the ink fitted into a 20x20 box
+MNIST_CENTRED = 0.75  # ...its centre of mass this close to the centre (pixels, each way)
 SURE_INK = 0.4  # ink above this share of the typical ink's level is surely ink: strokes, not
                 # the paper's noise or their own soft edges
 SPECK = 0.02  # a piece of ink under this share of the largest piece's pixels is a speck
@@ -81,7 +82,11 @@ def decode_picture(data):
 def find_digits(grey):
     """The digits in a grey picture (either polarity), left to right, each in MNIST's form
     (K, 28, 28), and the index of the main one: the tallest (then the one with most ink).
-    Soft strokes are told apart on the whole picture: all its digits are sharpened, or none."""
+    Soft strokes are told apart on the whole picture: all its digits are sharpened, or none.
+    A picture already in MNIST's form is its own digit, as it is (in_mnist_form)."""
+    as_is = in_mnist_form(grey)
+    if as_is is not None:
+        return as_is[np.newaxis], 0
     ink, mask, soft = separate_ink(ink_at_digit_scale(reduce_to_work_size(grey)))
     ink, mask = remove_ruled_lines(ink, mask)
     groups = group_into_digits(mask)
@@ -93,6 +98,26 @@ def find_digits(grey):
     digits = [digit_ink(ink, group, pieces, count, all_digits & ~group) for group in groups]
     digits = [to_mnist_form(thicken_thin_strokes(digit), sharpen=soft) for digit in digits]
     return np.stack(digits), max(range(len(sizes)), key=sizes.__getitem__)
+
+
+def in_mnist_form(grey):
+    """The picture's ink if it is already an MNIST digit, else None: 28x28, light on black or
+    dark on white, its ink fitted to the 20x20 box (its longer side 19 or 20 pixels, as all of
+    MNIST's 70,000 are) and its centre of mass within MNIST_CENTRED of the centre (MNIST's are
+    within 0.52 pixels). An 8-bit picture's ink is then exactly the array of MNIST's pixels
+    (x / 255), whichever its polarity."""
+    if grey.shape != (MNIST_SIZE, MNIST_SIZE):
+        return None
+    ink = grey if np.median(grey) < 0.5 else 1 - grey
+    rows, cols = np.nonzero(ink)
+    if rows.size == 0 or not MNIST_BOX - 1 <= max(np.ptp(rows), np.ptp(cols)) + 1 <= MNIST_BOX:
+        return None
+    if max(abs(c - MNIST_SIZE / 2) for c in ndimage.center_of_mass(ink)) > MNIST_CENTRED:
+        return None
+    levels = np.round(ink * 255)
+    if np.abs(ink * 255 - levels).max() < 1e-3:  # 8 bits: inverting them left float noise
+        ink = levels.astype(np.float32) / 255
+    return ink.astype(np.float32)
 
 
 def reduce_to_work_size(grey):

@@ -12,7 +12,7 @@ from scipy import ndimage
 
 import mnist_digit_recognition as mdr
 from benchmarks import pictures as benchmark
-from mnist_digits import model_files, pictures
+from mnist_digits import mnist_files, model_files, pictures
 from mnist_digits.pictures import decode_picture, find_digits
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,12 +60,30 @@ def disk_digit(size=28, outer=9.0, inner=5.0):
 # --- A clean picture is read as its array ----------------------------------------------------
 
 @pytest.mark.parametrize("dark_on_white", [False, True])
-def test_a_28px_mnist_picture_is_read_as_exactly_its_array(test_digits, dark_on_white):
+def test_a_28px_mnist_picture_is_read_as_exactly_its_array(test_digits, full_arrays,
+                                                          dark_on_white):
+    """Bit for bit, as the network gets the arrays (x / 255), either polarity: test digit 6561,
+    a faint 7, read from the file through the picture steps was a 1."""
     x, _ = test_digits
-    for digit in x[:100]:
+    for digit in [*x, full_arrays["x_test"][6561]]:
         pixels = 255 - digit if dark_on_white else digit
         read = read_bytes(encoded(Image.fromarray(pixels)))
-        np.testing.assert_allclose(read, digit / 255, atol=1e-6)
+        np.testing.assert_array_equal(read, mnist_files.normalize_images(digit)[..., 0])
+
+
+def test_a_28px_picture_not_in_mnists_form_goes_through_the_steps(test_digits):
+    """A small digit in a 28x28 picture, or one off centre, is fitted and centred as MNIST's
+    are; only a digit already fitted and centred is taken as it is."""
+    digit = test_digits[0][0]
+    small = np.zeros((28, 28), np.uint8)
+    small[7:21, 7:21] = np.asarray(Image.fromarray(digit[4:24, 4:24]).resize((14, 14)))
+    shifted = np.roll(digit, 3, axis=1)
+    for pixels in (small, shifted):
+        assert pictures.in_mnist_form(pixels / 255) is None
+        read = read_bytes(encoded(Image.fromarray(pixels)))
+        rows, cols = np.nonzero(read)
+        assert max(np.ptp(rows), np.ptp(cols)) + 1 >= 19  # fitted to the 20x20 box
+        assert np.abs(np.array(ndimage.center_of_mass(read)) - 14).max() <= 0.75
 
 
 def test_bold_digits_once_refused_as_blank_are_read(full_arrays):
