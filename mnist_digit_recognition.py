@@ -120,20 +120,13 @@ def load_mnist(path=None, arrays=None):
             (mnist_files.normalize_images(arrays["x_test"]), arrays["y_test"]))
 
 
-def validation_size(n_images, validation_split):
-    """How many of n_images the validation split holds out (at least one when asked for)."""
-    if validation_split == 0:
-        return 0
-    n_val = max(1, round(n_images * validation_split))
-    if n_val >= n_images:
-        raise UsageError(f"{count(n_images, 'training image')} are too few for --validation-split "
-                         f"{validation_split}: use more images or a smaller split")
-    return n_val
-
-
 def split_validation(x, y, validation_split):
-    """Hold out the last `validation_split` of the training images, as Keras' fit does."""
-    n_val = validation_size(len(x), validation_split)
+    """((x_fit, y_fit), (x_val, y_val)): the last `validation_split` of the training images
+    held out (at least one when asked for), as Keras' fit does; validation None without."""
+    n_val = max(1, round(len(x) * validation_split)) if validation_split else 0
+    if n_val >= len(x):
+        raise UsageError(f"{count(len(x), 'training image')} are too few for --validation-split "
+                         f"{validation_split}: use more images or a smaller split")
     if n_val == 0:
         return (x, y), None
     return (x[:-n_val], y[:-n_val]), (x[-n_val:], y[-n_val:])
@@ -216,26 +209,24 @@ def compile_model(model, recipe=RECIPE):
 # Augmentation
 # ---------------------------------------------------------------------------------------------
 
-def make_augmenter(recipe=RECIPE, seed=None):
-    """ImageDataGenerator's random rotation, zoom and shift as one function on a batch.
+def make_augmenter(recipe=RECIPE):
+    """ImageDataGenerator's random rotation, zoom and shift as one function on a batch,
+    augment(images, seed): the same seed (two integers), the same transforms.
 
     Keras' RandomRotation, RandomZoom and RandomTranslation layers would resample each image
     three times, blurring it a little each time (measured: test loss 0.030 against 0.023 after
     6 epochs); this composes the three into one affine transform and resamples once, as
     ImageDataGenerator does, at half the cost. The nearest edge pixel fills the corners.
     """
-    seeds = keras.random.SeedGenerator(seed)
     rotation, zoom, shift = recipe.rotation_range, recipe.zoom_range, recipe.shift_range
 
-    def augment(images):
-        batch, height, width = keras.ops.shape(images)[0], images.shape[1], images.shape[2]
-
-        def uniform(limit, centre=0.0):
-            return keras.random.uniform((batch,), centre - limit, centre + limit, seed=seeds)
-
-        angle = uniform(rotation) * (math.pi / 180)
-        zoom_x, zoom_y = uniform(zoom, 1.0), uniform(zoom, 1.0)
-        shift_x, shift_y = uniform(shift) * width, uniform(shift) * height
+    def augment(images, seed):
+        batch, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
+        # Each image's rotation, two zooms and two shifts, uniform in [-1, 1] times their range
+        draws = tf.random.stateless_uniform((5, batch), seed, -1.0, 1.0)
+        angle = draws[0] * rotation * (math.pi / 180)
+        zoom_x, zoom_y = 1 + draws[1] * zoom, 1 + draws[2] * zoom
+        shift_x, shift_y = draws[3] * shift * width, draws[4] * shift * height
         # Each output pixel samples the input at centre + rotation @ zoom @ (out - centre) + shift.
         cos, sin = keras.ops.cos(angle), keras.ops.sin(angle)
         a0, a1, b0, b1 = cos * zoom_x, -sin * zoom_y, sin * zoom_x, cos * zoom_y
@@ -258,13 +249,20 @@ def make_image_data_generator(recipe=RECIPE):
                               height_shift_range=recipe.shift_range, fill_mode="nearest")
 
 
-def make_train_dataset(x, y, batch_size, augmenter=None, seed=None):
-    """Shuffled batches, augmented in the tf.data graph in parallel with training."""
-    dataset = tf.data.Dataset.from_tensor_slices((x, y))
-    dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
-    if augmenter is not None:
-        dataset = dataset.map(lambda images, labels: (augmenter(images), labels),
-                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)
+def make_train_dataset(x, y, batch_size, augmenter, seeds):
+    """The batches of each epoch one after the other, each epoch shuffled and augmented from
+    its own seeds (interruption.epoch_seeds: a resumed run continues the same streams);
+    augmented in the tf.data graph in parallel with training."""
+    images = tf.data.Dataset.from_tensor_slices((x, y))
+
+    def epoch(seed):
+        batches = images.shuffle(len(x), seed=seed[0]).batch(batch_size)
+        if augmenter is None:
+            return batches
+        return batches.enumerate().map(
+            lambda step, batch: (augmenter(batch[0], tf.stack([seed[1], step])), batch[1]),
+            num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = tf.data.Dataset.from_tensor_slices(seeds).flat_map(epoch)
     return hardware.shard_by_data(dataset.prefetch(tf.data.AUTOTUNE))
 
 
@@ -282,7 +280,7 @@ def augmented_examples(x, recipe=RECIPE, versions=7, seed=0):
                                                       shuffle=False, seed=seed)
         augmented = next(flow)
     else:
-        augmented = np.asarray(make_augmenter(recipe, seed)(tf.constant(repeated)))
+        augmented = np.asarray(make_augmenter(recipe)(tf.constant(repeated), [seed, 0]))
     augmented = augmented.reshape(len(x), versions, 28, 28)
     return np.concatenate([x.reshape(len(x), 1, 28, 28), augmented], axis=1)
 
@@ -348,40 +346,45 @@ def train(model, x_train, y_train, recipe=RECIPE, *, work_dir=None, callbacks=()
 
     The validation split drives ReduceLROnPlateau, on top of learning_rate_schedule. With a
     `work_dir`, a checkpoint after every epoch and the history so far are kept there, and
-    calling train again with it resumes an interrupted run (interruption.resumable). Ctrl-C and
-    SIGTERM raise KeyboardInterrupt at the end of the step under way.
+    calling train again with it resumes an interrupted run as if it had never stopped (each
+    epoch's random streams come from its own seeds). Ctrl-C and SIGTERM raise KeyboardInterrupt
+    at the end of the step under way.
     """
     (x_fit, y_fit), validation = split_validation(x_train, y_train, recipe.validation_split)
     if verbose is None:  # a live progress bar on a terminal, a line per epoch in a log file
         verbose = 1 if sys.stdout.isatty() else 2
+    first_epoch = interruption.restore(model, work_dir, recipe.epochs)  # 0 unless resumed
+    seeds = interruption.epoch_seeds(recipe.seed, recipe.epochs)
     if recipe.augment and recipe.augmentation_engine == "imagedatagenerator":
-        train_data = make_image_data_generator(recipe).flow(
-            x_fit, y_fit, batch_size=recipe.batch_size, shuffle=True, seed=recipe.seed)
+        train_data = interruption.EpochFlows(make_image_data_generator(recipe), x_fit, y_fit,
+                                             recipe.batch_size, seeds[first_epoch:])
     else:
-        augmenter = make_augmenter(recipe, recipe.seed) if recipe.augment else None
-        train_data = make_train_dataset(x_fit, y_fit, recipe.batch_size, augmenter, recipe.seed)
+        augmenter = make_augmenter(recipe) if recipe.augment else None
+        train_data = make_train_dataset(x_fit, y_fit, recipe.batch_size, augmenter,
+                                        seeds[first_epoch:])
 
     def stop_if_diverged(batch, logs):
         if not logs.get("loss", 0.0) < DIVERGED_LOSS:  # NaN is not below it either
             model.stop_training = True
 
-    history = interruption.read_history(work_dir)  # the epochs an interrupted run finished
+    history = interruption.read_history(work_dir)[:first_epoch]
     late_dropout, restore_dropout = dropout_from_epoch(model, recipe.resolved().dropout_from_epoch)
+    # After the scheduler: it logs the rate each epoch ran at, before the plateau cuts it.
+    plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss" if validation else "loss",
+                                                factor=recipe.lr_factor,
+                                                patience=recipe.plateau_patience,
+                                                min_lr=recipe.min_learning_rate)
     standard_callbacks = [
-        late_dropout,
-        keras.callbacks.LearningRateScheduler(learning_rate_schedule(recipe)),
-        # After the scheduler: it logs the rate each epoch ran at, before it cuts it.
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss" if validation else "loss",
-                                          factor=recipe.lr_factor,
-                                          patience=recipe.plateau_patience,
-                                          min_lr=recipe.min_learning_rate),
+        late_dropout, interruption.reseeded_dropout(model, seeds),
+        keras.callbacks.LearningRateScheduler(learning_rate_schedule(recipe)), plateau,
         keras.callbacks.LambdaCallback(on_train_batch_end=stop_if_diverged),
         epoch_logger(history),
-        *interruption.resumable(work_dir, history),
+        *([interruption.EpochCheckpoint(work_dir, history, plateau)] if work_dir else []),
     ]
     try:
         with interruption.stop_between_steps() as stopper:
-            model.fit(train_data, epochs=recipe.epochs, shuffle=False, verbose=verbose,
+            model.fit(train_data, initial_epoch=first_epoch, epochs=recipe.epochs, shuffle=False,
+                      steps_per_epoch=math.ceil(len(x_fit) / recipe.batch_size), verbose=verbose,
                       validation_data=make_eval_dataset(*validation) if validation else None,
                       callbacks=[stopper] + standard_callbacks + list(callbacks))
     finally:
@@ -537,11 +540,12 @@ def train_evaluate_save(args, strategy, callbacks=()):
             raise UsageError(f"--train-size {args.train_size:,} is more than the "
                              f"{len(x_train):,} training images")
         x_train, y_train = x_train[:args.train_size], y_train[:args.train_size]
-    n_val = validation_size(len(x_train), recipe.validation_split)
-    if recipe.batch_size > len(x_train) - n_val:
+    (x_fit, _), _ = split_validation(x_train, y_train, recipe.validation_split)
+    n_val = len(x_train) - len(x_fit)
+    if recipe.batch_size > len(x_fit):
         raise UsageError(f"--batch-size {recipe.batch_size:,} is more than the "
-                         f"{count(len(x_train) - n_val, 'image')} to train on: one step per epoch "
-                         "would learn next to nothing; use a smaller --batch-size")
+                         f"{count(len(x_fit), 'image')} to train on: one step per epoch would "
+                         "learn next to nothing; use a smaller --batch-size")
     work_dir = interruption.prepare_work_dir(args.model_dir, training_settings(args), args.resume,
                                              None if chief else hardware.worker_name(strategy))
     if args.seed is not None:
@@ -551,7 +555,7 @@ def train_evaluate_save(args, strategy, callbacks=()):
     with strategy.scope():
         model = compile_model(build_model_for(recipe, policy, fused_batchnorm=True), recipe)
     print(f"Training {recipe.arch} ({model.count_params():,} parameters) on "
-          f"{len(x_train) - n_val:,} images, validating on {n_val:,}; "
+          f"{len(x_fit):,} images, validating on {n_val:,}; "
           f"{hardware.describe_device()}, {policy}, {hardware.describe_distribution(strategy)}",
           flush=True)
     if args.tensorboard and chief:
@@ -582,7 +586,7 @@ def train_evaluate_save(args, strategy, callbacks=()):
             "history": history,
             "data": {"source": str(args.data) if args.data else "keras download",
                      "sha256": mnist_files.mnist_checksum(arrays),
-                     "train_images": len(x_train) - n_val, "validation_images": n_val,
+                     "train_images": len(x_fit), "validation_images": n_val,
                      "test_images": len(x_test)},
             "versions": hardware.library_versions(),
             "wall_seconds": round(time.perf_counter() - started, 1),

@@ -123,7 +123,7 @@ def run_one(name, seed, data):
         result["parameters"] = model.count_params()
         result["history"] = mdr.train(model, x_train, y_train, recipe, verbose=2,
                                       callbacks=[observer])
-        result["train_images"] = len(x_train) - mdr.validation_size(len(x_train), 0.1)
+        result["train_images"] = len(mdr.split_validation(x_train, y_train, 0.1)[0][0])
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
     result["test_accuracy"] = result["epochs"][-1]["test_accuracy"]
     write_json(RESULTS / f"{name}-seed{seed}.json", result)

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import mnist_digit_recognition as mdr  # noqa: E402
-from mnist_digits import classifier, hardware, model_files
+from mnist_digits import classifier, hardware, interruption, model_files
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from default_network import build_candidate  # noqa: E402
@@ -57,8 +57,9 @@ def make_run(x, y, changes, strided_kernel, mixed_precision, batchnorm, seed=0):
         data = mdr.make_image_data_generator(recipe).flow(x, y, batch_size=recipe.batch_size,
                                                           seed=seed)
     else:
-        augmenter = mdr.make_augmenter(recipe, seed) if recipe.augment else None
-        data = mdr.make_train_dataset(x, y, recipe.batch_size, augmenter, seed).repeat()
+        augmenter = mdr.make_augmenter(recipe) if recipe.augment else None
+        data = mdr.make_train_dataset(x, y, recipe.batch_size, augmenter,
+                                      interruption.epoch_seeds(seed, 1)).repeat()
     return model, data, policy, recipe.batch_size
 
 
@@ -97,7 +98,8 @@ def measure_augmentation_alone(x, y, batches=300):
     core for ImageDataGenerator (a Python loop) and in tf.data's threads for the layers engine:
     the ceiling each engine puts on an accelerator that trains faster than that."""
     generator = mdr.make_image_data_generator().flow(x, y, batch_size=32, seed=0)
-    dataset = iter(mdr.make_train_dataset(x, y, 32, mdr.make_augmenter(seed=0), seed=0).repeat())
+    dataset = iter(mdr.make_train_dataset(x, y, 32, mdr.make_augmenter(),
+                                          interruption.epoch_seeds(0, 1)).repeat())
     engines = {"imagedatagenerator": lambda i: generator[i % len(generator)],
                "layers": lambda i: next(dataset)}
     speeds = {}

@@ -1,18 +1,24 @@
-"""Ctrl-C and SIGTERM during a run, and the work folder an interrupted run leaves for
---resume (its checkpoint, history and settings)."""
+"""Ctrl-C and SIGTERM during a run, and --resume: the work folder an interrupted run leaves
+(its settings, the weights and optimizer after each epoch, the history and the learning-rate
+plateau's state) and the random streams a resumed run continues exactly (each epoch's seeds
+derived from the run's seed and the epoch)."""
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import threading
 from pathlib import Path
 
+import numpy as np
+
 from .errors import Interrupted, TrainingDiverged, UsageError, UserError
 from .lazy import keras
 from .model_files import is_model_dir, read_metadata, write_atomically
 
-HISTORY = "history.json"  # in the work folder: the epochs finished so far
+PROGRESS = "progress.json"  # in the work folder: the epochs finished, history, plateau state
+PLATEAU_STATE = ("best", "wait", "cooldown_counter")  # what ReduceLROnPlateau keeps
 
 def signals_to_handle(*numbers):
     """Those of the signals this code may handle: none outside the main thread (signals reach
@@ -70,9 +76,9 @@ def stop_between_steps():
 
 
 def prepare_work_dir(model_dir, settings, resume, worker=None):
-    """The folder of an in-progress run, `<model-dir>.partial`: checkpoint, history, and the
-    settings that define the run (which --resume must repeat). Each other worker of a cluster
-    keeps its own, `<model-dir>.worker-N.partial`."""
+    """The folder of an in-progress run, `<model-dir>.partial`: its checkpoint and progress
+    (EpochCheckpoint), and the settings that define the run (which --resume must repeat).
+    Each other worker of a cluster keeps its own, `<model-dir>.worker-N.partial`."""
     suffix = f".{worker.replace(' ', '-')}.partial" if worker else ".partial"
     work_dir = Path(f"{Path(model_dir)}{suffix}")
     settings_file = work_dir / "settings.json"
@@ -87,7 +93,7 @@ def prepare_work_dir(model_dir, settings, resume, worker=None):
             raise UsageError("--resume: the interrupted run used " + ", ".join(differences) +
                              ": repeat its command with --resume")
         return work_dir
-    if (work_dir / "backup").exists():
+    if (work_dir / PROGRESS).exists():
         raise UsageError(f"an interrupted run is saved in {work_dir}: add --resume to continue "
                          "it, or delete that folder to start afresh")
     shutil.rmtree(work_dir, ignore_errors=True)
@@ -96,24 +102,106 @@ def prepare_work_dir(model_dir, settings, resume, worker=None):
     return work_dir
 
 
+def epoch_seeds(seed, epochs):
+    """(epochs, 3) integers: for each epoch, the seeds of its shuffle, its augmentation and its
+    dropout, derived from the run's seed and the epoch (NumPy's SeedSequence): a resumed run
+    rebuilds the streams of the epochs it has left. No seed: a new run each time."""
+    seed = int.from_bytes(os.urandom(4), "little") if seed is None else seed
+    return np.array([np.random.SeedSequence([seed, epoch]).generate_state(3) % 2**31
+                     for epoch in range(epochs)], np.int64).reshape(epochs, 3)
+
+
+def reseeded_dropout(model, seeds):
+    """A callback that gives every Dropout layer the stream of masks of each epoch's dropout
+    seed (seeds: epoch_seeds), where Keras would go on from the stream's state in this
+    process (which a checkpoint does not keep)."""
+    layers = [layer for layer in model.layers if getattr(layer, "seed_generator", None)]
+
+    def on_epoch_begin(epoch, logs):
+        for number, layer in enumerate(layers):
+            layer.seed_generator.state.assign([int(seeds[epoch, 2]) + number, 0])
+    return keras.callbacks.LambdaCallback(on_epoch_begin=on_epoch_begin)
+
+
+class EpochFlows(keras.utils.PyDataset):
+    """ImageDataGenerator's flow over (x, y), a new one each epoch from the epoch's shuffle
+    seed (seeds: epoch_seeds, from the first epoch to train on)."""
+
+    def __init__(self, generator, x, y, batch_size, seeds):
+        super().__init__()
+        self.generator, self.x, self.y, self.batch_size = generator, x, y, batch_size
+        self.seeds, self.epoch = seeds, 0
+        self.flow = self.new_flow()
+
+    def new_flow(self):
+        seed = int(self.seeds[min(self.epoch, len(self.seeds) - 1), 0])
+        return self.generator.flow(self.x, self.y, batch_size=self.batch_size, shuffle=True,
+                                   seed=seed)
+
+    def __len__(self):
+        return len(self.flow)
+
+    def __getitem__(self, index):
+        return self.flow[index]
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self.flow = self.new_flow()
+
+
+def read_progress(work_dir):
+    """What an interrupted run in work_dir saved after its last finished epoch: {"epochs": N,
+    "history": [a dict per epoch], "plateau": ReduceLROnPlateau's state}; {} if nothing."""
+    path = Path(work_dir) / PROGRESS if work_dir else None
+    return json.loads(path.read_text()) if path and path.exists() else {}
+
+
 def read_history(work_dir):
     """The epochs an interrupted run in work_dir finished, a dict each ([] if none)."""
-    path = Path(work_dir) / HISTORY if work_dir else None
-    return json.loads(path.read_text()) if path and path.exists() else []
+    return read_progress(work_dir).get("history", [])
 
 
-def resumable(work_dir, history):
-    """The callbacks that let train() resume in work_dir (none without one): after each epoch,
-    the history so far (`history`, which an earlier callback has just appended to) and a
-    checkpoint of the weights and optimizer (Keras' BackupAndRestore)."""
-    if not work_dir:
-        return []
-    keep_history = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: (
-        write_atomically(Path(work_dir) / HISTORY, json.dumps(history, indent=1))))
-    # Two alternating checkpoints: a signal during a save spoils neither. Kept after the last
-    # epoch too (until the model is saved): --resume then only saves.
-    return [keep_history, keras.callbacks.BackupAndRestore(
-        str(Path(work_dir) / "backup"), double_checkpoint=True, delete_checkpoint=False)]
+def restore(model, work_dir, epochs):
+    """The number of epochs an interrupted run in work_dir finished (0 if none); its weights
+    and optimizer state are loaded into model, and it says so."""
+    done = read_progress(work_dir).get("epochs", 0)
+    if done:
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(Path(work_dir) / f"epoch-{done}.weights.h5")
+        going_on = f"from epoch {done + 1} of {epochs}" if done < epochs else \
+            f"after its last epoch ({done} of {epochs}), to save it"
+        print(f"Resuming the interrupted run {going_on}: its checkpoint in {work_dir}/",
+              flush=True)
+    return done
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """After each epoch, in work_dir: the weights and optimizer state (epoch-N.weights.h5),
+    then the history (`history`, which an earlier callback has just appended to) and the
+    plateau's state (progress.json), each file written whole or not at all. A resumed run
+    restores the plateau's state once it has reset itself (place this after it)."""
+
+    def __init__(self, work_dir, history, plateau):
+        super().__init__()
+        self.work_dir, self.history, self.plateau = Path(work_dir), history, plateau
+
+    def on_train_begin(self, logs=None):
+        state = read_progress(self.work_dir).get("plateau", {})
+        for name, value in state.items():
+            setattr(self.plateau, name, value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        weights = self.work_dir / f"epoch-{epoch + 1}.weights.h5"
+        partial = self.work_dir / "partial.weights.h5"  # Keras wants this ending
+        self.model.save_weights(partial)
+        os.replace(partial, weights)
+        plateau = {name: float(getattr(self.plateau, name)) for name in PLATEAU_STATE}
+        write_atomically(self.work_dir / PROGRESS, json.dumps(
+            {"epochs": epoch + 1, "history": self.history, "plateau": plateau}, indent=1))
+        for older in self.work_dir.glob("epoch-*.weights.h5"):  # progress.json names the newest
+            if older != weights:
+                older.unlink()
 
 
 def left_as_it_was(model_dir):

@@ -1,9 +1,11 @@
-"""Augmentation: both engines apply ImageDataGenerator's transforms; the tf.data one is seeded."""
+"""Augmentation: both engines apply ImageDataGenerator's transforms; the tf.data one draws each
+epoch's from that epoch's seeds (interruption.epoch_seeds), so a resumed run continues them."""
 
 import numpy as np
 import pytest
 
 import mnist_digit_recognition as mdr
+from mnist_digits import interruption
 
 
 @pytest.fixture(scope="module")
@@ -12,14 +14,15 @@ def one_digit_many_times(small_npz):
     return np.repeat(x_train[:1], 32, axis=0), np.repeat(y_train[:1], 32)
 
 
-def first_batch(dataset):
-    return next(iter(dataset))[0].numpy()
+def batches(x, y, seeds, recipe=mdr.RECIPE, batch_size=32):
+    """The images of every batch the layers engine makes from x, epoch after epoch."""
+    dataset = mdr.make_train_dataset(x, y, batch_size, mdr.make_augmenter(recipe), seeds)
+    return [images.numpy() for images, _ in dataset]
 
 
 def test_layers_engine_transforms_each_image_differently_every_epoch(one_digit_many_times):
     x, y = one_digit_many_times
-    dataset = mdr.make_train_dataset(x, y, 32, mdr.make_augmenter(seed=1), seed=1)
-    epoch1, epoch2 = first_batch(dataset), first_batch(dataset)
+    epoch1, epoch2 = batches(x, y, interruption.epoch_seeds(1, 2))
     assert epoch1.shape == (32, 28, 28, 1) and epoch1.dtype == np.float32
     assert 0.0 <= epoch1.min() and epoch1.max() <= 1.0
     distinct = {img.tobytes() for img in epoch1}
@@ -31,24 +34,34 @@ def test_layers_engine_transforms_each_image_differently_every_epoch(one_digit_m
 
 def test_layers_engine_is_reproducible_with_a_seed(one_digit_many_times):
     x, y = one_digit_many_times
-    runs = [first_batch(mdr.make_train_dataset(x, y, 32, mdr.make_augmenter(seed=7), seed=7))
-            for _ in range(2)]
+    runs = [batches(x, y, interruption.epoch_seeds(7, 2)) for _ in range(2)]
     np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], batches(x, y, interruption.epoch_seeds(8, 2)))
+
+
+def test_a_resumed_run_gets_the_batches_of_the_epochs_it_has_left(small_npz):
+    """From epoch 3 of 4, the batches (order and transforms) are the whole run's from epoch 3."""
+    (x_train, y_train), _ = mdr.load_mnist(small_npz)
+    x, y = x_train[:100], y_train[:100]  # 4 batches an epoch, the last one short
+    seeds = interruption.epoch_seeds(5, 4)
+    whole, resumed = batches(x, y, seeds), batches(x, y, seeds[2:])
+    assert len(whole) == 16 and len(resumed) == 8
+    for a, b in zip(whole[8:], resumed):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(whole[0], whole[4]), "each epoch shuffled and augmented anew"
 
 
 def test_zero_ranges_leave_images_unchanged(one_digit_many_times):
     x, y = one_digit_many_times
-    augmenter = mdr.make_augmenter(mdr.Recipe(rotation_range=0, zoom_range=0, shift_range=0),
-                                   seed=1)
-    batch = first_batch(mdr.make_train_dataset(x, y, 32, augmenter, seed=1))
+    recipe = mdr.Recipe(rotation_range=0, zoom_range=0, shift_range=0)
+    batch, = batches(x, y, interruption.epoch_seeds(1, 1), recipe)
     np.testing.assert_allclose(batch, x, atol=1e-5)
 
 
 def test_shift_range_moves_the_centre_of_ink_by_up_to_that_fraction(one_digit_many_times):
     x, y = one_digit_many_times
-    augmenter = mdr.make_augmenter(mdr.Recipe(rotation_range=0, zoom_range=0, shift_range=0.1),
-                                   seed=2)
-    batch = first_batch(mdr.make_train_dataset(x, y, 32, augmenter, seed=2))[..., 0]
+    recipe = mdr.Recipe(rotation_range=0, zoom_range=0, shift_range=0.1)
+    batch = batches(x, y, interruption.epoch_seeds(2, 1), recipe)[0][..., 0]
     columns = np.arange(28)
     centre = (x[0, ..., 0].sum(axis=0) * columns).sum() / x[0].sum()
     shifts = [(img.sum(axis=0) * columns).sum() / img.sum() - centre for img in batch]

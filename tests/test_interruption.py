@@ -16,6 +16,8 @@ import pytest
 
 import mnist_digit_recognition as mdr
 from conftest import SCRIPT, our_stderr_lines, run_main
+from mnist_digits import hardware
+from mnist_digits.errors import Interrupted
 
 
 def read_metadata(model_dir):
@@ -119,16 +121,37 @@ def test_resume_continues_from_the_checkpoint_and_saves_what_it_trained(interrup
         == run.old, "the model the resumed run replaced is not the one kept"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: a resumed --seed run does not end with the uninterrupted run's metrics "
-    "(SPEC section 2). Epoch 1 is the same, epoch 2 is not (mlp, seed 1: val_loss 0.312 against "
-    "0.386, test accuracy 86.0% against 82.3%): the resumed process starts the seeded shuffle "
-    "(and the other seeded random streams) afresh, so epoch 2 sees epoch 1's order"))
 def test_resume_ends_with_the_metrics_of_the_uninterrupted_run(interrupted_and_resumed):
+    """SPEC section 2: a resumed --seed run is the uninterrupted run, to the last bit: each
+    epoch's shuffle (and augmentation and dropout) comes from that epoch's own seeds."""
     run = interrupted_and_resumed
     assert run.resumed[0] == 0 and run.uninterrupted[0] == 0
     resumed = read_metadata(run.model_dir)
     whole = read_metadata(run.folder / "uninterrupted")
+    assert [row["val_loss"] for row in resumed["history"]] == \
+        [row["val_loss"] for row in whole["history"]]
+    assert (resumed["test_loss"], resumed["test_accuracy"]) == \
+        (whole["test_loss"], whole["test_accuracy"])
+
+
+def test_a_resumed_cnn_run_is_the_uninterrupted_run(small_npz, tmp_path, monkeypatch, set_sigint):
+    """The default network (augmentation, batch norm, dropout from its second epoch) for two
+    epochs on a slice, stopped by Ctrl-C after its first epoch and resumed, ends where the run
+    that was never stopped ends: the same validation loss each epoch, the same test metrics."""
+    set_sigint(signal.default_int_handler)
+    monkeypatch.chdir(tmp_path)
+    flags = ["--data", str(small_npz), "--epochs", "2", "--train-size", "320", "--seed", "4",
+             "--batch-size", "16", "--model-dir"]
+    strategy = hardware.make_strategy("none")
+    ctrl_c_after_epoch_1 = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: epoch == 0 and signal.raise_signal(signal.SIGINT))
+    with pytest.raises(Interrupted, match="interrupted after 1 finished epoch"):
+        mdr.train_evaluate_save(mdr.parse_flags("train", [*flags, "resumed"]), strategy,
+                                callbacks=[ctrl_c_after_epoch_1])
+    for model_dir, more in (("resumed", ["--resume"]), ("whole", [])):
+        assert mdr.train_evaluate_save(mdr.parse_flags("train", [*flags, model_dir, *more]),
+                                       strategy)
+    resumed, whole = read_metadata(tmp_path / "resumed"), read_metadata(tmp_path / "whole")
     assert [row["val_loss"] for row in resumed["history"]] == \
         [row["val_loss"] for row in whole["history"]]
     assert (resumed["test_loss"], resumed["test_accuracy"]) == \
