@@ -7,9 +7,7 @@
 
 This file is the story of training, top to bottom: the recipe (every training default), loading
 MNIST, the networks, the augmentation, training, evaluation, saving, the command line. What it
-leans on is in the package beside it, mnist_digits/ (MNIST's files, the hardware, interruption
-and --resume, the model directory, people's pictures, the server). Importing it only defines
-things:
+leans on is in the package beside it, mnist_digits/. Importing it only defines things:
 
     import mnist_digit_recognition as mdr
     (x_train, y_train), (x_test, y_test) = mdr.load_mnist("path/to/mnist.npz")
@@ -26,18 +24,21 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
+try:  # Ctrl-C while these load is a stop like any other: one line, exit status 130
+    import numpy as np
 
-from mnist_digits import actions, cli, hardware, interruption, lazy, mnist_files, model_files
-from mnist_digits.classifier import EVAL_BATCH_SIZE, predict
-from mnist_digits.cli import count
-from mnist_digits.errors import TrainingDiverged, UsageError
-from mnist_digits.lazy import keras, tf  # imported on first use: predict and --help need neither
-from mnist_digits.mnist_files import IMAGE_SHAPE, NUM_CLASSES
-from mnist_digits.model_files import DEFAULT_MODEL_DIR, load_model
-
-__all__ = ["Recipe", "load_mnist", "build_model", "compile_model", "train", "evaluate",
-           "load_model", "predict", "main"]  # the API (SPEC section 6)
+    from mnist_digits import actions, cli, hardware, interruption, lazy, mnist_files, model_files
+    from mnist_digits.classifier import EVAL_BATCH_SIZE, predict  # predict: the API's (SPEC 6)
+    from mnist_digits.cli import count
+    from mnist_digits.errors import TrainingDiverged, UsageError
+    from mnist_digits.lazy import keras, tf  # imported on first use: predict, --help need neither
+    from mnist_digits.mnist_files import IMAGE_SHAPE, NUM_CLASSES
+    from mnist_digits.model_files import DEFAULT_MODEL_DIR, load_model
+except KeyboardInterrupt:
+    if __name__ != "__main__":
+        raise
+    print("error: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,8 +357,8 @@ def train(model, x_train, y_train, recipe=RECIPE, *, work_dir=None, callbacks=()
     first_epoch = interruption.restore(model, work_dir, recipe.epochs)  # 0 unless resumed
     seeds = interruption.epoch_seeds(recipe.seed, recipe.epochs)
     if recipe.augment and recipe.augmentation_engine == "imagedatagenerator":
-        train_data = interruption.EpochFlows(make_image_data_generator(recipe), x_fit, y_fit,
-                                             recipe.batch_size, seeds[first_epoch:])
+        train_data = interruption.epoch_flows(make_image_data_generator(recipe), x_fit, y_fit,
+                                              recipe.batch_size, seeds[first_epoch:])
     else:
         augmenter = make_augmenter(recipe) if recipe.augment else None
         train_data = make_train_dataset(x_fit, y_fit, recipe.batch_size, augmenter,
@@ -379,7 +380,7 @@ def train(model, x_train, y_train, recipe=RECIPE, *, work_dir=None, callbacks=()
         keras.callbacks.LearningRateScheduler(learning_rate_schedule(recipe)), plateau,
         keras.callbacks.LambdaCallback(on_train_batch_end=stop_if_diverged),
         epoch_logger(history),
-        *([interruption.EpochCheckpoint(work_dir, history, plateau)] if work_dir else []),
+        *([interruption.epoch_checkpoint(model, work_dir, history, plateau)] if work_dir else []),
     ]
     try:
         with interruption.stop_between_steps() as stopper:
@@ -535,17 +536,10 @@ def train_evaluate_save(args, strategy, callbacks=()):
         hardware.is_chief(strategy)
     arrays = mnist_files.read_mnist_arrays(args.data)
     (x_train, y_train), (x_test, y_test) = load_mnist(arrays=arrays)
-    if args.train_size:
-        if args.train_size > len(x_train):
-            raise UsageError(f"--train-size {args.train_size:,} is more than the "
-                             f"{len(x_train):,} training images")
-        x_train, y_train = x_train[:args.train_size], y_train[:args.train_size]
+    x_train, y_train = x_train[:args.train_size], y_train[:args.train_size]
     (x_fit, _), _ = split_validation(x_train, y_train, recipe.validation_split)
     n_val = len(x_train) - len(x_fit)
-    if recipe.batch_size > len(x_fit):
-        raise UsageError(f"--batch-size {recipe.batch_size:,} is more than the "
-                         f"{count(len(x_fit), 'image')} to train on: one step per epoch would "
-                         "learn next to nothing; use a smaller --batch-size")
+    cli.check_sizes(args, len(arrays["x_train"]), len(x_fit))
     work_dir = interruption.prepare_work_dir(args.model_dir, training_settings(args), args.resume,
                                              None if chief else hardware.worker_name(strategy))
     if args.seed is not None:
@@ -568,7 +562,7 @@ def train_evaluate_save(args, strategy, callbacks=()):
               f"{args.model_dir}")
         return None
     replaced = model_files.generations(args.model_dir)
-    with interruption.saving_stops_explained(args.model_dir):
+    with interruption.saving_stops_explained(args.model_dir) as check:
         model = model_files.saveable_copy(model, build_model_for(recipe, dtype="float32"))
         results, probabilities = evaluate(model, x_test, y_test)
         metadata = {
@@ -592,7 +586,7 @@ def train_evaluate_save(args, strategy, callbacks=()):
             "wall_seconds": round(time.perf_counter() - started, 1),
         }
         examples = augmented_examples(x_train[:6], recipe) if recipe.augment else None
-        model_files.save_model_dir(model, args.model_dir, metadata, reports={
+        model_files.save_model_dir(model, args.model_dir, metadata, check=check, reports={
             "results": results, "x_test": x_test, "y_test": y_test,
             "probabilities": probabilities, "history": history, "examples": examples})
     shutil.rmtree(work_dir, ignore_errors=True)

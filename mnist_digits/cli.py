@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import Interrupted, UsageError, UserError
 from .hardware import check_tf_config, wants_cluster
-from .interruption import finished_run, recorded_seed, sigterm_as_ctrl_c
+from .interruption import RECEIVED, finished_run, recorded_seed, stops_as_ctrl_c
 from .mnist_files import check_data_path
 from .model_files import DEFAULT_MODEL_DIR, check_model_dir
 
@@ -101,15 +101,20 @@ def parse_flags(parser, argv, actions=()):
 
 def run_action(action):
     """Run an action (a function returning the exit status) as the command line does: SIGTERM
-    stops it as Ctrl-C does, and a user's mistake ends in one line on stderr with its exit
-    status (2 for usage errors), never a traceback."""
+    stops it as Ctrl-C does, and a stop or a user's mistake ends in one line on stderr with its
+    exit status (130 for a stop, 2 for usage errors), never a traceback."""
     try:
-        with sigterm_as_ctrl_c():
+        with stops_as_ctrl_c():
             return action()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:  # outside training (which says more): nothing was changed
+    except KeyboardInterrupt:  # outside training and saving (which say more): nothing changed
+        print("error: interrupted", file=sys.stderr)
+        return Interrupted.exit_code
+    except Exception:  # a library's error while Ctrl-C reached it (TensorFlow importing)
+        if not RECEIVED:
+            raise
         print("error: interrupted", file=sys.stderr)
         return Interrupted.exit_code
     except BrokenPipeError:  # the output went to a program that stopped reading (| head)
@@ -139,6 +144,18 @@ def check_training_flags(args):
         check_tensorboard_dir(args.tensorboard)
     for folder in comparison_dirs(args):
         check_model_dir(folder)
+
+
+def check_sizes(args, n_images, n_to_train_on):
+    """--train-size and --batch-size against the n_images MNIST has for training, of which
+    n_to_train_on are left once the validation split is held out."""
+    if args.train_size and args.train_size > n_images:
+        raise UsageError(f"--train-size {args.train_size:,} is more than the {n_images:,} "
+                         "training images")
+    if args.batch_size > n_to_train_on:
+        raise UsageError(f"--batch-size {args.batch_size:,} is more than the "
+                         f"{count(n_to_train_on, 'image')} to train on: one step per epoch would "
+                         "learn next to nothing; use a smaller --batch-size")
 
 
 def check_tensorboard_dir(folder):

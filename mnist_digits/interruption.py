@@ -4,6 +4,7 @@ plateau's state) and the random streams a resumed run continues exactly (each ep
 derived from the run's seed and the epoch)."""
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -29,11 +30,19 @@ def signals_to_handle(*numbers):
             if signal.getsignal(number) not in (signal.SIG_IGN, None)]
 
 
+RECEIVED = []  # the stop signals (Ctrl-C, SIGTERM) this process has received
+
+
 @contextlib.contextmanager
-def sigterm_as_ctrl_c():
-    """SIGTERM (a stopped container, `kill`) stops the program as Ctrl-C does; restored after."""
-    previous = {number: signal.signal(number, signal.default_int_handler)
-                for number in signals_to_handle(signal.SIGTERM)}
+def stops_as_ctrl_c():
+    """For a whole action: Ctrl-C and SIGTERM (a stopped container, `kill`) raise
+    KeyboardInterrupt, and are remembered (RECEIVED), so that an error one causes inside a
+    library (TensorFlow importing or tracing) is known for the stop it is. Restored after."""
+    def interrupt(signum, frame):
+        RECEIVED.append(signum)
+        raise KeyboardInterrupt
+    previous = {number: signal.signal(number, interrupt)
+                for number in signals_to_handle(signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
@@ -42,37 +51,45 @@ def sigterm_as_ctrl_c():
 
 
 @contextlib.contextmanager
-def stop_between_steps():
-    """Ctrl-C and SIGTERM stop training at the end of the step under way: a KeyboardInterrupt
-    raised inside TensorFlow can come out of it as another error (a TypeError while it traces
-    the first step) or not at all. Yields a callback that raises KeyboardInterrupt there once a
-    signal has come; a second signal raises it at once, and an error it causes inside
-    TensorFlow is taken for it. Only the signals_to_handle."""
-    requested, training = [], True
+def stops_deferred():
+    """Ctrl-C and SIGTERM stop at the next check(), which this yields (the end of a training
+    step, the next file of a save): a KeyboardInterrupt raised inside TensorFlow can come out of
+    it as another error (a TypeError while it traces a step) or not at all. A second signal
+    raises it at once, and an error it causes inside TensorFlow is taken for it. Only the
+    signals_to_handle."""
+    requested, deferring = [], [True]
 
     def request(signum, frame):
+        RECEIVED.append(signum)
         requested.append(signum)
-        if len(requested) > 1 and training:
+        if len(requested) > 1 and deferring:
             raise KeyboardInterrupt
 
-    def stop_if_requested(*_, **__):
+    def check():
         if requested:
             raise KeyboardInterrupt
-    stopper = keras.callbacks.LambdaCallback(on_train_batch_end=stop_if_requested,
-                                             on_test_batch_end=stop_if_requested)
     previous = {number: signal.signal(number, request)
                 for number in signals_to_handle(signal.SIGINT, signal.SIGTERM)}
     try:
-        yield stopper
+        yield check
     except Exception:
         if len(requested) > 1:
             raise KeyboardInterrupt from None
         raise
     finally:
-        training = False  # from here a signal only counts
+        deferring.clear()  # from here a signal only counts
         for number, handler in previous.items():
             signal.signal(number, handler)
-    stop_if_requested()  # a signal during the last step's callbacks
+
+
+@contextlib.contextmanager
+def stop_between_steps():
+    """stops_deferred for training: yields a Keras callback that stops at the end of the
+    training or validation step under way once a signal has come."""
+    with stops_deferred() as check:
+        yield keras.callbacks.LambdaCallback(on_train_batch_end=lambda *_, **__: check(),
+                                             on_test_batch_end=lambda *_, **__: check())
+        check()  # a signal during the last step's callbacks
 
 
 def prepare_work_dir(model_dir, settings, resume, worker=None):
@@ -123,30 +140,36 @@ def reseeded_dropout(model, seeds):
     return keras.callbacks.LambdaCallback(on_epoch_begin=on_epoch_begin)
 
 
-class EpochFlows(keras.utils.PyDataset):
-    """ImageDataGenerator's flow over (x, y), a new one each epoch from the epoch's shuffle
-    seed (seeds: epoch_seeds, from the first epoch to train on)."""
+def epoch_flows(generator, x, y, batch_size, seeds):
+    """ImageDataGenerator's flow over (x, y), a new one each epoch from that epoch's shuffle
+    seed (seeds: epoch_seeds, from the first epoch to train on): a keras.utils.PyDataset."""
+    return epoch_flows_class()(generator, x, y, batch_size, seeds)
 
-    def __init__(self, generator, x, y, batch_size, seeds):
-        super().__init__()
-        self.generator, self.x, self.y, self.batch_size = generator, x, y, batch_size
-        self.seeds, self.epoch = seeds, 0
-        self.flow = self.new_flow()
 
-    def new_flow(self):
-        seed = int(self.seeds[min(self.epoch, len(self.seeds) - 1), 0])
-        return self.generator.flow(self.x, self.y, batch_size=self.batch_size, shuffle=True,
-                                   seed=seed)
+@functools.cache
+def epoch_flows_class():  # defined on first use: Keras takes seconds to import
+    class EpochFlows(keras.utils.PyDataset):
+        def __init__(self, generator, x, y, batch_size, seeds):
+            super().__init__()
+            self.generator, self.x, self.y, self.batch_size = generator, x, y, batch_size
+            self.seeds, self.epoch = seeds, 0
+            self.flow = self.new_flow()
 
-    def __len__(self):
-        return len(self.flow)
+        def new_flow(self):
+            seed = int(self.seeds[min(self.epoch, len(self.seeds) - 1), 0])
+            return self.generator.flow(self.x, self.y, batch_size=self.batch_size,
+                                       shuffle=True, seed=seed)
 
-    def __getitem__(self, index):
-        return self.flow[index]
+        def __len__(self):
+            return len(self.flow)
 
-    def on_epoch_end(self):
-        self.epoch += 1
-        self.flow = self.new_flow()
+        def __getitem__(self, index):
+            return self.flow[index]
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            self.flow = self.new_flow()
+    return EpochFlows
 
 
 def read_progress(work_dir):
@@ -176,32 +199,30 @@ def restore(model, work_dir, epochs):
     return done
 
 
-class EpochCheckpoint(keras.callbacks.Callback):
-    """After each epoch, in work_dir: the weights and optimizer state (epoch-N.weights.h5),
-    then the history (`history`, which an earlier callback has just appended to) and the
-    plateau's state (progress.json), each file written whole or not at all. A resumed run
-    restores the plateau's state once it has reset itself (place this after it)."""
+def epoch_checkpoint(model, work_dir, history, plateau):
+    """A callback that keeps, after each epoch, in work_dir: the weights and optimizer state
+    (epoch-N.weights.h5), then the history (`history`, which an earlier callback has just
+    appended to) and the learning-rate plateau's state (progress.json), each file written whole
+    or not at all. In a resumed run it gives the plateau back its state once the plateau has
+    reset itself at the start of training (place it after the plateau)."""
+    work_dir = Path(work_dir)
 
-    def __init__(self, work_dir, history, plateau):
-        super().__init__()
-        self.work_dir, self.history, self.plateau = Path(work_dir), history, plateau
+    def restore_plateau(logs):
+        for name, value in read_progress(work_dir).get("plateau", {}).items():
+            setattr(plateau, name, value)
 
-    def on_train_begin(self, logs=None):
-        state = read_progress(self.work_dir).get("plateau", {})
-        for name, value in state.items():
-            setattr(self.plateau, name, value)
-
-    def on_epoch_end(self, epoch, logs=None):
-        weights = self.work_dir / f"epoch-{epoch + 1}.weights.h5"
-        partial = self.work_dir / "partial.weights.h5"  # Keras wants this ending
-        self.model.save_weights(partial)
+    def save(epoch, logs):
+        weights = work_dir / f"epoch-{epoch + 1}.weights.h5"
+        partial = work_dir / "partial.weights.h5"  # Keras wants this ending
+        model.save_weights(partial)
         os.replace(partial, weights)
-        plateau = {name: float(getattr(self.plateau, name)) for name in PLATEAU_STATE}
-        write_atomically(self.work_dir / PROGRESS, json.dumps(
-            {"epochs": epoch + 1, "history": self.history, "plateau": plateau}, indent=1))
-        for older in self.work_dir.glob("epoch-*.weights.h5"):  # progress.json names the newest
+        state = {name: float(getattr(plateau, name)) for name in PLATEAU_STATE}
+        write_atomically(work_dir / PROGRESS, json.dumps(
+            {"epochs": epoch + 1, "history": history, "plateau": state}, indent=1))
+        for older in work_dir.glob("epoch-*.weights.h5"):  # progress.json names the newest
             if older != weights:
                 older.unlink()
+    return keras.callbacks.LambdaCallback(on_train_begin=restore_plateau, on_epoch_end=save)
 
 
 def left_as_it_was(model_dir):
@@ -234,10 +255,13 @@ def training_stops_explained(work_dir, model_dir):
 
 @contextlib.contextmanager
 def saving_stops_explained(model_dir):
-    """Evaluation and saving: Ctrl-C, SIGTERM or a failed write ends in one line; the work
-    folder keeps the trained weights, and --resume then only saves."""
+    """Evaluation and saving: Ctrl-C or SIGTERM stop at the next check(), which this yields
+    (stops_deferred: between the files of the save, the last before the swap into place; one
+    after it is too late to stop), and end in one line, as a failed write does; the work folder
+    keeps the trained weights, and --resume then only saves."""
     try:
-        yield
+        with stops_deferred() as check:
+            yield check
     except (KeyboardInterrupt, OSError) as error:
         interrupted = isinstance(error, KeyboardInterrupt)
         reason = "interrupted" if interrupted else f"failed ({error.strerror or error})"

@@ -65,11 +65,12 @@ def new_sibling_dir(path):
             return folder
 
 
-def save_model_dir(model, model_dir, metadata, reports=None):
+def save_model_dir(model, model_dir, metadata, reports=None, check=lambda: None):
     """Write model.keras, saved_model/, model.tflite, metadata.json and the pictures
     (draw_reports' arguments) into a new sibling folder, then swap it into place: an
     interrupted or failed save leaves the previous model intact. A model it replaces is kept
-    as MODEL_DIR.previous (replace_directory)."""
+    as MODEL_DIR.previous (replace_directory). check() is called between the files (it raises
+    KeyboardInterrupt once Ctrl-C has come: interruption.stops_deferred)."""
     model_dir = Path(model_dir)
     if model.optimizer is not None and not model.optimizer.built:
         # An optimizer saved before its first step makes load_model warn that it skipped it.
@@ -77,14 +78,19 @@ def save_model_dir(model, model_dir, metadata, reports=None):
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = new_sibling_dir(model_dir)
     try:
+        check()
         model.save(staging / "model.keras")
+        check()
         model.export(str(staging / "saved_model"), verbose=False)
+        check()
         with contextlib.redirect_stdout(io.StringIO()):  # the converter's progress lines
             model.export(str(staging / "model.tflite"), format="litert", verbose=False)
+        check()
         (staging / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
         failures = figures.draw_reports(staging, **(reports or {}))
         if failures:
             raise next(iter(failures.values()))
+        check()
         replace_directory(staging, model_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,8 +16,9 @@ import keras
 import pytest
 
 import mnist_digit_recognition as mdr
-from conftest import SCRIPT, our_stderr_lines, run_main
-from mnist_digits import hardware
+from conftest import SCRIPT, our_stderr_lines, run_main, snapshot
+from mnist_digits import hardware, interruption
+from mnist_digits.model_files import DEFAULT_MODEL_DIR
 from mnist_digits.errors import Interrupted
 
 
@@ -24,18 +26,23 @@ def read_metadata(model_dir):
     return json.loads((model_dir / "metadata.json").read_text())
 
 
-def start_and_signal_in_epoch(flags, epoch, cwd, how=signal.SIGINT):
-    """Run the program; once it prints "Epoch N/", send it the signal: (exit status, stderr)."""
+def start_program(flags, cwd):
+    """The program in a new process, its stdout and stderr piped."""
     # A process started with Ctrl-C ignored (a background job of a script) passes that on
     # to its children, and Python then leaves it ignored: the child must start with it handled.
     ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, str(SCRIPT), *map(str, flags)], cwd=cwd, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     finally:
         signal.signal(signal.SIGINT, ignored)
+
+
+def start_and_signal_in_epoch(flags, epoch, cwd, how=signal.SIGINT):
+    """Run the program; once it prints "Epoch N/", send it the signal: (exit status, stderr)."""
+    process = start_program(flags, cwd)
     for line in process.stdout:
         if line.startswith(f"Epoch {epoch}/"):
             break
@@ -51,6 +58,9 @@ def main_quietly(*args):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         status = mdr.main([str(arg) for arg in args])
     return status, out.getvalue().splitlines(), err.getvalue().splitlines()
+
+
+STOP_POINTS = 8  # moments in a run at which test_a_stop_at_any_moment_... stops it
 
 
 # Batches of 1 make an epoch 540 short steps of the mlp (half a second or more), so the signal
@@ -156,6 +166,40 @@ def test_a_resumed_cnn_run_is_the_uninterrupted_run(small_npz, tmp_path, monkeyp
         [row["val_loss"] for row in whole["history"]]
     assert (resumed["test_loss"], resumed["test_accuracy"]) == \
         (whole["test_loss"], whole["test_accuracy"])
+
+
+def test_a_stop_at_any_moment_ends_in_one_line_and_keeps_what_was_saved(small_npz, tmp_path):
+    """Ctrl-C or SIGTERM at moments spread over a whole run (starting up, loading, each epoch,
+    evaluating, each file of the save): each run ends in one line with exit status 130 (or 0,
+    having finished), the model saved before it intact or the new one whole, nothing
+    half-written beside it, and the finished epochs kept for --resume where it says so."""
+    flags = ["--data", small_npz, "--epochs", "2", "--train-size", "400", "--seed", "1",
+             "--arch", "mlp", "--no-augmentation"]
+    model_dir, work_dir = tmp_path / DEFAULT_MODEL_DIR, tmp_path / f"{DEFAULT_MODEL_DIR}.partial"
+    started = time.monotonic()
+    assert start_program(flags, tmp_path).wait(timeout=300) == 0
+    whole_run, saved = time.monotonic() - started, snapshot(model_dir)
+    for point in range(STOP_POINTS):
+        process = start_program(flags, tmp_path)
+        time.sleep(whole_run * (point + 0.5) / STOP_POINTS)
+        how = signal.SIGTERM if point % 2 else signal.SIGINT
+        process.send_signal(how)
+        stdout, stderr = process.communicate(timeout=300)
+        lines = our_stderr_lines(stderr)
+        assert "Traceback" not in stderr and len(lines) <= 1, stderr
+        if "saved to" in stdout:  # it had finished (Python ending, the signal ends it at once)
+            assert process.returncode in (0, -how) and not lines, stderr
+            assert read_metadata(model_dir)["history"][-1]["epoch"] == 2
+            saved = snapshot(model_dir)
+        else:
+            assert process.returncode == 130 and lines[0].startswith("error: ") \
+                and "interrupted" in lines[0], stderr
+            assert snapshot(model_dir) == saved, f"the saved model was touched: {lines[0]}"
+            if "--resume" in lines[0]:
+                assert interruption.read_progress(work_dir)["epochs"] >= 1, lines[0]
+        assert {path.name for path in tmp_path.iterdir()} <= {
+            model_dir.name, f"{model_dir.name}.previous", work_dir.name}, "something half-written"
+        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def test_sigterm_stops_training_as_ctrl_c_does(small_npz, tmp_path, capsys, monkeypatch):
