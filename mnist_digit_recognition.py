@@ -383,7 +383,7 @@ def train(model, x_train, y_train, recipe=RECIPE, *, work_dir=None, callbacks=()
         *([interruption.epoch_checkpoint(model, work_dir, history, plateau)] if work_dir else []),
     ]
     try:
-        with interruption.stop_between_steps() as stopper:
+        with interruption.stop_between_steps(model.distribute_strategy) as stopper:
             model.fit(train_data, initial_epoch=first_epoch, epochs=recipe.epochs, shuffle=False,
                       steps_per_epoch=math.ceil(len(x_fit) / recipe.batch_size), verbose=verbose,
                       validation_data=make_eval_dataset(*validation) if validation else None,

@@ -14,6 +14,7 @@ import numpy as np
 from .errors import UsageError
 from .lazy import keras, tf
 
+
 def cpu_info():
     """(model name, set of feature flags) from /proc/cpuinfo; empty where there is none."""
     try:
@@ -103,6 +104,21 @@ def check_tf_config(text):
 
 def is_multi_worker(strategy):
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def any_worker(strategy, flag):
+    """Whether the flag is true on any worker of the cluster (a sum across it), on each."""
+    return float(summed_over_workers(strategy)(tf.constant(float(flag)))) > 0
+
+
+@functools.cache
+def summed_over_workers(strategy):
+    """A value's sum over the cluster's workers, as a tf.function (eagerly, a collective op
+    is slow and TensorFlow warns each time)."""
+    @tf.function
+    def summed(value):
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: value), axis=None)
+    return summed
 
 
 def worker_name(strategy):

@@ -15,11 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from .errors import Interrupted, TrainingDiverged, UsageError, UserError
+from .hardware import any_worker, is_multi_worker
 from .lazy import keras
 from .model_files import is_model_dir, read_metadata, write_atomically
 
 PROGRESS = "progress.json"  # in the work folder: the epochs finished, history, plateau state
 PLATEAU_STATE = ("best", "wait", "cooldown_counter")  # what ReduceLROnPlateau keeps
+RECEIVED = []  # the stop signals (Ctrl-C, SIGTERM) this process has received
+
 
 def signals_to_handle(*numbers):
     """Those of the signals this code may handle: none outside the main thread (signals reach
@@ -28,9 +31,6 @@ def signals_to_handle(*numbers):
         return []
     return [number for number in numbers
             if signal.getsignal(number) not in (signal.SIG_IGN, None)]
-
-
-RECEIVED = []  # the stop signals (Ctrl-C, SIGTERM) this process has received
 
 
 @contextlib.contextmanager
@@ -50,51 +50,69 @@ def stops_as_ctrl_c():
             signal.signal(number, handler)
 
 
+class DeferredStop:
+    """The stop signals received while a stop is deferred (stops_deferred): check() raises
+    KeyboardInterrupt once one has come."""
+
+    def __init__(self):
+        self.requested = []
+
+    def check(self):
+        if self.requested:
+            raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def stops_deferred():
-    """Ctrl-C and SIGTERM stop at the next check(), which this yields (the end of a training
-    step, the next file of a save): a KeyboardInterrupt raised inside TensorFlow can come out of
-    it as another error (a TypeError while it traces a step) or not at all. A second signal
-    raises it at once, and an error it causes inside TensorFlow is taken for it. Only the
-    signals_to_handle."""
-    requested, deferring = [], [True]
+    """Ctrl-C and SIGTERM stop at the next check() of the DeferredStop this yields (the end of a
+    training step, the next file of a save): a KeyboardInterrupt raised inside TensorFlow can
+    come out of it as another error (a TypeError while it traces a step) or not at all. A
+    second signal raises it at once, and an error it causes inside TensorFlow is taken for it.
+    Only the signals_to_handle."""
+    stop, deferring = DeferredStop(), True
 
     def request(signum, frame):
         RECEIVED.append(signum)
-        requested.append(signum)
-        if len(requested) > 1 and deferring:
-            raise KeyboardInterrupt
-
-    def check():
-        if requested:
+        stop.requested.append(signum)
+        if len(stop.requested) > 1 and deferring:
             raise KeyboardInterrupt
     previous = {number: signal.signal(number, request)
                 for number in signals_to_handle(signal.SIGINT, signal.SIGTERM)}
     try:
-        yield check
+        yield stop
     except Exception:
-        if len(requested) > 1:
+        if len(stop.requested) > 1:
             raise KeyboardInterrupt from None
         raise
     finally:
-        deferring.clear()  # from here a signal only counts
+        deferring = False  # from here a signal only counts
         for number, handler in previous.items():
             signal.signal(number, handler)
 
 
 @contextlib.contextmanager
-def stop_between_steps():
+def stop_between_steps(strategy=None):
     """stops_deferred for training: yields a Keras callback that stops at the end of the
-    training or validation step under way once a signal has come."""
-    with stops_deferred() as check:
-        yield keras.callbacks.LambdaCallback(on_train_batch_end=lambda *_, **__: check(),
-                                             on_test_batch_end=lambda *_, **__: check())
-        check()  # a signal during the last step's callbacks
+    training or validation step under way once a signal has come. The workers of a cluster
+    (MultiWorkerMirroredStrategy) agree at the end of each training step: a stop on any of
+    them stops all of them there, each with its own line, where the others would wait for it."""
+    with stops_deferred() as stop:
+        if is_multi_worker(strategy):
+            def stop_if_any_worker_stops(batch, logs):
+                if any_worker(strategy, bool(stop.requested)):
+                    raise KeyboardInterrupt
+            yield keras.callbacks.LambdaCallback(on_train_batch_end=stop_if_any_worker_stops)
+        else:
+            def check(batch, logs):
+                stop.check()
+            yield keras.callbacks.LambdaCallback(on_train_batch_end=check,
+                                                 on_test_batch_end=check)
+        stop.check()  # a signal during the last step's callbacks
 
 
 def prepare_work_dir(model_dir, settings, resume, worker=None):
     """The folder of an in-progress run, `<model-dir>.partial`: its checkpoint and progress
-    (EpochCheckpoint), and the settings that define the run (which --resume must repeat).
+    (epoch_checkpoint), and the settings that define the run (which --resume must repeat).
     Each other worker of a cluster keeps its own, `<model-dir>.worker-N.partial`."""
     suffix = f".{worker.replace(' ', '-')}.partial" if worker else ".partial"
     work_dir = Path(f"{Path(model_dir)}{suffix}")
@@ -260,8 +278,8 @@ def saving_stops_explained(model_dir):
     after it is too late to stop), and end in one line, as a failed write does; the work folder
     keeps the trained weights, and --resume then only saves."""
     try:
-        with stops_deferred() as check:
-            yield check
+        with stops_deferred() as stop:
+            yield stop.check
     except (KeyboardInterrupt, OSError) as error:
         interrupted = isinstance(error, KeyboardInterrupt)
         reason = "interrupted" if interrupted else f"failed ({error.strerror or error})"

@@ -4,13 +4,16 @@ worker processes on 127.0.0.1 joined by TF_CONFIG (MultiWorkerMirroredStrategy).
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
-from conftest import SCRIPT, assert_one_line_error, run_main, run_program, run_python
+from conftest import (SCRIPT, assert_one_line_error, our_stderr_lines, run_main, run_program,
+                      run_python)
 
 # Without batch norm the network learns enough from 600 images in four epochs for test scores
 # to tell a working run from a broken one. float32, as on most machines (on one, the chief once
@@ -117,6 +120,40 @@ def test_two_workers_train_together_and_only_the_chief_saves(small_npz, tmp_path
     assert accuracy_in_another_process(tmp_path / "mnist_digit_recognition_model",
                                        small_npz) == pytest.approx(together["test_accuracy"],
                                                                    abs=1e-6)
+
+
+def test_a_stop_on_one_worker_stops_the_other_within_seconds(small_npz, tmp_path):
+    """Ctrl-C on the worker that is not the chief, as its second epoch begins: both stop at
+    the end of the same step, each with one line and exit status 130, where the chief would
+    wait for the other's part of each step."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    handled = signal.signal(signal.SIGINT, signal.default_int_handler)  # for the children
+    try:
+        workers = [subprocess.Popen(
+            [sys.executable, str(SCRIPT), "--data", str(small_npz), *FLAGS], cwd=tmp_path,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": index}})},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for index in range(2)]
+    finally:
+        signal.signal(signal.SIGINT, handled)
+    try:
+        for line in workers[1].stdout:
+            if line.startswith("Epoch 2/"):
+                break
+        workers[1].send_signal(signal.SIGINT)
+        signalled = time.monotonic()
+        workers[0].wait(timeout=60)
+        chief_stopped_after = time.monotonic() - signalled
+        outputs = [worker.communicate(timeout=60) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    for worker, (_, stderr) in zip(workers, outputs):
+        lines = our_stderr_lines(stderr)
+        assert worker.returncode == 130 and len(lines) == 1, stderr
+        assert "interrupted after 1 finished epoch" in lines[0] and "--resume" in lines[0]
+    assert chief_stopped_after < 10
+    assert not (tmp_path / "mnist_digit_recognition_model").exists()
 
 
 @pytest.mark.parametrize("flags, named", [

@@ -13,7 +13,7 @@ import pytest
 
 import mnist_digit_recognition as mdr
 from mnist_digits import classifier, errors, figures, mnist_files, pictures
-from conftest import (PICTURE_FORMS, PROBABILITY_TOLERANCE, ROOT, SCRIPT, SHIPPED,
+from conftest import (LOGIT_TOLERANCE, PICTURE_FORMS, PROBABILITY_TOLERANCE, ROOT, SCRIPT, SHIPPED,
                       assert_one_line_error, enlarge, missing, our_stderr_lines, run_main,
                       run_program, run_python, save_image)
 
@@ -130,16 +130,20 @@ with np.load({str(data_dir / "mnist.npz")!r}) as data:
 model = keras.models.load_model({str(SHIPPED / "model.keras")!r})
 probabilities = model.predict(x, batch_size=500, verbose=0)
 loss = float(keras.losses.sparse_categorical_crossentropy(y, probabilities).numpy().mean())
+top_two = np.sort(probabilities, axis=1)[:, -2:]
+near_ties = int((top_two[:, 1] - top_two[:, 0] <= {2 * PROBABILITY_TOLERANCE}).sum())
 assert "mnist_digit_recognition" not in sys.modules
-print(float((probabilities.argmax(1) == y).mean()), loss)
+print(float((probabilities.argmax(1) == y).mean()), loss, near_ties)
 """
     result = run_python(code)
     assert result.returncode == 0, result.stderr
-    accuracy, loss = map(float, result.stdout.split())
+    accuracy, loss, near_ties = map(float, result.stdout.split())
     metadata = json.loads((SHIPPED / "metadata.json").read_text())
     assert accuracy > PUBLISHED_ACCURACY and accuracy >= SHIPPED_ACCURACY
-    assert accuracy == pytest.approx(metadata["test_accuracy"], abs=1e-4)  # one digit at most
-    assert loss == pytest.approx(metadata["test_loss"], rel=1e-3)
+    # Another CPU's float32 (the metadata's) may answer differently only where the top two
+    # probabilities are within its rounding of each other.
+    assert abs(accuracy - metadata["test_accuracy"]) <= near_ties / 10_000
+    assert loss == pytest.approx(metadata["test_loss"], abs=2 * LOGIT_TOLERANCE)
 
 
 def printed(out, name):
