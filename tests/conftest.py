@@ -33,12 +33,27 @@ LOGIT_TOLERANCE = 1e-4
 PROBABILITY_TOLERANCE = LOGIT_TOLERANCE / 2
 
 
-def missing(what):
-    """A test cannot have what it needs: under CI (CI=true) that is a failure, elsewhere a
-    skip that says what is missing."""
+def missing(what, detail=None):
+    """A test cannot have what it needs: under CI (CI=true) that is a failure (with `detail`),
+    elsewhere a skip that says what a user does about it. pytest's -ra summary shows the skips
+    for want of one thing as one line (pytest_runtest_makereport)."""
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{what} (CI must run every test)", pytrace=False)
-    pytest.skip(what)
+        pytest.fail(f"{what}{f' ({detail})' if detail else ''} (CI must run every test)",
+                    pytrace=False)
+    skip = pytest.skip.Exception(what)
+    skip.missing = True
+    raise skip
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A skip from missing() is placed at missing(), not at its test: pytest's summary then
+    folds the skips of one reason into one line, where it gave each test function its own."""
+    report = yield
+    if report.skipped and call.excinfo is not None and \
+            getattr(call.excinfo.value, "missing", False):
+        report.longrepr = (__file__, missing.__code__.co_firstlineno, report.longrepr[2])
+    return report
 
 
 def cpu_model_name_and_flags():
@@ -68,6 +83,9 @@ def expected_precisions():
         return ("mixed_bfloat16", "mixed_float16", "float32")
     bf16 = {"avx512_bf16", "amx_bf16"} & cpu_model_name_and_flags()[1]
     return ("mixed_bfloat16",) if bf16 else ("float32",)
+
+
+NEEDS_MNIST = "needs MNIST: set MNIST_DATA to a copy of it (a mnist.npz, or its four IDX files' folder)"
 
 
 def mnist_data_dir():
@@ -113,8 +131,7 @@ def data_dir(tmp_path_factory):
             arrays = keras_mnist_arrays(tmp_path_factory.getbasetemp().parent)
         except Exception as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            missing(f"needs the MNIST data: set MNIST_DATA, put it at {SHARED_DATA} (../shared beside the repository), or let "
-                    f"Keras download it (that failed: {reason})")
+            missing(NEEDS_MNIST, f"Keras' download failed: {reason}")
     folder = tmp_path_factory.mktemp("mnist")
     np.savez(folder / "mnist.npz", **arrays)
     return write_idx_folder(folder, arrays)

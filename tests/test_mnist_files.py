@@ -11,6 +11,7 @@ import pytest
 
 import mnist_digit_recognition as mdr
 from mnist_digits import errors, mnist_files
+import conftest
 from conftest import CORRUPT_DATA, IDX_NAMES, ROOT, write_idx_folder
 
 
@@ -73,13 +74,19 @@ def test_missing_path_is_a_usage_error(tmp_path):
 NEEDS_DATA = """
 def test_the_full_set_is_there(data_dir, full_arrays):
     assert full_arrays["x_train"].shape == (60000, 28, 28)
+
+
+def test_the_test_set_is_there(full_arrays):
+    assert full_arrays["x_test"].shape == (10000, 28, 28)
 """
 
 
-def test_without_data_the_suite_tries_keras_download_and_under_ci_fails(tmp_path):
+def test_without_data_the_suite_tries_keras_download_skips_in_one_line_and_under_ci_fails(
+        tmp_path):
     """Neither $MNIST_DATA nor ../shared/data/mnist, and no network: the tests that need MNIST
-    ask Keras' download for it, then skip saying so, or under CI=true fail (never a silent
-    skip in CI). Run on a copy of conftest.py whose ../shared does not exist."""
+    ask Keras' download for it, then skip saying what to do, in one line of the summary for all
+    of them, or under CI=true fail (never a silent skip in CI). Run on a copy of conftest.py
+    whose ../shared does not exist."""
     tests = tmp_path / "repository" / "tests"
     tests.mkdir(parents=True)
     shutil.copy(ROOT / "tests" / "conftest.py", tests)
@@ -94,10 +101,11 @@ def test_without_data_the_suite_tries_keras_download_and_under_ci_fails(tmp_path
          str(tests)], cwd=tests.parent, env={**env, **({"CI": "true"} if ci else {})},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for ci in (False, True)}
     outputs = {ci: run.communicate(timeout=300)[0] for ci, run in runs.items()}
-    assert runs[False].returncode == 0 and "1 skipped" in outputs[False], outputs[False]
-    assert runs[True].returncode == 1 and "1 error" in outputs[True], outputs[True]
-    for output in outputs.values():
-        assert "needs the MNIST data: set MNIST_DATA" in output
-        assert "let Keras download it (that failed: " in output
-        assert "tf-keras-datasets/mnist.npz" in output  # Keras' own download was tried
+    assert runs[False].returncode == 0 and "2 skipped" in outputs[False], outputs[False]
+    skipped = [line for line in outputs[False].splitlines() if line.startswith("SKIPPED")]
+    assert skipped == [f"SKIPPED [2] tests/conftest.py:{conftest.missing.__code__.co_firstlineno}:"
+                       f" {conftest.NEEDS_MNIST}"], outputs[False]
+    assert runs[True].returncode == 1 and "2 errors" in outputs[True], outputs[True]
+    assert f"{conftest.NEEDS_MNIST} (Keras' download failed: " in outputs[True]
+    assert "tf-keras-datasets/mnist.npz" in outputs[True]  # Keras' own download was tried
     assert "(CI must run every test)" in outputs[True]

@@ -21,7 +21,7 @@ import pytest
 from mnist_digits import cli, model_files
 from PIL import Image
 
-from conftest import ROOT, mnist_data_dir, our_stderr_lines
+from conftest import NEEDS_MNIST, ROOT, missing, mnist_data_dir, our_stderr_lines
 
 README = (ROOT / "README.md").read_text()
 PYTHON_BIN = str(Path(sys.executable).parent)  # `python` of README: the environment's
@@ -174,7 +174,7 @@ OTHER_ACTIONS = [line for line in shell_lines() if program_argv(line) and line n
 def test_command_runs_as_printed(line, clone):
     """`evaluate`, `predict`, `--help`: run as printed, from the clone's root."""
     if "evaluate" in program_argv(line)[1] and not mnist_data_dir():
-        pytest.skip("evaluate needs the MNIST data: set MNIST_DATA")
+        missing(NEEDS_MNIST)
     result = run_line(line, clone)
     assert result.returncode == 0, result.stderr[-3000:]
     if "--help" in line:
