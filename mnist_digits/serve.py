@@ -103,6 +103,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     else refused with a JSON error."""
 
     methods = {"/": ("GET", "HEAD"), "/healthz": ("GET", "HEAD"), "/predict": ("POST",)}
+    refusal = None  # why the request being answered is refused, for its log line
     timeout = 30  # seconds a client may leave its connection silent, so none holds a thread
                   # for ever (each read has its own 30 s)
 
@@ -118,17 +119,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def log_request(self, code="-", size="-"):
-        if self.server.log_requests or isinstance(code, int) and code >= 400:  # refusals, failures
-            super().log_request(code, size)
+        """http.server's line, with the reason of a refusal: '"POST /predict HTTP/1.1" 400 -
+        (the body is empty: ...)'. Refusals and failures always, the rest with log_requests."""
+        refusal, self.refusal = self.refusal, None
+        if self.server.log_requests or isinstance(code, int) and code >= 400:
+            reason = f" ({refusal})" if refusal else ""
+            self.log_message('"%s" %s %s%s', self.requestline, getattr(code, "value", code), size,
+                             reason)
 
     def refuse(self, status, message):
+        self.refusal = message
         self.reply(status, {"error": message})
 
     def send_error(self, code, message=None, explain=None):
         """http.server's own refusals (a malformed request), in JSON."""
         if code == http.HTTPStatus.NOT_IMPLEMENTED:  # a method it has no do_ for: as any
             return self.answer()                     # other the path does not take
-        self.log_error("code %d, message %s", code, message)
         self.close_connection = True
         self.refuse(code, message or http.HTTPStatus(code).phrase)
 

@@ -541,8 +541,8 @@ def test_serve_command_line_warns_off_loopback_and_stops_on_sigterm():
                                         "use it"], stderr
 
 
-def test_requests_are_logged_only_when_asked(model, capsys):
-    for log_requests, lines in ((False, 1), (True, 2)):  # without: the refused one only
+def test_requests_are_logged_only_when_asked_and_refusals_with_their_reason(model, capsys):
+    for log_requests, lines in ((False, 2), (True, 3)):  # without: the refused ones only
         server = serve.make_server(classifier.picture_answerer(model), "127.0.0.1", 0, HEALTH,
                                    log_requests=log_requests)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -551,10 +551,14 @@ def test_requests_are_logged_only_when_asked(model, capsys):
         try:
             assert request(server, "GET", "/healthz")[0] == 200
             assert request(server, "GET", "/nowhere")[0] == 404
+            assert post(server, b"{nope", "application/json")[0] == 400
         finally:
             server.shutdown()
             server.server_close()
             thread.join(10)
         logged = capsys.readouterr().err.splitlines()
         assert len(logged) == lines and all("HTTP/1.1" in line for line in logged), logged
-        assert '"GET /nowhere HTTP/1.1" 404' in logged[-1]
+        assert logged[-2].endswith('"GET /nowhere HTTP/1.1" 404 - (no such page: /nowhere)')
+        assert logged[-1].endswith(f'"POST /predict HTTP/1.1" 400 - (the body is not JSON: '
+                                   f'expected {serve.JSON_REQUEST})')
+        assert log_requests == logged[0].endswith('"GET /healthz HTTP/1.1" 200 -')
