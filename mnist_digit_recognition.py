@@ -424,8 +424,11 @@ def evaluate(model, x_test, y_test):
 
 def build_train_parser(prog):
     r, number_in, whole_number = RECIPE, cli.number_in, cli.whole_number
+    others = ",".join(action for action in ACTIONS if action != "train")
     parser = cli.ArgumentParser(
-        prog=prog, description="Train a digit recogniser on MNIST, evaluate it on the test set "
+        prog=prog, usage=f"%(prog)s [flags]  (train: the default action)\n       "
+                         f"%(prog)s {{{others}}} ...  (each with its own --help)",
+        description="Train a digit recogniser on MNIST, evaluate it on the test set "
         "and save it. Other actions, each with its own --help: 'evaluate' scores a saved model, "
         "'predict FILE...' classifies image files, 'serve' opens a page to draw digits on. "
         "The action comes first: mnist_digit_recognition.py predict --json d.png")

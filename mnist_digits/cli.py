@@ -76,17 +76,26 @@ def add_model_dir_flag(parser):
                         "in the working directory, else the one beside this script)")
 
 
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
 def parse_flags(parser, argv, actions=()):
     """parser.parse_args(argv), with a hint where a word it did not take is one of the other
-    `actions` (or nearly one: the action comes first) or nearly one of its flags."""
+    `actions` (or nearly one: the action comes first), a picture (for `predict`), or nearly one
+    of its flags."""
     args, unknown = parser.parse_known_args(argv)
     for word in unknown if actions else []:
         meant = difflib.get_close_matches(word.lstrip("-"), actions, 1)
         if meant:
-            hint = ("comes first" if meant[0] == word else "is a word, not a flag"
-                    if meant[0] == word.lstrip("-") else f"is {meant[0]}?")
-            parser.error(f"unrecognized arguments: {' '.join(unknown)}; the action {hint}: "
+            hint = ("the action comes first:" if meant[0] == word else
+                    "the action is a word, not a flag:" if meant[0] == word.lstrip("-") else
+                    f"did you mean the action {meant[0]}?")
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}; {hint} "
                          f"mnist_digit_recognition.py {meant[0]} [its flags and files]")
+    pictures = [word for word in unknown if is_picture(word)]
+    if actions and pictures:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}; to read pictures, the action "
+                     f"comes first: mnist_digit_recognition.py predict {' '.join(pictures)}")
     flags = [flag for flag in parser._option_string_actions if flag.startswith("--")]
     for word in unknown:
         flag = word.partition("=")[0]
@@ -97,6 +106,12 @@ def parse_flags(parser, argv, actions=()):
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return args
+
+
+def is_picture(word):
+    """A word on the command line that names a picture: a file, or a name such as d.png."""
+    return not word.startswith("-") and (word.lower().endswith(PICTURE_SUFFIXES)
+                                         or Path(word).is_file())
 
 
 def run_action(action):

@@ -157,7 +157,15 @@ CASES = [
      ["unrecognized arguments: predict d0.png", "action comes first",
       "mnist_digit_recognition.py predict [its flags and files]"], USAGE),
     ("misspelt action", flags("predcit", "d0.png"),
-     ["unrecognized arguments: predcit d0.png", "is predict?"], USAGE),
+     ["unrecognized arguments: predcit d0.png; did you mean the action predict? "
+      "mnist_digit_recognition.py predict [its flags and files]"], USAGE),
+    ("a picture without the action", flags("d0.png"),
+     ["unrecognized arguments: d0.png; to read pictures, the action comes first: "
+      "mnist_digit_recognition.py predict d0.png"], USAGE),
+    ("a file without the action", lambda folder, arrays: [write_file("scan", b"x")(folder, arrays),
+                                                          "--epochs", "1"],
+     ["unrecognized arguments: ", "scan; to read pictures, the action comes first: "
+      "mnist_digit_recognition.py predict ", "scan"], USAGE),
     ("action written as a flag", flags("--predict", "d0.png"),
      ["unrecognized arguments: --predict d0.png", "is a word, not a flag",
       "mnist_digit_recognition.py predict [its flags and files]"], USAGE),
@@ -259,7 +267,8 @@ def test_bad_input_is_one_clear_line(case, tmp_path, small_arrays, small_npz, sa
 
 
 END_TO_END = ["epochs zero", "data path missing", "predict: text file",
-              "evaluate: corrupt model.keras", "flags before the action"]
+              "evaluate: corrupt model.keras", "flags before the action",
+              "a picture without the action"]
 
 
 @pytest.mark.parametrize("name", END_TO_END)

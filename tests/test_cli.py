@@ -203,7 +203,11 @@ def test_help_lists_every_flag_with_a_truthful_help(capsys):
     with pytest.raises(SystemExit) as done:
         run_main(capsys, "--help")
     assert done.value.code == 0
-    text = " ".join(capsys.readouterr().out.split())
+    out = capsys.readouterr().out
+    assert out.splitlines()[:2] == [
+        "usage: mnist_digit_recognition.py [flags]  (train: the default action)",
+        "       mnist_digit_recognition.py {evaluate,predict,serve} ...  (each with its own --help)"]
+    text = " ".join(out.split())
     for flag in ("--epochs", "--batch-size", "--no-batchnorm", "--conv-dropout", "--data",
                  "--train-size", "--model-dir", "--seed", "--augmentation-engine", "predict",
                  "evaluate", "serve", "--distribute", "--compare-batchnorm", "--resume",
