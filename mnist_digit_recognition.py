@@ -24,6 +24,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from mnist_digits.errors import missing_package_in_one_line
+
+if __name__ == "__main__":  # a Python without the requirements: one line, not a traceback
+    sys.excepthook = missing_package_in_one_line
+
 try:  # Ctrl-C while these load is a stop like any other: one line, exit status 130
     import numpy as np
 

@@ -8,14 +8,16 @@ show the same line and no traceback end to end.
 """
 
 import shutil
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 
 import mnist_digit_recognition as mdr
-from mnist_digits import model_files
-from conftest import (CORRUPT_DATA, SCRIPT, assert_one_line_error, run_main, run_program,
+from mnist_digits import errors, model_files
+from conftest import (CORRUPT_DATA, ROOT, SCRIPT, assert_one_line_error, run_main, run_program,
                       run_python, snapshot)
 
 USAGE, FAILURE = 2, 1
@@ -282,6 +284,24 @@ def test_the_same_mistakes_in_a_real_process_print_one_line_and_no_traceback(
     result = run_program(*args, cwd=tmp_path, env={"TF_CONFIG": ""})
     line = assert_one_line_error(result, *words, code=status)
     assert result.stderr.strip() == line, "TensorFlow's start-up lines reached the terminal"
+
+
+def test_a_python_without_the_requirements_is_told_which_package_and_how_to_set_up():
+    """The script run by a Python that lacks a package it imports: one line naming the package
+    and README's set-up command, no traceback. First a Python without its site-packages (-S:
+    no NumPy), then one where Pillow alone cannot be imported."""
+    assert errors.SET_UP in (ROOT / "README.md").read_text()
+    result = subprocess.run([sys.executable, "-S", str(SCRIPT), "predict", "samples/seven.png"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert_one_line_error(result, "has no numpy (module numpy)", errors.SET_UP, code=1)
+    result = run_python(f"""
+import runpy, sys
+sys.modules["PIL"] = None  # `import PIL` raises ModuleNotFoundError
+sys.argv = ["mnist_digit_recognition.py", "predict", "samples/seven.png"]
+runpy.run_path({str(SCRIPT)!r}, run_name="__main__")
+""", cwd=ROOT)
+    line = assert_one_line_error(result, "has no Pillow (module PIL)", errors.SET_UP, code=1)
+    assert line.startswith(f"error: this Python ({sys.executable}) ")
 
 
 def test_usage_errors_answer_before_tensorflow_is_imported(tmp_path):
