@@ -23,9 +23,9 @@ def build_evaluate_parser(prog):
 
 def build_predict_parser(prog):
     parser = ArgumentParser(prog=prog, description="Classify digit pictures (PNG, JPEG, BMP, "
-                            "GIF; any size, colour or grey, either polarity). A picture with "
-                            "several digits gets its main one (the tallest), and all of them "
-                            "left to right.")
+                            "GIF; any size, colour or grey, either polarity). Digits side by side "
+                            "are read as the number they make, left to right (--json also "
+                            "names the main digit, the tallest).")
     parser.add_argument("files", nargs="+", metavar="FILE", help="image files to classify")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object per file instead of text (with \"error\" "
@@ -88,13 +88,18 @@ def run_predict(args):
                 print(json.dumps({"file": path, "error": str(error)}), flush=True)
             continue
         answer = answer_digits(classify, digits, main)
-        if args.json:
-            print(json.dumps({"file": path, **answer}), flush=True)
-        else:
-            several = (f"; {len(digits)} digits found, left to right "
-                       f"{''.join(map(str, answer['digits']))}") if len(digits) > 1 else ""
-            print(f"{path}: {answer['digit']} ({answer['probability']:.1%}){several}", flush=True)
+        print(json.dumps({"file": path, **answer}) if args.json else answer_text(path, answer),
+              flush=True)
     return 1 if failed else 0
+
+
+def answer_text(path, answer):
+    """`predict`'s line for a picture: "seven.png: 7 (100.0%)", and for several digits the
+    number they make and each one's probability, "47.png: 47 (2 digits: 100.0%, 99.9%)"."""
+    if "digits" not in answer:
+        return f"{path}: {answer['number']} ({answer['probability']:.1%})"
+    each = ", ".join(f"{p:.1%}" for p in answer["digit_probabilities"])
+    return f"{path}: {answer['number']} ({len(answer['digits'])} digits: {each})"
 
 
 def run_serve(args):

@@ -91,14 +91,17 @@ def predict(model, images):
 
 def answer_digits(classify, digits, main):
     """What `predict --json` and the server answer for a picture whose digits, left to right,
-    are `digits` (K, 28, 28): the main digit's class and probabilities, and, where it holds
-    several, all of them."""
+    are `digits` (K, 28, 28): the number they make (a string: "7", "2026", "07"); the main
+    digit's class and probabilities; where it holds several, each digit and its probability."""
     probabilities = classify(digits[..., np.newaxis])
-    answer = {"digit": int(probabilities[main].argmax()),
+    classes = probabilities.argmax(axis=1)
+    answer = {"number": "".join(map(str, classes)),
+              "digit": int(classes[main]),
               "probability": round(float(probabilities[main].max()), 6),
               "probabilities": [round(float(p), 6) for p in probabilities[main]]}
     if len(probabilities) > 1:
-        answer["digits"] = [int(p.argmax()) for p in probabilities]
+        answer["digits"] = [int(d) for d in classes]
+        answer["digit_probabilities"] = [round(float(p), 6) for p in probabilities.max(axis=1)]
     return answer
 
 

@@ -1,6 +1,6 @@
 """The drawing page in a real browser (headless Chromium driven by selenium), against a real
-server in this process: a 7 drawn with pointer events is read as a 7, a finger works as well
-as a mouse, and Clear brings back the prompt."""
+server in this process: a 7 drawn with pointer events is read as a 7, two digits side by side
+as their number, a finger works as well as a mouse, and Clear brings back the prompt."""
 
 import os
 import shutil
@@ -107,6 +107,18 @@ def wait_for_digit(driver, digit):
     WebDriverWait(driver, 15, poll_frequency=0.1).until(done, f"the page never showed a {digit}")
 
 
+def wait_for_number(driver, number, timeout=15):
+    WebDriverWait(driver, timeout, poll_frequency=0.05).until(
+        lambda driver: shown(driver)[0] == number, f"the page never showed {number}")
+
+
+def draw_one_then_seven(driver):
+    """"17": a 1 on the left half of the canvas, then a 7 on the right half."""
+    stroke(driver, interaction.POINTER_MOUSE, (0.25, 0.2), (0.22, 0.8))
+    stroke(driver, interaction.POINTER_MOUSE, (0.48, 0.22), (0.82, 0.22))
+    stroke(driver, interaction.POINTER_MOUSE, (0.82, 0.22), (0.6, 0.8))
+
+
 def wait_for_prompt(driver):
     def blank(driver):
         text, probabilities, _ = shown(driver)
@@ -157,6 +169,14 @@ def test_on_a_phone_the_page_fits_the_screen_and_a_finger_draws(server, tmp_path
             phone.save_screenshot(os.environ["MDR_SCREENSHOT"].replace(".png", "_phone.png"))
     finally:
         phone.quit()
+
+
+def test_two_digits_side_by_side_are_read_as_their_number(page):
+    draw_one_then_seven(page)
+    wait_for_number(page, "17")
+    confidence = page.find_element(By.ID, "confidence").text
+    assert confidence.startswith("2 digits: ") and "sure \u00b7 the bars: the tallest, " in \
+        confidence, confidence
 
 
 def test_a_server_that_is_gone_is_reported(page):

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 
 import mnist_digit_recognition as mdr
 from mnist_digits import model_files
-from conftest import run_main
+from conftest import PROBABILITY_TOLERANCE, run_main
 from mnist_digits.pictures import decode_picture, find_digits
 
 SHIPPED = Path(__file__).resolve().parent.parent / model_files.DEFAULT_MODEL_DIR
@@ -110,6 +110,13 @@ def two_digits(mnist):
     return dark_on_white(np.clip(ink, 0, 1)), {}
 
 
+def four_digits(mnist):
+    """"2026" side by side on one page."""
+    ink = sum(on_paper(mnist_ink(mnist, label, 220), (300, 1000), 40, 20 + 240 * i)
+              for i, label in enumerate((2, 0, 2, 6)))
+    return dark_on_white(np.clip(ink, 0, 1)), {}
+
+
 def big_one_small_zero(mnist, mirrored=False):
     """A tall 1 beside a 0 half its height: the 1 is the main digit, though the 0 has more ink."""
     ink = on_paper(mnist_ink(mnist, 1, 360), (400, 600), 20, 20)
@@ -178,6 +185,7 @@ PICTURES = {  # file name (its digits are the expected answer): how to make it
     "thin_pen_big_canvas_7.png": thin_pen,
     "exif_rotated_7.jpg": exif_rotated,
     "two_digits_47.png": two_digits,
+    "four_digits_2026.png": four_digits,
     "big_one_small_zero_10.png": big_one_small_zero,
     "small_zero_big_one_01.png": lambda mnist: big_one_small_zero(mnist, mirrored=True),
     "blue_ink_2.png": blue_ink,
@@ -213,18 +221,26 @@ def test_the_main_digit_is_the_tallest(name, main, mnist, tmp_path):
     assert find_digits(decode_picture(path.read_bytes()))[1] == main
 
 
-def test_predict_says_when_a_picture_holds_several_digits(model, mnist, tmp_path, capsys):
-    paths = [make_picture(name, mnist, tmp_path)
-             for name in ("big_one_small_zero_10.png", "blue_ink_2.png")]
-    status, out, err = run_main(capsys, "predict", "--model-dir", SHIPPED, *paths)
+def test_predict_reads_several_digits_as_the_number_they_make(model, mnist, tmp_path, capsys):
+    """The text leads with the number and gives each digit's probability; --json adds the
+    number and each digit's probability to the main digit's fields (the tallest: the 1 of "10")."""
+    paths = [make_picture(name, mnist, tmp_path) for name in
+             ("big_one_small_zero_10.png", "four_digits_2026.png", "blue_ink_2.png")]
+    status, text, err = run_main(capsys, "predict", "--model-dir", SHIPPED, *paths)
     assert status == 0 and err == []
-    assert re.fullmatch(r".*big_one_small_zero_10\.png: 1 \(\d+\.\d%\); 2 digits found, left to "
-                        r"right 10", out[0]), out
-    assert re.fullmatch(r".*blue_ink_2\.png: 2 \(\d+\.\d%\)", out[1]), out
     status, out, _ = run_main(capsys, "predict", "--json", "--model-dir", SHIPPED, *paths)
-    answers = [json.loads(line) for line in out]
-    assert [a["digit"] for a in answers] == [1, 2]
-    assert answers[0]["digits"] == [1, 0] and "digits" not in answers[1]
+    ten, year, two = answers = [json.loads(line) for line in out]
+    assert (ten["number"], ten["digit"], ten["digits"]) == ("10", 1, [1, 0])
+    assert ten["probability"] == ten["digit_probabilities"][0]
+    assert (year["number"], year["digits"]) == ("2026", [2, 0, 2, 6])
+    assert (two["number"], two["digit"]) == ("2", 2)
+    assert "digits" not in two and "digit_probabilities" not in two
+    _, alone = classify(model, read(paths[1]))  # Keras, each digit read alone
+    assert year["digit_probabilities"] == pytest.approx(alone, abs=PROBABILITY_TOLERANCE + 1e-6)
+    for line, path, answer in zip(text, paths, answers):
+        each = ", ".join(f"{p:.1%}" for p in answer.get("digit_probabilities", []))
+        assert line == (f"{path}: {answer['number']} ({len(answer['digits'])} digits: {each})"
+                        if each else f"{path}: 2 ({two['probability']:.1%})")
 
 
 def test_exif_orientation_is_applied(mnist, tmp_path):

@@ -132,7 +132,8 @@ def test_predict_answers_as_predict_json_does(server, pictures, capsys):
     for path in pictures:
         kind = {".jpg": "jpeg", ".bmp": "bmp", ".gif": "gif"}.get(path.suffix, "png")
         assert post(server, path.read_bytes(), f"image/{kind}") == (200, expected[str(path)])
-    assert expected[str(pictures[-1])]["digits"] == [4, 1]  # the picture with two digits
+    pair = expected[str(pictures[-1])]  # the picture with two digits
+    assert (pair["number"], pair["digits"], len(pair["digit_probabilities"])) == ("41", [4, 1], 2)
     # What serves the request does not depend on the Content-Type an image comes with.
     assert post(server, pictures[0].read_bytes(), "application/octet-stream")[1] == \
         expected[str(pictures[0])]
@@ -142,7 +143,8 @@ def test_json_pixels_answer_as_the_same_png(server, digits):
     x, y = digits
     status, answer = post(server, pixels_json(x[0]), "application/json")
     assert status == 200 and answer["digit"] == y[0]
-    assert set(answer) == {"digit", "probability", "probabilities"}
+    assert set(answer) == {"number", "digit", "probability", "probabilities"}
+    assert answer["number"] == str(y[0])
     assert len(answer["probabilities"]) == 10
     assert answer["probability"] == max(answer["probabilities"])
     assert post(server, png(x[0])) == (200, answer)
