@@ -1,10 +1,13 @@
 """The drawing page in a real browser (headless Chromium driven by selenium), against a real
 server in this process: a 7 drawn with pointer events is read as a 7, two digits side by side
-as their number, a finger works as well as a mouse, and Clear brings back the prompt."""
+as their number, a finger works as well as a mouse, Clear brings back the prompt, and an answer
+that comes late never replaces a newer one."""
 
 import os
 import shutil
 import socket
+import threading
+import time
 
 import pytest
 
@@ -177,6 +180,35 @@ def test_two_digits_side_by_side_are_read_as_their_number(page):
     confidence = page.find_element(By.ID, "confidence").text
     assert confidence.startswith("2 digits: ") and "sure \u00b7 the bars: the tallest, " in \
         confidence, confidence
+
+
+def test_an_answer_that_comes_after_a_newer_ones_never_replaces_it(page, server):
+    """As on a busy machine: the answer to the 1 alone comes 5 s late. The drawing as the pen
+    leaves it goes at once, so "17" is shown before that answer comes; when it comes, it is
+    dropped."""
+    late = threading.Event()
+    first = threading.Lock()
+    answer = server.read_and_answer
+
+    def first_answer_late(body, content_type):
+        result = answer(body, content_type)
+        if first.acquire(blocking=False):  # the first request only
+            time.sleep(5)
+            late.set()
+        return result
+
+    server.read_and_answer = first_answer_late
+    try:
+        draw_one_then_seven(page)
+        wait_for_number(page, "17")
+        assert not late.is_set(), "the newer drawing waited for the late answer"
+        assert late.wait(10)
+        ends = time.monotonic() + 1.5  # time enough for the page to take the late answer
+        while time.monotonic() < ends:
+            assert shown(page)[0] == "17", "a late answer replaced a newer one"
+            time.sleep(0.05)
+    finally:
+        del server.read_and_answer
 
 
 def test_a_server_that_is_gone_is_reported(page):
