@@ -110,6 +110,8 @@ def test_resume_continues_from_the_checkpoint_and_saves_what_it_trained(interrup
     code, out, err = run.resumed
     assert code == 0, err
     assert "Epoch 2/2" in out and "Epoch 1/2" not in out
+    assert "Resuming the interrupted run from epoch 2 of 2: its checkpoint in " \
+        "mnist_digit_recognition_model.partial/" in out, out
     resumed = read_metadata(run.model_dir)
     whole = read_metadata(run.folder / "uninterrupted")
     assert run.uninterrupted[0] == 0, run.uninterrupted[2]
