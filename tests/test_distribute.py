@@ -152,7 +152,8 @@ def test_a_stop_on_one_worker_stops_the_other_within_seconds(small_npz, tmp_path
         lines = our_stderr_lines(stderr)
         assert worker.returncode == 130 and len(lines) == 1, stderr
         assert "interrupted after 1 finished epoch" in lines[0] and "--resume" in lines[0]
-    assert chief_stopped_after < 10
+    assert chief_stopped_after < 30  # 2 to 6 s measured on 2 busy cores; a chief left waiting
+    # for the stopped worker's part of a step waits until the timeout above
     assert not (tmp_path / "mnist_digit_recognition_model").exists()
 
 
