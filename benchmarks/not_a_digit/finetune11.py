@@ -4,6 +4,8 @@ training kinds (seed 1). Measured: arrays' test accuracy, digits as clean pictur
 counted wrong), and the seed-2 negatives of every kind (held out: stroke_letters, doodles, words).
 
     python finetune11.py [--epochs 2] [--lr 1e-4] [--kinds font_letters scribbles digit_overlaps]
+    python finetune11.py --from-scratch --epochs 4 --lr 1e-3 --threads 1 --marks-only --name oe4
+                                      # the default network untrained: outlier exposure from the start
 """
 import argparse, os, sys, time, json
 import numpy as np
@@ -18,10 +20,22 @@ def main():
     p.add_argument("--kinds", nargs="+", default=["font_letters", "scribbles", "digit_overlaps"])
     p.add_argument("--neg-weight", type=float, default=1.0)
     p.add_argument("--name", default="ft11")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="the default network untrained (outlier exposure from the start), not the shipped one")
+    p.add_argument("--marks-only", action="store_true", help="train on the digits' marks, not also their arrays")
+    p.add_argument("--threads", type=int, default=0, help="TensorFlow's threads (0: all cores)")
     args = p.parse_args()
     import keras
+    import tensorflow as tf
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     keras.utils.set_random_seed(1)
-    model = keras.models.load_model(MODEL)
+    if args.from_scratch:
+        import mnist_digit_recognition as mdr
+        model = mdr.build_model()
+    else:
+        model = keras.models.load_model(MODEL)
     flatten = next(l for l in model.layers if type(l).__name__ == "Flatten")
     old = model.get_layer("probabilities")
     W, b = old.get_weights()
@@ -33,10 +47,14 @@ def main():
     head = keras.layers.Dense(11, activation="softmax", name="eleven")
     out = head(x)
     net = keras.Model(model.inputs, out)
-    head.set_weights([np.concatenate([W, np.zeros((W.shape[0], 1))], 1), np.concatenate([b, [-2.0]])])
+    if not args.from_scratch:
+        head.set_weights([np.concatenate([W, np.zeros((W.shape[0], 1))], 1), np.concatenate([b, [-2.0]])])
     mn = mnist()
-    digits = np.concatenate([np.load(f"{CACHE}/digits_train.npz")["marks"][0], mn["x_train"][:54000].astype(np.float32) / 255])
-    dl = np.concatenate([mn["y_train"][:54000]] * 2)
+    digits = np.load(f"{CACHE}/digits_train.npz")["marks"][0]
+    dl = mn["y_train"][:54000]
+    if not args.marks_only:  # and the arrays themselves
+        digits = np.concatenate([digits, mn["x_train"][:54000].astype(np.float32) / 255])
+        dl = np.concatenate([dl, dl])
     negs = np.concatenate([np.load(f"{CACHE}/neg_{k}_s1.npz")["marks"] for k in args.kinds])
     xs = np.concatenate([digits, negs])[..., None].astype(np.float32)
     ys = np.concatenate([dl, np.full(len(negs), 10)])
