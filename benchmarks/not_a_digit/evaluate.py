@@ -324,19 +324,31 @@ def measure(scores, thresholds, data, neg_sets):
     return row
 
 
+def fitted_path(name, train_kinds):
+    """Where a decider of this name fitted on these kinds is kept (cache/fitted/)."""
+    slug = f"{name}__{'+'.join(sorted(train_kinds))}".replace(" ", "_")
+    return CACHE / "fitted" / f"{slug}.pkl"
+
+
+def load_fitted(path):
+    """(decider, its scores on the sets) as `fitted` kept them."""
+    import pickle
+
+    class Unpickler(pickle.Unpickler):  # classes pickled by a run of this file as __main__
+        def find_class(self, module, name):
+            return super().find_class("evaluate" if module == "__main__" else module, name)
+    with open(path, "rb") as file:
+        return Unpickler(file).load()
+
+
 def fitted(decider, data, train_kinds, sets):
     """(decider fitted on the training kinds, its scores on the sets), kept in
     cache/fitted/ so that a second run (or export.py) does not fit it again."""
     import pickle
 
-    slug = f"{decider.name}__{'+'.join(sorted(train_kinds))}".replace(" ", "_")
-    path = CACHE / "fitted" / f"{slug}.pkl"
+    path = fitted_path(decider.name, train_kinds)
     if path.exists():
-        class Unpickler(pickle.Unpickler):  # classes pickled by a run of this file as __main__
-            def find_class(self, module, name):
-                return super().find_class("evaluate" if module == "__main__" else module, name)
-        with open(path, "rb") as file:
-            return Unpickler(file).load()
+        return load_fitted(path)
     decider.fit(data, train_kinds)
     scores = scores_of(decider, data, sets)
     path.parent.mkdir(exist_ok=True)

@@ -17,7 +17,6 @@ def measures(m):
     border = set(np.unique(np.concatenate([bg[0], bg[-1], bg[:, 0], bg[:, -1]]))) - {0}
     holes = sum(1 for i in range(1, n + 1) if i not in border and (bg == i).sum() >= 2)
     pieces = ndimage.label(ink, np.ones((3, 3)))[1]
-    thin = ink & ~ndimage.binary_erosion(ink)  # crude: edge pixels
     nb = ndimage.convolve(ink.astype(int), np.ones((3, 3), int), mode="constant") - ink
     ends = int(((nb <= 2) & ink).sum())
     return np.array([h, w, w / h, m.sum() / 100, holes, pieces, ends], np.float32)

@@ -5,7 +5,6 @@ a sheet per kind, to see whether they are digit-like (then the negatives need cl
 """
 
 import argparse
-import pickle
 import sys
 from pathlib import Path
 
@@ -24,12 +23,7 @@ def main():
     parser.add_argument("--rate", type=float, default=0.0015)
     parser.add_argument("--count", type=int, default=48)
     args = parser.parse_args()
-    slug = f"{args.decider}__{'+'.join(sorted(args.kinds))}".replace(" ", "_")
-    with open(CACHE / "fitted" / f"{slug}.pkl", "rb") as file:
-        class Unpickler(pickle.Unpickler):
-            def find_class(self, module, name):
-                return super().find_class("evaluate" if module == "__main__" else module, name)
-        _, scores = Unpickler(file).load()
+    _, scores = evaluate.load_fitted(evaluate.fitted_path(args.decider, args.kinds))
     threshold = np.quantile(scores["validation"], 1 - args.rate)
     for kind in evaluate.HELD_OUT:
         name = f"neg_{kind}_s2"
