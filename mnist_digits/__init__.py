@@ -6,6 +6,7 @@
     model_files     the model directory: written atomically, the previous generation, loading
     classifier      a saved model on LiteRT (or Keras): arrays and pictures in, answers out
     pictures        people's pictures of digits -> MNIST's 28x28 form (NumPy, SciPy, Pillow)
+    page            a photo of a sheet on a table -> the sheet alone, upright (for pictures)
     serve           the HTTP server and its drawing page (serve_page.html)
     figures         the model directory's pictures (matplotlib)
     actions         evaluate's flags and report; predict and serve

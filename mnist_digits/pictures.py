@@ -3,7 +3,8 @@
 A picture may be of any size, light on dark or dark on light, a scan or a photo (uneven light,
 ruled paper, a frame, turned by its EXIF orientation), and hold several digits side by side.
 `read_picture(path)` and `find_digits(grey)` return each digit as MNIST stores its own: light
-ink on black, cropped, fitted to a 20x20 box and centred by its centre of mass in 28x28.
+ink on black, cropped, fitted to a 20x20 box and centred by its centre of mass in 28x28. A
+photo of a sheet of paper on a darker table is read as the sheet alone, upright (page.py).
 
 NumPy, SciPy and Pillow only: importing this module loads no TensorFlow.
 """
@@ -16,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 from scipy import ndimage
+
+from .page import on_the_page
 
 FORMATS = ["PNG", "JPEG", "BMP", "GIF"]
 NOT_AN_IMAGE = "not a PNG, JPEG, BMP or GIF image"
@@ -133,7 +136,8 @@ def ink_at_digit_scale(grey):
     reduced so that they are about DIGIT_SIZE pixels tall (never enlarged): the steps after
     this measure strokes at the digits' own scale, and a large picture costs little. Decided
     on a glance (the picture reduced to at most GLANCE_SIZE pixels): which side is the ink,
-    the paper's light, where the digits are."""
+    the paper's light, where the digits are. A sheet photographed on a table: the sheet alone."""
+    grey = on_the_page(grey)
     factor = max(1, math.ceil(max(grey.shape) / GLANCE_SIZE))
     glance = reduced(grey, factor)
     light = paper_is_light(glance)

@@ -12,7 +12,9 @@ from scipy import ndimage
 
 import mnist_digit_recognition as mdr
 from benchmarks import pictures as benchmark
-from mnist_digits import mnist_files, model_files, pictures
+from benchmarks import renderings
+from mnist_digits import mnist_files, model_files, page, pictures
+from mnist_digits.classifier import load_classifier
 from mnist_digits.pictures import decode_picture, find_digits
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,11 +34,13 @@ def encoded(image, fmt="PNG", **options):
 
 
 def rendered_files(name, x):
-    """The bytes of the file the benchmark writes for each digit of x in rendering `name`."""
-    render = benchmark.RENDERINGS[name][1]
+    """The bytes of the file the benchmark writes for each digit of x in rendering `name`
+    (with digits i+1, i+2 where it holds several)."""
+    render = renderings.RENDERINGS[name][1]
+    count = renderings.DIGITS_PER_FILE.get(name, 1)
     files = []
     for index, digit in enumerate(x):
-        image, fmt, options = render(digit, index)
+        image, fmt, options = render(digit, index, *(x[(index + k) % len(x)] for k in range(1, count)))
         files.append(encoded(image, fmt, **options))
     return files
 
@@ -147,7 +151,7 @@ def test_the_noise_floor_is_measured_below_the_paper_whatever_the_ink():
 def test_blurred_strokes_are_soft_and_keep_their_peaks(test_digits):
     x, _ = test_digits
     # grey ink (0.8), so that every one is fainter than MNIST's full ink
-    blurred = [pictures.separate_ink(0.8 * ndimage.gaussian_filter(benchmark.enlarged(digit, 56), 2))
+    blurred = [pictures.separate_ink(0.8 * ndimage.gaussian_filter(renderings.enlarged(digit, 56), 2))
                for digit in x[:50]]
     assert sum(soft for _, _, soft in blurred) >= 45
     for ink, mask, soft in blurred:  # the old scaling made 10% of the ink full, and flat
@@ -332,7 +336,7 @@ def test_clean_renderings_lose_no_answer(model, test_digits):
     """A digit the model reads from its array is read from each clean rendering of it."""
     x, y = test_digits
     right = mdr.predict(model, x)[0] == y
-    clean = [name for name, (kind, _) in benchmark.RENDERINGS.items() if kind == "clean"]
+    clean = [name for name, (kind, _) in renderings.RENDERINGS.items() if kind == "clean"]
     assert len(clean) == 7
     lost = {}
     for name in clean:
@@ -346,7 +350,7 @@ def test_hard_renderings_are_read_about_as_well_as_the_plain_recipe_reads_them(m
     """Blurred, coarse, thick and thin renderings: read about as well as the plain MNIST recipe
     reads them, or better (on 300 digits, within 1%: the benchmark measures the rest)."""
     x, y = test_digits
-    hard = [name for name, (kind, _) in benchmark.RENDERINGS.items() if kind == "hard"]
+    hard = [name for name, (kind, _) in renderings.RENDERINGS.items() if kind == "hard"]
     assert len(hard) == 7
     right = {}
     for name in hard:
@@ -357,3 +361,59 @@ def test_hard_renderings_are_read_about_as_well_as_the_plain_recipe_reads_them(m
                        for images in (ours, plain)]
     assert not {name: (ours, plain) for name, (ours, plain) in right.items()
                 if ours < plain - 0.01 * len(x)}, right
+
+
+# --- A page photographed on a table -----------------------------------------------------------
+
+def sheet_on_table(angle):
+    """A 300x400 photo: a light sheet turned by angle degrees on a dark table, a dark bar
+    across the sheet's middle (along its rows)."""
+    sheet = Image.new("L", (200, 260), 230)
+    ImageDraw.Draw(sheet).rectangle([40, 125, 160, 135], fill=20)
+    photo = Image.new("L", (400, 300), 40)
+    turned = sheet.rotate(angle, expand=True, fillcolor=0)
+    mask = Image.new("L", sheet.size, 255).rotate(angle, expand=True, fillcolor=0)
+    photo.paste(turned, (200 - turned.width // 2, 150 - turned.height // 2), mask)
+    return np.asarray(photo, np.float32) / 255
+
+
+@pytest.mark.parametrize("angle", [0, 8, -14])
+def test_a_sheet_on_a_table_is_cut_out_and_turned_upright(angle):
+    upright = page.on_the_page(sheet_on_table(angle))
+    assert upright.min() > 0.05 and 0.8 < np.median(upright) < 0.95  # no table left
+    bar = upright < 0.5
+    rows = np.flatnonzero(bar.any(axis=1))
+    assert np.ptp(rows) <= 14  # the bar (11 rows) runs along the rows again
+    assert bar.shape[0] / bar.shape[1] == pytest.approx(260 / 200, abs=0.05)
+
+
+def test_the_page_step_leaves_every_other_rendering_as_it_is(test_digits):
+    """All paper, light ink on black, ruled lines, a frame: no sheet on a darker surround."""
+    x, _ = test_digits
+    for name, (kind, _) in renderings.RENDERINGS.items():
+        if kind != "page":
+            for file in rendered_files(name, x[:30]):
+                grey = decode_picture(file)
+                assert page.on_the_page(grey) is grey, name
+
+
+@pytest.fixture(scope="module")
+def classify():
+    if not (SHIPPED / "model.keras").is_file():
+        pytest.skip(f"the shipped model is missing ({SHIPPED})")
+    return load_classifier(SHIPPED)
+
+
+def answers(classify, file):
+    digits, _ = find_digits(decode_picture(file))
+    return classify(digits[..., np.newaxis]).argmax(axis=1).tolist()
+
+
+def test_a_page_on_a_table_reads_like_the_digit_itself(classify, test_digits):
+    """Photos of a page on a dark or a wooden table, tilted by up to 15 degrees, light falling
+    off: read as the model reads the digit's array (the benchmark: 10,000 digits)."""
+    x = test_digits[0][:100]
+    arrays = classify(x[..., np.newaxis] / np.float32(255)).argmax(axis=1).tolist()
+    for name in ("page on a dark table, tilted 0-15°", "page on a wooden table, tilted 0-15°"):
+        read = [answers(classify, file) for file in rendered_files(name, x)]
+        assert sum(r != [a] for r, a in zip(read, arrays)) <= 1, name

@@ -15,7 +15,7 @@ MODEL = ROOT / "mnist_digit_recognition_model" / "model.keras"
 N_TRAIN = 54_000  # the shipped model's metadata.json: validation_split 0.1, the last 6,000 held out
 sys.path.insert(0, str(ROOT))  # the repository: mnist_digits and benchmarks
 
-from benchmarks.pictures import RENDERINGS  # noqa: E402
+from benchmarks.renderings import RENDERINGS  # noqa: E402
 from mnist_digits import pictures  # noqa: E402  (the reader the product runs)
 
 __all__ = ["CACHE", "CLEAN", "HERE", "MODEL", "N_TRAIN", "ROOT", "mnist", "picture_bytes", "pictures"]

@@ -1,0 +1,142 @@
+"""A sheet of paper photographed on a darker surface (a table, a desk) -> the sheet alone, upright.
+
+`on_the_page(grey)`: where the picture shows a sheet (a large light region, nearly a rectangle,
+whatever its tilt, with a sharp edge against a darker surround and darker marks on it), the part
+of the picture on the sheet, turned upright; any other picture as it is. An all-paper picture has
+no darker surround and is returned unchanged, as is a picture of light ink on a dark background
+(its light strokes are no rectangle, and hold no darker marks). Found on a glance: the picture
+reduced to at most GLANCE_SIZE pixels.
+
+NumPy, SciPy and Pillow only.
+"""
+
+import math
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+GLANCE_SIZE = 128  # the sheet is found on the picture reduced to at most this many pixels
+PAGE_AREA = 0.15  # the sheet's rectangle covers at least this share of the picture...
+SURROUND = 0.05  # ...and leaves at least this share of it outside (the table)
+ON_THE_BORDER = 0.25  # the darker surround runs along at least this share of the picture's edges
+RECTANGULAR = 0.9  # the light region fills at least this share of its rectangle
+PAGE_EDGE = 0.15  # the sheet is this much lighter just inside its edge than just outside
+EDGE_WIDTH = 2  # glance pixels either side of the edge where that is measured
+INSET = 2  # glance pixels taken off the sheet all round (its edge, and the fit's error)
+STRAIGHT = math.radians(0.5)  # a sheet turned by less is cut out as it is, not turned
+
+
+def on_the_page(grey):
+    """The part of the grey picture (float, light paper) on the sheet it shows, upright, or
+    the picture as it is where it shows no sheet on a darker surround."""
+    image = Image.fromarray(np.asarray(grey, np.float32))
+    factor = max(1, math.ceil(max(grey.shape) / GLANCE_SIZE))
+    glance = np.asarray(image.reduce(factor)) if factor > 1 else grey
+    light = glance > otsu_threshold(glance)
+    border = np.concatenate([light[0], light[-1], light[1:-1, 0], light[1:-1, -1]])
+    if np.count_nonzero(~border) < ON_THE_BORDER * border.size:
+        return grey  # paper (or ruled lines, ink) all round: no surround
+    sheet = largest_piece(ndimage.binary_fill_holes(light))
+    if sheet is None or not (sheet & ~light).any():
+        return grey  # a light region with nothing written on it: a bold light stroke, no sheet
+    centre, angle, half_sizes = smallest_rectangle(sheet)
+    inside = within_rectangle(glance.shape, centre, angle, half_sizes)
+    if not is_a_sheet(glance, sheet, inside, centre, angle, half_sizes):
+        return grey
+    half_sizes = np.maximum(np.array(half_sizes) - INSET, 1)
+    paper = float(np.median(glance[sheet]))
+    return upright_crop(image, factor * (np.array(centre) + 0.5), angle, factor * half_sizes, paper)
+
+
+def otsu_threshold(values, bins=64):
+    """The level that best splits the values into two classes (Otsu's method)."""
+    counts, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight = np.cumsum(counts)
+    total = np.cumsum(counts * centres)
+    below_mean = total / np.maximum(weight, 1)
+    above_mean = (total[-1] - total) / np.maximum(weight[-1] - weight, 1)
+    between = weight * (weight[-1] - weight) * (below_mean - above_mean) ** 2
+    return edges[1:][np.argmax(between)]
+
+
+def largest_piece(mask):
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        return None
+    return labels == 1 + np.argmax(np.bincount(labels.ravel())[1:])
+
+
+def smallest_rectangle(mask):
+    """(centre (y, x), angle in radians within +-45 degrees, half sizes (along the turned y,
+    x)) of the smallest rectangle around the mask's pixels: the angle tried every degree,
+    then every tenth of a degree about the best."""
+    points = np.argwhere(mask & ~ndimage.binary_erosion(mask)).astype(np.float64)
+    angles = np.radians(np.arange(-45, 45, 1.0))
+    best = angles[np.argmin(rectangle_areas(points, angles))]
+    angles = best + np.radians(np.arange(-1, 1.01, 0.1))
+    best = angles[np.argmin(rectangle_areas(points, angles))]
+    along = turned(points, best)
+    low, high = along.min(axis=0) - 0.5, along.max(axis=0) + 0.5  # pixels, not their centres
+    middle = (low + high) / 2
+    cos, sin = math.cos(best), math.sin(best)
+    centre = (middle[0] * cos + middle[1] * sin, -middle[0] * sin + middle[1] * cos)
+    return centre, best, tuple((high - low) / 2)
+
+
+def turned(points, angle):
+    """(y, x) points in the frame of axes turned by angle (x towards y: clockwise on screen)."""
+    cos, sin = math.cos(angle), math.sin(angle)
+    return np.stack([points[:, 0] * cos - points[:, 1] * sin,
+                     points[:, 0] * sin + points[:, 1] * cos], axis=1)
+
+
+def rectangle_areas(points, angles):
+    """The area of the rectangle around the points, its sides turned by each of the angles."""
+    cos, sin = np.cos(angles)[:, np.newaxis], np.sin(angles)[:, np.newaxis]
+    ys, xs = points[:, 0], points[:, 1]
+    return (np.ptp(ys * cos - xs * sin, axis=1) + 1) * (np.ptp(ys * sin + xs * cos, axis=1) + 1)
+
+
+def within_rectangle(shape, centre, angle, half_sizes):
+    """The pixels of a picture of this shape whose centres lie in the rectangle."""
+    rows, cols = np.indices(shape)
+    offsets = np.stack([rows.ravel() - centre[0], cols.ravel() - centre[1]], axis=1)
+    along = turned(offsets, angle)
+    return ((np.abs(along[:, 0]) <= half_sizes[0]) & (np.abs(along[:, 1]) <= half_sizes[1])
+            ).reshape(shape)
+
+
+def is_a_sheet(glance, sheet, inside, centre, angle, half_sizes):
+    """The light region is a sheet on a darker surround: its rectangle covers PAGE_AREA of the
+    picture or more and leaves SURROUND of it outside, the region fills RECTANGULAR of it, and
+    its edge is sharp (PAGE_EDGE): not light falling off across paper, not light strokes."""
+    covered = np.count_nonzero(inside) / inside.size
+    if not PAGE_AREA <= covered <= 1 - SURROUND:
+        return False
+    if np.count_nonzero(sheet & inside) < RECTANGULAR * np.count_nonzero(inside):
+        return False
+    grown = within_rectangle(glance.shape, centre, angle, np.add(half_sizes, EDGE_WIDTH))
+    shrunk = within_rectangle(glance.shape, centre, angle, np.subtract(half_sizes, EDGE_WIDTH))
+    just_outside, just_inside = grown & ~inside, inside & ~shrunk
+    if not just_outside.any():
+        return False
+    return np.median(glance[just_inside]) - np.median(glance[just_outside]) >= PAGE_EDGE
+
+
+def upright_crop(image, centre, angle, half_sizes, paper):
+    """The rectangle (centre (y, x) and half sizes in the picture's pixels) cut out of the
+    picture (a Pillow image, mode F) and turned upright (bilinear); outside the picture, paper."""
+    height, width = (max(1, round(2 * half)) for half in half_sizes)
+    top, left = centre[0] - height / 2, centre[1] - width / 2
+    if abs(angle) < STRAIGHT:
+        top, left = max(0, round(top)), max(0, round(left))
+        return np.asarray(image.crop((left, top, min(left + width, image.width),
+                                      min(top + height, image.height))))
+    cos, sin = math.cos(angle), math.sin(angle)
+    # output (x, y) -> picture (x, y): the rectangle's axes are turned by angle
+    affine = (cos, -sin, centre[1] - cos * width / 2 + sin * height / 2,
+              sin, cos, centre[0] - sin * width / 2 - cos * height / 2)
+    return np.asarray(image.transform((width, height), Image.Transform.AFFINE, affine,
+                                      Image.Resampling.BILINEAR, fillcolor=paper))
