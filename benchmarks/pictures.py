@@ -14,8 +14,8 @@ are found, in order, and read correctly. A page on a table is an 800x600 photo; 
 is timed on the first 100 digits. Results go to
 benchmarks/results/pictures.json and pictures.md (with --renderings, the other renderings'
 earlier results stay in them; a run with --limit writes them only under --save-as STEM).
-Takes about 20 minutes on 2 CPU cores for the 19 renderings before issue 33 (the picture
-reading before issue 21 took an hour), and TIME for its six.
+The 19 renderings before issue 33 take about 20 minutes on 2 CPU cores (the picture reading
+before issue 21 took an hour); its six about 60 more (a page row, 800x600 photos, 20 minutes).
 `--digits validation` reads the 6,000 training digits the shipped model held out instead
 (results: pictures.validation.*): a change tuned on the test digits is checked there.
 """
@@ -193,7 +193,7 @@ def markdown(results):
         f"{results['files']} {digits} digits per rendering; the model's accuracy on the arrays "
         f"themselves: **{results['arrays_accuracy']:.2%}**. Measured: mnist_digits/pictures.py, git blob "
         f"`{results['pictures_blob']}`; page.py, `{results.get('page_blob')}`. Command: "
-        f"`{results['command']}`.",
+        f"`{results['command']}`." + (f" {results['machine']}." if "machine" in results else ""),
         "",
         "| rendering | kind | accuracy | refused | changed vs arrays | plain recipe | ms per picture |",
         "|---|---|---:|---:|---:|---:|---:|",
