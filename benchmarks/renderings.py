@@ -227,14 +227,19 @@ def ink_box(digit):
 
 def touching(digits, index, stroke):
     """Test digits side by side at MNIST's scale, each box overlapping the one before by 1-4 px
-    (their ink added, up to full ink), or, with stroke, 2-4 px apart and joined by a stroke 2
+    (at most half the narrower box: a 1 stays between its neighbours; their ink added, up to
+    full ink), or, with stroke, 2-4 px apart and joined by a stroke 2
     px wide from the left digit's lowest ink in its right third to the right digit's leftmost
     ink; then shown at 112 px tall, dark on white, with a 24 px margin."""
     rng = np.random.default_rng(index)
     boxes = [ink_box(digit) for digit in digits]
-    steps = rng.integers(2, 5, len(boxes) - 1) if stroke else -rng.integers(1, 5, len(boxes) - 1)
-    lefts = np.concatenate([[0], np.cumsum([box.shape[1] for box in boxes[:-1]] + steps)])
-    strip = np.zeros((28, lefts[-1] + boxes[-1].shape[1]), np.float32)
+    widths = np.array([box.shape[1] for box in boxes])
+    if stroke:
+        steps = rng.integers(2, 5, len(boxes) - 1)
+    else:
+        steps = -np.minimum(rng.integers(1, 5, len(boxes) - 1), np.minimum(widths[:-1], widths[1:]) // 2)
+    lefts = np.concatenate([[0], np.cumsum(widths[:-1] + steps)])
+    strip = np.zeros((28, (lefts + widths).max()), np.float32)
     for box, left in zip(boxes, lefts):
         strip[:, left:left + box.shape[1]] += box
     strip = np.clip(strip, 0, 1)
