@@ -64,6 +64,14 @@ def main():
     net.fit(xs, ys, sample_weight=w, batch_size=64, epochs=args.epochs, shuffle=True, verbose=2)
     print(f"fine-tuned in {time.time()-t0:.0f} s", flush=True)
     net.save(f"{CACHE}/{args.name}.keras")
+    measure(net, args.name, vars(args))
+
+
+def measure(net, name, settings):
+    """The eleven-output network on the arrays (test, validation), on the digits as clean
+    pictures (rejects counted wrong) and on the seed-2 negatives of every kind, at three
+    thresholds set on the validation digits; printed and written to results/NAME.json."""
+    mn = mnist()
     def pr(m):
         return net.predict(m.reshape(-1, 28, 28, 1).astype(np.float32), batch_size=1000, verbose=0)
     res = {}
@@ -91,7 +99,8 @@ def main():
               f"val rej {row['validation']['rejected']:.3%} min acc {row['validation']['min_acc']:.2%}; "
               + ", ".join(f"{k} {v:.1%}" for k, v in row["neg"].items()), flush=True)
     print(f"arrays test {res['arrays_test_acc']:.2%}, validation {res['arrays_val_acc']:.2%}")
-    json.dump({"args": vars(args), **res}, open(CACHE.parent / "results" / f"{args.name}.json", "w"), indent=1)
+    json.dump({"args": settings, **res}, open(CACHE.parent / "results" / f"{name}.json", "w"), indent=1)
+    return res
 
 
 if __name__ == "__main__":
