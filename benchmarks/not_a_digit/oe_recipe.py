@@ -1,13 +1,14 @@
 """Experiment: the default recipe (the script's network, augmentation, schedule, 15 epochs)
-trained with an eleventh class, "not a digit" (outlier exposure), on the 54,000 training digits'
-arrays and the negatives of the training kinds (seed 1, as the reader sees them); the 6,000
-validation digits steer the rate as in the default. Measured as finetune11.py measures.
+trained with an eleventh class, "not a digit" (outlier exposure), on the 54,000 training digits
+(MNIST's arrays, or their marks: as the reader sees them written in a clean rendering) and the
+negatives of the training kinds (seed 1, as the reader sees them); the 6,000 validation digits'
+arrays steer the rate as in the default. Measured as finetune11.py measures.
 
-    python oe_recipe.py --seed 1 [--epochs 15] [--threads 0]
+    python oe_recipe.py --seed 1 [--digits arrays|marks] [--epochs 15] [--threads 0]
 
-Each epoch is checkpointed in cache/oe_recipe_sSEED/ (the script's own --work-dir machinery):
-the same command again resumes a run that was stopped. The network is saved as
-cache/oe_recipe_sSEED.keras, the measurements as results/oe_recipe_sSEED.json.
+Each epoch is checkpointed in cache/NAME/ (the script's own --work-dir machinery; NAME:
+oe_recipe_sSEED, oe_recipe_marks_sSEED): the same command again resumes a run that was
+stopped. The network is saved as cache/NAME.keras, the measurements as results/NAME.json.
 """
 import argparse
 import dataclasses
@@ -33,13 +34,15 @@ def eleven_class_network(mdr, keras):
                             name="cnn_eleven")
 
 
-def training_images(kinds):
-    """(x, y): the training digits' arrays and the negatives (label 10), then the validation
-    digits last, where the recipe's validation split takes them from."""
+def training_images(kinds, marks=False):
+    """(x, y): the training digits (arrays, or with marks their marks) and the negatives
+    (label 10), then the validation digits' arrays last, where the recipe's validation split
+    takes them from."""
     arrays = mnist()
     digits = arrays["x_train"].astype(np.float32) / 255
+    training = np.load(CACHE / "digits_train.npz")["marks"][0] if marks else digits[:N_TRAIN]
     negatives = np.concatenate([np.load(CACHE / f"neg_{kind}_s1.npz")["marks"] for kind in kinds])
-    x = np.concatenate([digits[:N_TRAIN], negatives, digits[N_TRAIN:]])[..., np.newaxis]
+    x = np.concatenate([training, negatives, digits[N_TRAIN:]])[..., np.newaxis]
     y = np.concatenate([arrays["y_train"][:N_TRAIN], np.full(len(negatives), 10, np.uint8),
                         arrays["y_train"][N_TRAIN:]])
     return x.astype(np.float32), y
@@ -50,6 +53,8 @@ def main():
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--kinds", nargs="+", default=TRAIN_KINDS)
+    parser.add_argument("--digits", choices=["arrays", "marks"], default="arrays",
+                        help="the training digits: MNIST's arrays, or as the reader sees them")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow's threads (0: all cores)")
     args = parser.parse_args()
     import keras
@@ -59,8 +64,8 @@ def main():
         tf.config.threading.set_inter_op_parallelism_threads(1)
     import mnist_digit_recognition as mdr
 
-    name = f"oe_recipe_s{args.seed}"
-    x, y = training_images(args.kinds)
+    name = f"oe_recipe_{'marks_' if args.digits == 'marks' else ''}s{args.seed}"
+    x, y = training_images(args.kinds, marks=args.digits == "marks")
     recipe = dataclasses.replace(mdr.RECIPE, seed=args.seed, epochs=args.epochs,
                                  validation_split=(60_000 - N_TRAIN) / len(x))
     keras.utils.set_random_seed(args.seed)
