@@ -1,22 +1,22 @@
 """A sheet of paper photographed on a darker surface (a table, a desk) -> the sheet alone, upright.
 
-`on_the_page(grey)`: where the picture shows a sheet (a large light region, nearly a rectangle,
-whatever its tilt, with a sharp edge against a darker surround and darker marks on it), the part
-of the picture on the sheet, turned upright; any other picture as it is. An all-paper picture has
-no darker surround and is returned unchanged, as is a picture of light ink on a dark background
-(its light strokes are no rectangle, and hold no darker marks). Found on a glance: the picture
-reduced to at most GLANCE_SIZE pixels.
+`sheet_in(glance)`: on a glance at a picture (the picture reduced: pictures.glance_at), the
+sheet it shows (a large light region, nearly a rectangle, whatever its tilt, with a sharp edge
+against a darker surround and darker marks on it), or None. `cut_out(grey, sheet, factor)`: the
+part of the picture on that sheet, turned upright. An all-paper picture has no darker surround
+and shows no sheet, nor does a picture of light ink on a dark background (its light strokes are
+no rectangle, and hold no darker marks): the reader leaves those as they are.
 
 NumPy, SciPy and Pillow only.
 """
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-GLANCE_SIZE = 128  # the sheet is found on the picture reduced to at most this many pixels
 PAGE_AREA = 0.15  # the sheet's rectangle covers at least this share of the picture...
 SURROUND = 0.05  # ...and leaves at least this share of it outside (the table)
 ON_THE_BORDER = 0.25  # the darker surround runs along at least this share of the picture's edges
@@ -27,26 +27,37 @@ INSET = 2  # glance pixels taken off the sheet all round (its edge, and the fit'
 STRAIGHT = math.radians(0.5)  # a sheet turned by less is cut out as it is, not turned
 
 
-def on_the_page(grey):
-    """The part of the grey picture (float, light paper) on the sheet it shows, upright, or
-    the picture as it is where it shows no sheet on a darker surround."""
-    image = Image.fromarray(np.asarray(grey, np.float32))
-    factor = max(1, math.ceil(max(grey.shape) / GLANCE_SIZE))
-    glance = np.asarray(image.reduce(factor)) if factor > 1 else grey
+class Sheet(NamedTuple):
+    """A sheet found on a glance at a picture, in the glance's pixels."""
+    centre: tuple  # (y, x)
+    angle: float  # radians, within +-45 degrees: its sides turned by this from the picture's
+    half_sizes: tuple  # (along the turned y, x), less INSET all round
+    paper: float  # the sheet's typical light
+
+
+def sheet_in(glance):
+    """The sheet a glance at a grey picture (float, light paper) shows on a darker surround,
+    or None: any picture that is all paper, or light ink on a dark background."""
     light = glance > otsu_threshold(glance)
     border = np.concatenate([light[0], light[-1], light[1:-1, 0], light[1:-1, -1]])
     if np.count_nonzero(~border) < ON_THE_BORDER * border.size:
-        return grey  # paper (or ruled lines, ink) all round: no surround
+        return None  # paper (or ruled lines, ink) all round: no surround
     sheet = largest_piece(ndimage.binary_fill_holes(light))
     if sheet is None or not (sheet & ~light).any():
-        return grey  # a light region with nothing written on it: a bold light stroke, no sheet
+        return None  # a light region with nothing written on it: a bold light stroke, no sheet
     centre, angle, half_sizes = smallest_rectangle(sheet)
     inside = within_rectangle(glance.shape, centre, angle, half_sizes)
     if not is_a_sheet(glance, sheet, inside, centre, angle, half_sizes):
-        return grey
-    half_sizes = np.maximum(np.array(half_sizes) - INSET, 1)
-    paper = float(np.median(glance[sheet]))
-    return upright_crop(image, factor * (np.array(centre) + 0.5), angle, factor * half_sizes, paper)
+        return None
+    return Sheet(centre, angle, tuple(np.maximum(np.array(half_sizes) - INSET, 1)),
+                 float(np.median(glance[sheet])))
+
+
+def cut_out(grey, sheet, factor):
+    """The part of the grey picture on the sheet found on its glance (the picture reduced by
+    factor), turned upright."""
+    return upright_crop(grey, factor * (np.array(sheet.centre) + 0.5), sheet.angle,
+                        factor * np.array(sheet.half_sizes), sheet.paper)
 
 
 def otsu_threshold(values, bins=64):
@@ -125,18 +136,25 @@ def is_a_sheet(glance, sheet, inside, centre, angle, half_sizes):
     return np.median(glance[just_inside]) - np.median(glance[just_outside]) >= PAGE_EDGE
 
 
-def upright_crop(image, centre, angle, half_sizes, paper):
-    """The rectangle (centre (y, x) and half sizes in the picture's pixels) cut out of the
-    picture (a Pillow image, mode F) and turned upright (bilinear); outside the picture, paper."""
+def upright_crop(grey, centre, angle, half_sizes, paper):
+    """The rectangle (centre (y, x) and half sizes in the picture's pixels) cut out of the grey
+    picture and turned upright (bilinear); outside the picture, paper."""
     height, width = (max(1, round(2 * half)) for half in half_sizes)
     top, left = centre[0] - height / 2, centre[1] - width / 2
     if abs(angle) < STRAIGHT:
         top, left = max(0, round(top)), max(0, round(left))
-        return np.asarray(image.crop((left, top, min(left + width, image.width),
-                                      min(top + height, image.height))))
+        return np.ascontiguousarray(grey[top:top + height, left:left + width])
     cos, sin = math.cos(angle), math.sin(angle)
     # output (x, y) -> picture (x, y): the rectangle's axes are turned by angle
-    affine = (cos, -sin, centre[1] - cos * width / 2 + sin * height / 2,
-              sin, cos, centre[0] - sin * width / 2 - cos * height / 2)
-    return np.asarray(image.transform((width, height), Image.Transform.AFFINE, affine,
-                                      Image.Resampling.BILINEAR, fillcolor=paper))
+    affine = [cos, -sin, centre[1] - cos * width / 2 + sin * height / 2,
+              sin, cos, centre[0] - sin * width / 2 - cos * height / 2]
+    # Only the part of the picture under the rectangle is handed to Pillow (a copy)
+    xs, ys = (np.array([a * x + b * y + c for x in (0, width) for y in (0, height)])
+              for a, b, c in (affine[:3], affine[3:]))
+    x0, y0 = max(0, math.floor(xs.min()) - 2), max(0, math.floor(ys.min()) - 2)
+    under = grey[y0:math.ceil(ys.max()) + 2, x0:math.ceil(xs.max()) + 2]
+    affine[2] -= x0
+    affine[5] -= y0
+    return np.asarray(Image.fromarray(np.asarray(under, np.float32)).transform(
+        (width, height), Image.Transform.AFFINE, affine, Image.Resampling.BILINEAR,
+        fillcolor=paper))

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from scipy import ndimage
 
-from .page import on_the_page
+from . import page
 
 FORMATS = ["PNG", "JPEG", "BMP", "GIF"]
 NOT_AN_IMAGE = "not a PNG, JPEG, BMP or GIF image"
@@ -137,9 +137,11 @@ def ink_at_digit_scale(grey):
     this measure strokes at the digits' own scale, and a large picture costs little. Decided
     on a glance (the picture reduced to at most GLANCE_SIZE pixels): which side is the ink,
     the paper's light, where the digits are. A sheet photographed on a table: the sheet alone."""
-    grey = on_the_page(grey)
-    factor = max(1, math.ceil(max(grey.shape) / GLANCE_SIZE))
-    glance = reduced(grey, factor)
+    glance, factor = glance_at(grey)
+    sheet = page.sheet_in(glance)
+    if sheet is not None:
+        grey = page.cut_out(grey, sheet, factor)
+        glance, factor = glance_at(grey)
     light = paper_is_light(glance)
     if light:
         grey, glance = 1 - grey, 1 - glance
@@ -157,6 +159,12 @@ def ink_at_digit_scale(grey):
     work = reduced(np.ascontiguousarray(grey[top:bottom + margin, left:right + margin]), reduction)
     places = pixel_places(work.shape, (top, left), reduction, grey.shape)
     return ink_above_paper(work, paper, places, light)
+
+
+def glance_at(grey):
+    """(the glance, its factor): the picture reduced by factor to at most GLANCE_SIZE pixels."""
+    factor = max(1, math.ceil(max(grey.shape) / GLANCE_SIZE))
+    return reduced(grey, factor), factor
 
 
 def reduced(grey, factor):
