@@ -4,11 +4,12 @@ trained with an eleventh class, "not a digit" (outlier exposure), on the 54,000 
 negatives of the training kinds (seed 1, as the reader sees them); the 6,000 validation digits'
 arrays steer the rate as in the default. Measured as finetune11.py measures.
 
-    python oe_recipe.py --seed 1 [--digits arrays|marks] [--epochs 15] [--threads 0]
+    python oe_recipe.py --seed 1 [--digits arrays|marks] [--epochs 15] [--no-augment] [--threads 0]
 
 Each epoch is checkpointed in cache/NAME/ (the script's own --work-dir machinery; NAME:
-oe_recipe_sSEED, oe_recipe_marks_sSEED): the same command again resumes a run that was
-stopped. The network is saved as cache/NAME.keras, the measurements as results/NAME.json.
+oe_recipe_sSEED, oe_recipe_marks_sSEED, with noaug_ and eEPOCHS_ before sSEED where those are
+not the default's): the same command again resumes a run that was stopped. The network is
+saved as cache/NAME.keras, the measurements as results/NAME.json.
 """
 import argparse
 import dataclasses
@@ -55,6 +56,8 @@ def main():
     parser.add_argument("--kinds", nargs="+", default=TRAIN_KINDS)
     parser.add_argument("--digits", choices=["arrays", "marks"], default="arrays",
                         help="the training digits: MNIST's arrays, or as the reader sees them")
+    parser.add_argument("--no-augment", action="store_true",
+                        help="the recipe without its augmentation")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow's threads (0: all cores)")
     args = parser.parse_args()
     import keras
@@ -64,9 +67,12 @@ def main():
         tf.config.threading.set_inter_op_parallelism_threads(1)
     import mnist_digit_recognition as mdr
 
-    name = f"oe_recipe_{'marks_' if args.digits == 'marks' else ''}s{args.seed}"
+    name = "".join(["oe_recipe_", "marks_" if args.digits == "marks" else "",
+                    "noaug_" if args.no_augment else "",
+                    f"e{args.epochs}_" if args.epochs != 15 else "", f"s{args.seed}"])
     x, y = training_images(args.kinds, marks=args.digits == "marks")
     recipe = dataclasses.replace(mdr.RECIPE, seed=args.seed, epochs=args.epochs,
+                                 augment=not args.no_augment,
                                  validation_split=(60_000 - N_TRAIN) / len(x))
     keras.utils.set_random_seed(args.seed)
     network = mdr.compile_model(eleven_class_network(mdr, keras), recipe)
