@@ -3,6 +3,11 @@ digit" (a gate; with several, their eleventh outputs averaged). So the arrays ke
 model's accuracy, and what the gate costs is the correct answers it rejects.
 
     python gate.py cache/oe4.keras [cache/OTHER.keras ...] --name gate_oe4
+    python gate.py cache/A.keras cache/B.keras cache/C.keras --name gate_abc --ship 0.0005
+
+With --ship RATE, the gate (the networks' eleven outputs averaged, as one Keras model) and its
+threshold at that rate are written into the shipped model directory as not_a_digit/:
+model.keras, model.tflite and settings.json, which `predict` and `serve` read.
 
 At each rate of the validation digits' marks (the threshold), on the test and validation digits'
 marks in the 7 clean renderings: the share rejected (all, the worst rendering), the shipped
@@ -10,8 +15,11 @@ model's accuracy in the worst rendering with rejects counted wrong (and before),
 of each kind of seed-2 negatives rejected. Printed and written to results/NAME.json.
 """
 import argparse
+import contextlib
+import io
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -29,20 +37,23 @@ def main():
     parser.add_argument("gates", nargs="+", help="eleven-output networks (.keras)")
     parser.add_argument("--name", required=True)
     parser.add_argument("--threads", type=int, default=1, help="TensorFlow's threads (0: all cores)")
+    parser.add_argument("--ship", type=float, metavar="RATE",
+                        help="write the gate, at this rate of the validation digits, into the "
+                             "shipped model directory")
     args = parser.parse_args()
     import keras
     import tensorflow as tf
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    gates = [keras.models.load_model(path) for path in args.gates]
+    gate = averaged([keras.models.load_model(path) for path in args.gates], keras)
     shipped = keras.models.load_model(MODEL)
 
     def predict(net, marks):
         return net.predict(marks.reshape(-1, 28, 28, 1).astype(np.float32), batch_size=1000, verbose=0)
 
     def not_a_digit(marks):
-        return np.mean([predict(gate, marks)[:, 10] for gate in gates], axis=0)
+        return predict(gate, marks)[:, 10]
 
     sets = {}
     for split in ("test", "validation"):
@@ -73,6 +84,42 @@ def main():
               + ", ".join(f"{kind} {share:.1%}" for kind, share in row["negatives"].items()), flush=True)
     with open(HERE / "results" / f"{args.name}.json", "w") as file:
         json.dump(results, file, indent=1)
+    if args.ship:
+        rate = args.ship
+        threshold = float(np.quantile(sets["validation"][0], 1 - rate))
+        ship(gate, {"threshold": threshold, "rate": rate, "networks": args.gates,
+                    "made_by": f"benchmarks/not_a_digit/gate.py --ship {rate}",
+                    "results": f"benchmarks/not_a_digit/results/{args.name}.json"})
+
+
+def averaged(networks, keras):
+    """One Keras model: the eleven-output networks' probabilities averaged (one network as it is)."""
+    networks = [uncompiled(network, f"network_{i + 1}", keras) for i, network in enumerate(networks)]
+    if len(networks) == 1:
+        return networks[0]
+    image = keras.Input((28, 28, 1), name="image")
+    outputs = keras.layers.Average(name="probabilities")([network(image) for network in networks])
+    return keras.Model(image, outputs, name="not_a_digit")
+
+
+def uncompiled(network, name, keras):
+    """The network without its optimizer's state (a third of the file), named `name`."""
+    copy = type(network).from_config(network.get_config())
+    copy.set_weights(network.get_weights())
+    copy.name = name
+    return copy
+
+
+def ship(gate, settings):
+    """not_a_digit/ in the shipped model directory: model.keras, model.tflite, settings.json."""
+    folder = MODEL.parent / "not_a_digit"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    gate.save(folder / "model.keras")
+    with contextlib.redirect_stdout(io.StringIO()):  # the converter's progress lines
+        gate.export(str(folder / "model.tflite"), format="litert", verbose=False)
+    (folder / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    print(f"wrote {folder}: threshold {settings['threshold']:.6f}")
 
 
 if __name__ == "__main__":
