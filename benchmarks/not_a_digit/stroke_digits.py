@@ -1,8 +1,10 @@
 """Digits drawn as pen strokes, by the same hand as the stroke letters (negatives.hand, draw,
-as_picture): a check that a gate rejects letters and doodles for what they are, not for being
-drawn by this program rather than written by MNIST's writers.
+as_picture), or typed in the fonts of the font letters (negatives.typed; --style font): a check
+that a gate rejects letters and doodles for what they are, not for being drawn by this program
+rather than written by MNIST's writers.
 
     python stroke_digits.py build --seed 1 --count 10000   # cache/stroke_digits_s1.npz
+    python stroke_digits.py build --style font --seed 2    # cache/font_digits_s2.npz
     python stroke_digits.py sheet --seed 2                 # sheets/stroke_digits.png: 16 of each
     python stroke_digits.py measure cache/GATE.keras [...] --seed 2 [--threshold-from results/NAME.json]
 
@@ -21,7 +23,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import CACHE, HERE, MODEL, pictures  # noqa: E402
-from negatives import arc, as_picture, draw, hand  # noqa: E402
+from negatives import arc, as_picture, draw, hand, typed  # noqa: E402
 
 DIGIT_STROKES = {  # each digit in the ways people write it, strokes in a box 0..1 high (y down)
     0: [[arc(0.4, 0.5, 0.38, 0.5, -90, 280)]],
@@ -44,53 +46,58 @@ DIGIT_STROKES = {  # each digit in the ways people write it, strokes in a box 0.
 }
 
 
-def stroke_digit_pictures(count, seed):
-    """`count` (file bytes, digit) pairs: a digit (uniform), one of its ways, drawn by hand."""
-    rng = np.random.default_rng([100, seed])
+def stroke_digit_pictures(count, seed, style="stroke"):
+    """`count` (file bytes, digit) pairs: a digit (uniform), one of its ways drawn by hand
+    ("stroke"), or typed in a random font ("font")."""
+    rng = np.random.default_rng([100 if style == "stroke" else 101, seed])
     made = []
     for _ in range(count):
         digit = int(rng.integers(10))
-        ways = DIGIT_STROKES[digit]
-        strokes = ways[rng.integers(len(ways))]
-        data, _ = as_picture(draw(hand(strokes, rng), rng), rng)
+        if style == "font":
+            ink, _ = typed(rng, str(digit))
+        else:
+            ways = DIGIT_STROKES[digit]
+            ink = draw(hand(ways[rng.integers(len(ways))], rng), rng)
+        data, _ = as_picture(ink, rng)
         made.append((data, digit))
     return made
 
 
-def build(count, seed):
+def build(count, seed, style):
     marks, labels = [], []
-    for data, digit in stroke_digit_pictures(count, seed):
+    for data, digit in stroke_digit_pictures(count, seed, style):
         try:
             found, main = pictures.find_digits(pictures.decode_picture(data))
         except ValueError:
             continue
         marks.append(found[main])
         labels.append(digit)
-    np.savez_compressed(CACHE / f"stroke_digits_s{seed}.npz", marks=np.array(marks, np.float32),
+    np.savez_compressed(CACHE / f"{style}_digits_s{seed}.npz", marks=np.array(marks, np.float32),
                         labels=np.array(labels, np.uint8))
-    print(f"stroke digits, seed {seed}: {count} pictures, {len(marks)} marks")
+    print(f"{style} digits, seed {seed}: {count} pictures, {len(marks)} marks")
 
 
-def sheet(seed):
+def sheet(seed, style):
     from PIL import Image
-    data = np.load(CACHE / f"stroke_digits_s{seed}.npz")
+    data = np.load(CACHE / f"{style}_digits_s{seed}.npz")
     rows = [np.hstack(data["marks"][data["labels"] == digit][:16]) for digit in range(10)]
     image = Image.fromarray(np.uint8(255 * np.vstack(rows)))
     image.resize((image.width * 2, image.height * 2), Image.Resampling.NEAREST).save(
-        HERE / "sheets" / "stroke_digits.png")
+        HERE / "sheets" / f"{style}_digits.png")
 
 
-def measure(gates, seed, results_file, name):
+def measure(gates, seed, style, results_file, name):
     """Printed, and written to results/NAME.json."""
     import keras
-    data = np.load(CACHE / f"stroke_digits_s{seed}.npz")
+    data = np.load(CACHE / f"{style}_digits_s{seed}.npz")
     x, labels = data["marks"][..., np.newaxis], data["labels"]
     shipped = keras.models.load_model(MODEL).predict(x, batch_size=1000, verbose=0)
     score = np.mean([keras.models.load_model(g).predict(x, batch_size=1000, verbose=0)[:, 10]
                      for g in gates], axis=0)
     right = shipped.argmax(1) == labels
-    results = {"gates": gates, "seed": seed, "digits": len(x), "shipped_accuracy": float(right.mean())}
-    print(f"{len(x)} stroke digits (seed {seed}): the shipped model reads {right.mean():.2%}")
+    results = {"gates": gates, "style": style, "seed": seed, "digits": len(x),
+               "shipped_accuracy": float(right.mean())}
+    print(f"{len(x)} {style} digits (seed {seed}): the shipped model reads {right.mean():.2%}")
     for rate, row in json.loads((HERE / results_file).read_text()).items():
         if not isinstance(row, dict) or "threshold" not in row:
             continue
@@ -110,18 +117,19 @@ def main():
     parser.add_argument("what", choices=["build", "sheet", "measure"])
     parser.add_argument("gates", nargs="*")
     parser.add_argument("--seed", type=int, default=2)
+    parser.add_argument("--style", choices=["stroke", "font"], default="stroke")
     parser.add_argument("--count", type=int, default=3000)
     parser.add_argument("--threshold-from", default="results/gate_noaug_e8.json")
     parser.add_argument("--name", help="measure: results/NAME.json (default: stroke_digits_ and "
                                        "the threshold file's name)")
     args = parser.parse_args()
     if args.what == "build":
-        build(args.count, args.seed)
+        build(args.count, args.seed, args.style)
     elif args.what == "sheet":
-        sheet(args.seed)
+        sheet(args.seed, args.style)
     else:
-        name = args.name or "stroke_digits_" + Path(args.threshold_from).stem
-        measure(args.gates, args.seed, args.threshold_from, name)
+        name = args.name or f"{args.style}_digits_" + Path(args.threshold_from).stem
+        measure(args.gates, args.seed, args.style, args.threshold_from, name)
 
 
 if __name__ == "__main__":
