@@ -5,11 +5,11 @@ negatives of the training kinds (seed 1, as the reader sees them); the 6,000 val
 arrays steer the rate as in the default. Measured as finetune11.py measures.
 
     python oe_recipe.py --seed 1 [--digits arrays|marks] [--epochs 15] [--no-augment]
-                        [--extra-digits stroke_digits_s1] [--threads 0]
+                        [--extra-digits stroke_digits_s1] [--single-mark-negatives] [--threads 0]
 
 Each epoch is checkpointed in cache/NAME/ (the script's own --work-dir machinery; NAME:
-oe_recipe_sSEED, oe_recipe_marks_sSEED, with noaug_, eEPOCHS_ and the extra digits' names before
-sSEED where those are not the default's): the same command again resumes a run that was stopped. The network is
+oe_recipe_sSEED, oe_recipe_marks_sSEED, with noaug_, eEPOCHS_, the extra digits' names and
+single_ before sSEED where those are not the default's): the same command again resumes a run that was stopped. The network is
 saved as cache/NAME.keras, the measurements as results/NAME.json.
 """
 import argparse
@@ -36,20 +36,31 @@ def eleven_class_network(mdr, keras):
                             name="cnn_eleven")
 
 
-def training_images(kinds, marks=False, extra_digits=()):
+def training_images(kinds, marks=False, extra_digits=(), single_mark_negatives=False):
     """(x, y): the training digits (arrays, or with marks their marks), the extra digits (cache
-    files with marks and labels, such as stroke_digits.py's) and the negatives (label 10), then
-    the validation digits' arrays last, where the recipe's validation split takes them from."""
+    files with marks and labels, such as stroke_digits.py's) and the negatives (label 10; with
+    single_mark_negatives, only those of pictures in which the reader finds one mark), then the
+    validation digits' arrays last, where the recipe's validation split takes them from."""
     arrays = mnist()
     digits = arrays["x_train"].astype(np.float32) / 255
     training = np.load(CACHE / "digits_train.npz")["marks"][0] if marks else digits[:N_TRAIN]
     extra = [np.load(CACHE / f"{name}.npz") for name in extra_digits]
-    negatives = np.concatenate([np.load(CACHE / f"neg_{kind}_s1.npz")["marks"] for kind in kinds])
+    negatives = np.concatenate([negative_marks(kind, single_mark_negatives) for kind in kinds])
     x = np.concatenate([training, *(e["marks"] for e in extra), negatives,
                         digits[N_TRAIN:]])[..., np.newaxis]
     y = np.concatenate([arrays["y_train"][:N_TRAIN], *(e["labels"] for e in extra),
                         np.full(len(negatives), 10, np.uint8), arrays["y_train"][N_TRAIN:]])
     return x.astype(np.float32), y
+
+
+def negative_marks(kind, single_mark):
+    """The seed-1 negatives of a kind; with single_mark, without the pieces of pictures the reader
+    cuts in several marks: each line of a hatching, the dotless i of an Ы, is a 1."""
+    data = np.load(CACHE / f"neg_{kind}_s1.npz")
+    if not single_mark:
+        return data["marks"]
+    owners, counts = np.unique(data["owners"], return_counts=True)
+    return data["marks"][np.isin(data["owners"], owners[counts == 1])]
 
 
 def main():
@@ -64,6 +75,8 @@ def main():
     parser.add_argument("--extra-digits", nargs="+", default=[], metavar="NAME",
                         help="more training digits: cache/NAME.npz (marks, labels), such as "
                              "stroke_digits_s1 (stroke_digits.py build --seed 1)")
+    parser.add_argument("--single-mark-negatives", action="store_true",
+                        help="leave out the negatives of pictures the reader cuts in several marks")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow's threads (0: all cores)")
     args = parser.parse_args()
     import keras
@@ -76,8 +89,10 @@ def main():
     name = "".join(["oe_recipe_", "marks_" if args.digits == "marks" else "",
                     "noaug_" if args.no_augment else "",
                     f"e{args.epochs}_" if args.epochs != 15 else "",
-                    *(f"{name}_" for name in args.extra_digits), f"s{args.seed}"])
-    x, y = training_images(args.kinds, marks=args.digits == "marks", extra_digits=args.extra_digits)
+                    *(f"{name}_" for name in args.extra_digits),
+                    "single_" if args.single_mark_negatives else "", f"s{args.seed}"])
+    x, y = training_images(args.kinds, marks=args.digits == "marks", extra_digits=args.extra_digits,
+                           single_mark_negatives=args.single_mark_negatives)
     recipe = dataclasses.replace(mdr.RECIPE, seed=args.seed, epochs=args.epochs,
                                  augment=not args.no_augment,
                                  validation_split=(60_000 - N_TRAIN) / len(x))
