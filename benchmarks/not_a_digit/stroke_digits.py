@@ -6,11 +6,12 @@ rather than written by MNIST's writers.
     python stroke_digits.py build --seed 1 --count 10000   # cache/stroke_digits_s1.npz
     python stroke_digits.py build --style font --seed 2    # cache/font_digits_s2.npz
     python stroke_digits.py sheet --seed 2                 # sheets/stroke_digits.png: 16 of each
-    python stroke_digits.py measure cache/GATE.keras [...] --seed 2 [--threshold-from results/NAME.json]
+    python stroke_digits.py measure cache/GATE.keras [...] [--style font] --seed 2
+                                    [--threshold-from results/NAME.json]
 
-`measure`: the share of the seed's stroke digits each gate (the networks' eleventh outputs
-averaged) calls "not a digit" at the thresholds of gate.py's results file, and what the shipped
-model reads them as.
+`measure`: the share of the seed's stroke (or font) digits the gate (the networks' eleventh
+outputs averaged) calls "not a digit" at the thresholds of gate.py's results file, and what the
+shipped model reads them as; written to results/STYLE_digits_NAME.json.
 """
 import argparse
 import json
