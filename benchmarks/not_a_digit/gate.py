@@ -63,9 +63,12 @@ def main():
                        predict(shipped, digits["marks"]).argmax(1).reshape(renderings, -1),
                        digits["labels"])
     negatives = {kind: not_a_digit(np.load(CACHE / f"neg_{kind}_s2.npz")["marks"]) for kind in KINDS}
+    def threshold_at(rate):  # the score above which that share of the validation digits' marks lie
+        return float(np.quantile(sets["validation"][0], 1 - rate))
+
     results = {"gates": args.gates}
     for rate in RATES:
-        threshold = float(np.quantile(sets["validation"][0], 1 - rate))
+        threshold = threshold_at(rate)
         row = {"threshold": threshold}
         for split, (score, read, labels) in sets.items():
             rejected, right = score > threshold, read == labels
@@ -86,8 +89,7 @@ def main():
         json.dump(results, file, indent=1)
     if args.ship:
         rate = args.ship
-        threshold = float(np.quantile(sets["validation"][0], 1 - rate))
-        ship(gate, {"threshold": threshold, "rate": rate, "networks": args.gates,
+        ship(gate, {"threshold": threshold_at(rate), "rate": rate, "networks": args.gates,
                     "made_by": f"benchmarks/not_a_digit/gate.py --ship {rate}",
                     "results": f"benchmarks/not_a_digit/results/{args.name}.json"})
 

@@ -23,7 +23,9 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import CACHE, HERE, MODEL, pictures  # noqa: E402
+from build_data import read_main_mark  # noqa: E402
+from common import CACHE, HERE, MODEL  # noqa: E402
+from gate import averaged  # noqa: E402
 from negatives import arc, as_picture, draw, hand, typed  # noqa: E402
 
 DIGIT_STROKES = {  # each digit in the ways people write it, strokes in a box 0..1 high (y down)
@@ -67,12 +69,10 @@ def stroke_digit_pictures(count, seed, style="stroke"):
 def build(count, seed, style):
     marks, labels = [], []
     for data, digit in stroke_digit_pictures(count, seed, style):
-        try:
-            found, main = pictures.find_digits(pictures.decode_picture(data))
-        except ValueError:
-            continue
-        marks.append(found[main])
-        labels.append(digit)
+        mark, _ = read_main_mark(data)
+        if mark is not None:
+            marks.append(mark)
+            labels.append(digit)
     np.savez_compressed(CACHE / f"{style}_digits_s{seed}.npz", marks=np.array(marks, np.float32),
                         labels=np.array(labels, np.uint8))
     print(f"{style} digits, seed {seed}: {count} pictures, {len(marks)} marks")
@@ -93,8 +93,8 @@ def measure(gates, seed, style, results_file, name):
     data = np.load(CACHE / f"{style}_digits_s{seed}.npz")
     x, labels = data["marks"][..., np.newaxis], data["labels"]
     shipped = keras.models.load_model(MODEL).predict(x, batch_size=1000, verbose=0)
-    score = np.mean([keras.models.load_model(g).predict(x, batch_size=1000, verbose=0)[:, 10]
-                     for g in gates], axis=0)
+    gate = averaged([keras.models.load_model(path) for path in gates], keras)
+    score = gate.predict(x, batch_size=1000, verbose=0)[:, 10]
     right = shipped.argmax(1) == labels
     results = {"gates": gates, "style": style, "seed": seed, "digits": len(x),
                "shipped_accuracy": float(right.mean())}
@@ -121,7 +121,7 @@ def main():
     parser.add_argument("--style", choices=["stroke", "font"], default="stroke")
     parser.add_argument("--count", type=int, default=3000)
     parser.add_argument("--threshold-from", default="results/gate_noaug_e8.json")
-    parser.add_argument("--name", help="measure: results/NAME.json (default: stroke_digits_ and "
+    parser.add_argument("--name", help="measure: results/NAME.json (default: STYLE_digits_ and "
                                        "the threshold file's name)")
     args = parser.parse_args()
     if args.what == "build":
