@@ -22,13 +22,17 @@ KINDS (make them differ: train a decider on some and measure it on the others):
                     kept (noisy as negatives: a piece of a digit may look like another digit)
     words           2-6 small or capital letters drawn as strokes (the stroke_letters alphabet),
                     side by side, sometimes touching
+    kana_kanji      Japanese kana and kanji drawn as pen strokes: the strokes of the Hershey
+                    fonts' Japanese (1967; pip install Hershey-Fonts) through the stroke letters'
+                    hand and pen; 104 of its 192 glyphs, those like a digit or a straight
+                    stroke left out (KANA_KANJI_LEFT_OUT), and the blank boxes
 
 Letters that look like digits are left out everywhere (DIGIT_LIKE): O o Q D I i l j J S s Z z
 B b G g q a d T t, and symbols such as ! | / ( ) ? $ § that read as 1, 2, 5 or 7 once their dot
 or bar is dropped, or the Cyrillic and Greek letters that are digits' twins (З Ч б ε δ θ ...).
 
-Only NumPy, SciPy, Pillow and matplotlib's font files (found without importing pyplot); no
-TensorFlow. Same kind, count and seed: the same pictures.
+Only NumPy, SciPy, Pillow and matplotlib's font files (found without importing pyplot), and
+Hershey-Fonts for kana_kanji; no TensorFlow. Same kind, count and seed: the same pictures.
 """
 
 import io
@@ -40,7 +44,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 KINDS = ("font_letters", "stroke_letters", "doodles", "scribbles", "digit_overlaps",
-         "digit_pieces", "words")
+         "digit_pieces", "words", "kana_kanji")
 NEEDS_MNIST = ("digit_overlaps", "digit_pieces")  # these take MNIST digits (uint8, N x 28 x 28)
 
 DIGIT_LIKE = set("OoQDIilLjJSsZzBbGgqadTt") - set("L")  # L stays: no digit looks like it
@@ -529,6 +533,47 @@ def word(rng, length=None):
                 box=min(1100, round(CANVAS * span))), letters
 
 
+# --- Japanese drawn as strokes -----------------------------------------------------------------
+
+# Glyphs of the Hershey Japanese font (by their place in its glyph table) that look like a digit,
+# a Latin letter that does (I, J, L, t, B), or are made of one or two straight strokes: 十 三 七
+# 日 五; い う そ ち つ て と の よ ら り る ろ じ ぢ づ で ぞ; ア イ エ カ ク コ ス ソ ト ナ ヌ ハ ヒ
+# フ マ ム ユ ヨ ラ リ ル レ ロ ワ ヱ ヲ ン, and their voiced forms; the table's blank boxes and
+# every glyph of fewer than three strokes (一, 丨, ノ, く, ...).
+KANA_KANJI_LEFT_OUT = {2, 16, 19, 21, 23, 33, 34, 46, 48, 49, 50, 51, 56, 68, 71, 72, 73, 74, 76,
+                       79, 93, 96, 98, 99, 100, 112, 113, 115, 117, 119, 121, 124, 126, 131, 132,
+                       134, 137, 138, 139, 142, 144, 148, 149, 150, 151, 152, 153, 154, 155, 156,
+                       157, 160, 161, 162, 167, 169, 171, 173, 174, 176, 178, 179, 181, 182, 183,
+                       184, 187, 188, 189}
+_kana_kanji = []
+
+
+def kana_kanji_strokes():
+    """{place in the glyph table: strokes in a box 0..1 high (y down)} of the glyphs kept."""
+    if not _kana_kanji:
+        try:
+            from HersheyFonts import HersheyFonts
+        except ImportError:
+            raise SystemExit("kana_kanji needs the Hershey fonts: pip install Hershey-Fonts")
+        font = HersheyFonts()
+        font.load_default_font("japanese")
+        glyphs = [glyph for key, glyph in font.all_glyphs.items() if key != " "]
+        for place, glyph in enumerate(glyphs):
+            strokes = [np.asarray(s, float) for s in glyph.strokes if len(s) > 1]
+            if place in KANA_KANJI_LEFT_OUT or len(strokes) < 3:
+                continue
+            points = np.concatenate(strokes)
+            low, height = points.min(0), max(np.ptp(points[:, 1]), 1e-6)
+            _kana_kanji.append((place, [(s - low) / height for s in strokes]))
+    return dict(_kana_kanji)
+
+
+def kana_kanji(rng, place=None):
+    glyphs = kana_kanji_strokes()
+    place = place if place is not None else sorted(glyphs)[rng.integers(len(glyphs))]
+    return draw(hand(glyphs[place], rng), rng), f"kana_kanji {place}"
+
+
 # --- On paper, as a file ------------------------------------------------------------------------
 
 def as_picture(ink, rng, wide=False):
@@ -592,6 +637,8 @@ def negative_ink(kind, rng, digits=None, labels=None):
         return digit_piece(rng, digits, labels)
     if kind == "words":
         return word(rng)
+    if kind == "kana_kanji":
+        return kana_kanji(rng)
     raise ValueError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}")
 
 

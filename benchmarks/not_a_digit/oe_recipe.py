@@ -6,10 +6,11 @@ arrays steer the rate as in the default. Measured as finetune11.py measures.
 
     python oe_recipe.py --seed 1 [--digits arrays|marks] [--epochs 15] [--no-augment]
                         [--extra-digits stroke_digits_s1] [--single-mark-negatives] [--threads 0]
+                        [--kinds font_letters scribbles digit_overlaps kana_kanji]
 
 Each epoch is checkpointed in cache/NAME/ (the script's own --work-dir machinery; NAME:
-oe_recipe_sSEED, oe_recipe_marks_sSEED, with noaug_, eEPOCHS_, the extra digits' names and
-single_ before sSEED where those are not the default's): the same command again resumes a run
+oe_recipe_sSEED, oe_recipe_marks_sSEED, with noaug_, eEPOCHS_, the extra digits' names, the
+kinds beyond TRAIN_KINDS and single_ before sSEED where those are not the default's): the same command again resumes a run
 that was stopped. The network is saved as cache/NAME.keras, the measurements as
 results/NAME.json.
 """
@@ -91,6 +92,7 @@ def main():
                     "noaug_" if args.no_augment else "",
                     f"e{args.epochs}_" if args.epochs != 15 else "",
                     *(f"{name}_" for name in args.extra_digits),
+                    *(f"{kind}_" for kind in args.kinds if kind not in TRAIN_KINDS),
                     "single_" if args.single_mark_negatives else "", f"s{args.seed}"])
     x, y = training_images(args.kinds, marks=args.digits == "marks", extra_digits=args.extra_digits,
                            single_mark_negatives=args.single_mark_negatives)
