@@ -4,6 +4,7 @@ model's accuracy, and what the gate costs is the correct answers it rejects.
 
     python gate.py cache/oe4.keras [cache/OTHER.keras ...] --name gate_oe4
     python gate.py cache/A.keras cache/B.keras cache/C.keras --name gate_abc --ship 0.0005
+    python gate.py cache/joint_s1_gate.keras --reader cache/joint_s1_digits.keras --name joint_s1
 
 With --ship RATE, the gate (the networks' eleven outputs averaged, as one Keras model) and its
 threshold at that rate are written into the shipped model directory as not_a_digit/:
@@ -11,8 +12,9 @@ model.keras, model.tflite and settings.json, which `predict` and `serve` read.
 
 At each rate of the validation digits' marks (the threshold), on the test and validation digits'
 marks in the 7 clean renderings: the share rejected (all, the worst rendering), the shipped
-model's accuracy in the worst rendering with rejects counted wrong (and before), and the share
-of each kind of seed-2 negatives rejected. Printed and written to results/NAME.json.
+model's (or --reader's) accuracy in the worst rendering with rejects counted wrong (and before),
+and the share of each kind of seed-2 negatives rejected. Printed and written to
+results/NAME.json.
 """
 import argparse
 import contextlib
@@ -36,6 +38,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("gates", nargs="+", help="eleven-output networks (.keras)")
     parser.add_argument("--name", required=True)
+    parser.add_argument("--reader", default=str(MODEL),
+                        help="the ten-output network that reads the digits (default: the shipped "
+                             "model; joint_recipe.py's NAME_digits.keras for its own)")
     parser.add_argument("--threads", type=int, default=1, help="TensorFlow's threads (0: all cores)")
     parser.add_argument("--ship", type=float, metavar="RATE",
                         help="write the gate, at this rate of the validation digits, into the "
@@ -47,7 +52,7 @@ def main():
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     gate = averaged([keras.models.load_model(path) for path in args.gates], keras)
-    shipped = keras.models.load_model(MODEL)
+    reader = keras.models.load_model(args.reader)
 
     def predict(net, marks):
         return net.predict(marks.reshape(-1, 28, 28, 1).astype(np.float32), batch_size=1000, verbose=0)
@@ -60,13 +65,13 @@ def main():
         digits = np.load(CACHE / f"digits_{split}.npz")
         renderings = len(digits["marks"])
         sets[split] = (not_a_digit(digits["marks"]).reshape(renderings, -1),
-                       predict(shipped, digits["marks"]).argmax(1).reshape(renderings, -1),
+                       predict(reader, digits["marks"]).argmax(1).reshape(renderings, -1),
                        digits["labels"])
     negatives = {kind: not_a_digit(np.load(CACHE / f"neg_{kind}_s2.npz")["marks"]) for kind in KINDS}
     def threshold_at(rate):  # the score above which that share of the validation digits' marks lie
         return float(np.quantile(sets["validation"][0], 1 - rate))
 
-    results = {"gates": args.gates}
+    results = {"gates": args.gates, "reader": args.reader}
     for rate in RATES:
         threshold = threshold_at(rate)
         row = {"threshold": threshold}

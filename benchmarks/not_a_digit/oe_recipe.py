@@ -10,9 +10,9 @@ arrays steer the rate as in the default. Measured as finetune11.py measures.
 
 Each epoch is checkpointed in cache/NAME/ (the script's own --work-dir machinery; NAME:
 oe_recipe_sSEED, oe_recipe_marks_sSEED, with noaug_, eEPOCHS_, the extra digits' names, the
-kinds beyond TRAIN_KINDS and single_ before sSEED where those are not the default's): the same command again resumes a run
-that was stopped. The network is saved as cache/NAME.keras, the measurements as
-results/NAME.json.
+kinds beyond TRAIN_KINDS and single_ before sSEED where those are not the default's): the same
+command again resumes a run that was stopped. The network is saved as cache/NAME.keras, the
+measurements as results/NAME.json.
 """
 import argparse
 import dataclasses
