@@ -10,6 +10,9 @@ heads on the digit network's features (62-71%) could not.
     python joint_recipe.py --seed 1 [--epochs 15] [--kinds font_letters scribbles digit_overlaps]
                            [--extra-digits stroke_digits_s1 font_digits_s1] [--threads 2]
 
+    python joint_recipe.py --speed    # LiteRT, one mark at a time: both outputs against the
+                                      # ten-output part alone (taking turns, one thread)
+
 Resumable (the same command continues a stopped run from its last epoch: cache/NAME/).
 Writes cache/NAME.keras (both outputs), cache/NAME_digits.keras (the ten-output part, as
 model.keras is) and cache/NAME_gate.keras (the eleven-output part), results/NAME.json (the
@@ -88,6 +91,47 @@ def joint_batches(tf, arrays, reader, batch_size, augment, seed):
     return tf.data.Dataset.zip(digits, marks).map(joined).prefetch(tf.data.AUTOTUNE)
 
 
+def speed(mdr, keras, rounds=30, calls=100):
+    """ms per mark on LiteRT's interpreter (one thread, as the product runs it) of the network
+    (untrained: the time does not depend on the weights) with both outputs and of its ten-output
+    part alone, taking turns; written to results/joint_speed.json."""
+    import contextlib
+    import io
+    import platform
+    import tempfile
+
+    from ai_edge_litert.interpreter import Interpreter
+    joint = two_output_network(mdr, keras)
+    networks = {"digits": keras.Model(joint.input, joint.get_layer("digits").output),
+                "both outputs": joint}
+    runs, times = {}, {name: [] for name in networks}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, network in networks.items():
+            path = os.path.join(folder, f"{len(runs)}.tflite")
+            with contextlib.redirect_stdout(io.StringIO()):
+                network.export(path, format="litert", verbose=False)
+            interpreter = Interpreter(model_path=path, num_threads=1)
+            interpreter.allocate_tensors()
+            runs[name] = interpreter
+    image = np.random.default_rng(0).random((1, 28, 28, 1), np.float32)
+    for _ in range(rounds):
+        for name, interpreter in runs.items():
+            started = time.perf_counter()
+            for _ in range(calls):
+                interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image)
+                interpreter.invoke()
+                [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
+            times[name].append((time.perf_counter() - started) / calls * 1000)
+    from mnist_digits.hardware import cpu_info
+    cpu, flags = cpu_info()
+    results = {"cpu": cpu, "avx512": "avx512f" in flags, "machine": platform.machine(),
+               "rounds": rounds, "calls": calls,
+               **{f"{name} ms": float(np.median(t)) for name, t in times.items()}}
+    results["ratio"] = results["both outputs ms"] / results["digits ms"]
+    print(json.dumps(results, indent=1))
+    (HERE / "results" / "joint_speed.json").write_text(json.dumps(results, indent=1) + "\n")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seed", type=int, default=1)
@@ -95,6 +139,7 @@ def main():
     parser.add_argument("--kinds", nargs="+", default=TRAIN_KINDS)
     parser.add_argument("--extra-digits", nargs="+", default=["stroke_digits_s1", "font_digits_s1"])
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow's threads (0: all cores)")
+    parser.add_argument("--speed", action="store_true", help="time the two outputs, then stop")
     parser.add_argument("--steps-per-epoch", type=int,
                         help="fewer steps: a quick check of the script")
     args = parser.parse_args()
@@ -104,6 +149,8 @@ def main():
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     import mnist_digit_recognition as mdr
+    if args.speed:
+        return speed(mdr, keras)
 
     name = "".join(["joint_", f"e{args.epochs}_" if args.epochs != 15 else "",
                     f"steps{args.steps_per_epoch}_" if args.steps_per_epoch else "",
