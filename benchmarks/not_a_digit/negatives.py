@@ -26,15 +26,18 @@ KINDS (make them differ: train a decider on some and measure it on the others):
                     fonts' Japanese (1967; pip install Hershey-Fonts) through the stroke letters'
                     hand and pen; 104 of its 192 glyphs, those like a digit or a straight
                     stroke left out (KANA_KANJI_LEFT_OUT), and the blank boxes
+    hershey_symbols 28 symbols of the Hershey fonts (astrology, weather, maps, music, maths)
+                    drawn the same way; those like a digit, a letter or a doodle left out
 
 Letters that look like digits are left out everywhere (DIGIT_LIKE): O o Q D I i l j J S s Z z
 B b G g q a d T t, and symbols such as ! | / ( ) ? $ § that read as 1, 2, 5 or 7 once their dot
 or bar is dropped, or the Cyrillic and Greek letters that are digits' twins (З Ч б ε δ θ ...).
 
 Only NumPy, SciPy, Pillow and matplotlib's font files (found without importing pyplot), and
-Hershey-Fonts for kana_kanji; no TensorFlow. Same kind, count and seed: the same pictures.
+Hershey-Fonts for kana_kanji and hershey_symbols; no TensorFlow. Same kind, count and seed: the same pictures.
 """
 
+import functools
 import io
 import math
 from pathlib import Path
@@ -44,7 +47,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 KINDS = ("font_letters", "stroke_letters", "doodles", "scribbles", "digit_overlaps",
-         "digit_pieces", "words", "kana_kanji")
+         "digit_pieces", "words", "kana_kanji", "hershey_symbols")
 NEEDS_MNIST = ("digit_overlaps", "digit_pieces")  # these take MNIST digits (uint8, N x 28 x 28)
 
 DIGIT_LIKE = set("OoQDIilLjJSsZzBbGgqadTt") - set("L")  # L stays: no digit looks like it
@@ -545,33 +548,57 @@ KANA_KANJI_LEFT_OUT = {2, 16, 19, 21, 23, 33, 34, 46, 48, 49, 50, 51, 56, 68, 71
                        134, 137, 138, 139, 142, 144, 148, 149, 150, 151, 152, 153, 154, 155, 156,
                        157, 160, 161, 162, 167, 169, 171, 173, 174, 176, 178, 179, 181, 182, 183,
                        184, 187, 188, 189}
-_kana_kanji = []
+# Symbols of the Hershey fonts, by font and the key each is stored under: astrology's signs,
+# Neptune, a comet; weather and map symbols (an octagon, a bell, a tower, a boat); a sharp;
+# Π Σ ≠ ℵ ÷. Left out: those like a digit or a letter (♋ 69, ♊ II, ♉, ∞, ≤ ≥ drawn as Z, a
+# circle on a stem as 6 or 9: ♀ ☿ ♂ ♅, a diamond as 0, a rest like ζ, a flag like P, an anchor
+# or ± like ⊥ or t), and the shapes of the doodles (stars, hearts, arrows, a crescent, circles,
+# triangles, squares, trees, the sun).
+HERSHEY_SYMBOLS = {"astrology": "!/<>?@`{}~", "meteorology": '"&', "music": "'",
+                   "symbolic": "AFWZ[]^aeg", "mathlow": ":;?wx"}
+
+
+@functools.cache
+def hershey_glyphs(font_name):
+    """[(key, strokes in a box 0..1 high, y down)] of a Hershey font (pip install
+    Hershey-Fonts), in its table's order, without the space; strokes [] for a glyph of none."""
+    try:
+        from HersheyFonts import HersheyFonts
+    except ImportError:
+        raise SystemExit("kana_kanji and hershey_symbols need the Hershey fonts: "
+                         "pip install Hershey-Fonts")
+    font = HersheyFonts()
+    font.load_default_font(font_name)
+    glyphs = []
+    for key, glyph in font.all_glyphs.items():
+        if key == " ":
+            continue
+        strokes = [np.asarray(s, float) for s in glyph.strokes if len(s) > 1]
+        if strokes:
+            points = np.concatenate(strokes)
+            low, height = points.min(0), max(np.ptp(points[:, 1]), 1e-6)
+            strokes = [(s - low) / height for s in strokes]
+        glyphs.append((key, strokes))
+    return glyphs
 
 
 def kana_kanji_strokes():
-    """{place in the glyph table: strokes in a box 0..1 high (y down)} of the glyphs kept."""
-    if not _kana_kanji:
-        try:
-            from HersheyFonts import HersheyFonts
-        except ImportError:
-            raise SystemExit("kana_kanji needs the Hershey fonts: pip install Hershey-Fonts")
-        font = HersheyFonts()
-        font.load_default_font("japanese")
-        glyphs = [glyph for key, glyph in font.all_glyphs.items() if key != " "]
-        for place, glyph in enumerate(glyphs):
-            strokes = [np.asarray(s, float) for s in glyph.strokes if len(s) > 1]
-            if place in KANA_KANJI_LEFT_OUT or len(strokes) < 3:
-                continue
-            points = np.concatenate(strokes)
-            low, height = points.min(0), max(np.ptp(points[:, 1]), 1e-6)
-            _kana_kanji.append((place, [(s - low) / height for s in strokes]))
-    return dict(_kana_kanji)
+    """{place in the glyph table: strokes} of the Japanese glyphs kept."""
+    return {place: strokes for place, (_, strokes) in enumerate(hershey_glyphs("japanese"))
+            if place not in KANA_KANJI_LEFT_OUT and len(strokes) >= 3}
 
 
 def kana_kanji(rng, place=None):
     glyphs = kana_kanji_strokes()
     place = place if place is not None else sorted(glyphs)[rng.integers(len(glyphs))]
     return draw(hand(glyphs[place], rng), rng), f"kana_kanji {place}"
+
+
+def hershey_symbol(rng, name=None):
+    glyphs = {f"{font} {key}": strokes for font, keys in HERSHEY_SYMBOLS.items()
+              for key, strokes in hershey_glyphs(font) if key in keys}
+    name = name or sorted(glyphs)[rng.integers(len(glyphs))]
+    return draw(hand(glyphs[name], rng), rng), name
 
 
 # --- On paper, as a file ------------------------------------------------------------------------
@@ -639,6 +666,8 @@ def negative_ink(kind, rng, digits=None, labels=None):
         return word(rng)
     if kind == "kana_kanji":
         return kana_kanji(rng)
+    if kind == "hershey_symbols":
+        return hershey_symbol(rng)
     raise ValueError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}")
 
 
