@@ -27,14 +27,16 @@ KINDS (make them differ: train a decider on some and measure it on the others):
                     hand and pen; 104 of its 192 glyphs, those like a digit or a straight
                     stroke left out (KANA_KANJI_LEFT_OUT), and the blank boxes
     hershey_symbols 28 symbols of the Hershey fonts (astrology, weather, maps, music, maths)
-                    drawn the same way; those like a digit, a letter or a doodle left out
+                    drawn the same way; those like a digit (or a letter that is) and the
+                    doodles' shapes left out (HERSHEY_SYMBOLS)
 
 Letters that look like digits are left out everywhere (DIGIT_LIKE): O o Q D I i l j J S s Z z
 B b G g q a d T t, and symbols such as ! | / ( ) ? $ § that read as 1, 2, 5 or 7 once their dot
 or bar is dropped, or the Cyrillic and Greek letters that are digits' twins (З Ч б ε δ θ ...).
 
 Only NumPy, SciPy, Pillow and matplotlib's font files (found without importing pyplot), and
-Hershey-Fonts for kana_kanji and hershey_symbols; no TensorFlow. Same kind, count and seed: the same pictures.
+Hershey-Fonts for kana_kanji and hershey_symbols; no TensorFlow. Same kind, count and seed: the
+same pictures.
 """
 
 import functools
@@ -550,9 +552,9 @@ KANA_KANJI_LEFT_OUT = {2, 16, 19, 21, 23, 33, 34, 46, 48, 49, 50, 51, 56, 68, 71
                        184, 187, 188, 189}
 # Symbols of the Hershey fonts, by font and the key each is stored under: astrology's signs,
 # Neptune, a comet; weather and map symbols (an octagon, a bell, a tower, a boat); a sharp;
-# Π Σ ≠ ℵ ÷. Left out: those like a digit or a letter (♋ 69, ♊ II, ♉, ∞, ≤ ≥ drawn as Z, a
-# circle on a stem as 6 or 9: ♀ ☿ ♂ ♅, a diamond as 0, a rest like ζ, a flag like P, an anchor
-# or ± like ⊥ or t), and the shapes of the doodles (stars, hearts, arrows, a crescent, circles,
+# Π Σ ≠ ℵ ÷. Left out: those like a digit, or like a letter that is (♋ 69, ♊ II, ♉, ∞, ≤ ≥
+# drawn as Z, a circle on a stem as 6 or 9: ♀ ☿ ♂ ♅, a diamond as 0, a rest like ζ, a flag like
+# P, an anchor or ± like ⊥ or t), and the shapes of the doodles (stars, hearts, arrows, a crescent, circles,
 # triangles, squares, trees, the sun).
 HERSHEY_SYMBOLS = {"astrology": "!/<>?@`{}~", "meteorology": '"&', "music": "'",
                    "symbolic": "AFWZ[]^aeg", "mathlow": ":;?wx"}
