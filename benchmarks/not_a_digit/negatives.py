@@ -554,8 +554,8 @@ KANA_KANJI_LEFT_OUT = {2, 16, 19, 21, 23, 33, 34, 46, 48, 49, 50, 51, 56, 68, 71
 # Neptune, a comet; weather and map symbols (an octagon, a bell, a tower, a boat); a sharp;
 # Π Σ ≠ ℵ ÷. Left out: those like a digit, or like a letter that is (♋ 69, ♊ II, ♉, ∞, ≤ ≥
 # drawn as Z, a circle on a stem as 6 or 9: ♀ ☿ ♂ ♅, a diamond as 0, a rest like ζ, a flag like
-# P, an anchor or ± like ⊥ or t), and the shapes of the doodles (stars, hearts, arrows, a crescent, circles,
-# triangles, squares, trees, the sun).
+# P, an anchor or ± like ⊥ or t), and the shapes of the doodles (stars, hearts, arrows, a
+# crescent, circles, triangles, squares, trees, the sun).
 HERSHEY_SYMBOLS = {"astrology": "!/<>?@`{}~", "meteorology": '"&', "music": "'",
                    "symbolic": "AFWZ[]^aeg", "mathlow": ":;?wx"}
 
