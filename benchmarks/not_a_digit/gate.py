@@ -4,7 +4,7 @@ model's accuracy, and what the gate costs is the correct answers it rejects.
 
     python gate.py cache/oe4.keras [cache/OTHER.keras ...] --name gate_oe4
     python gate.py cache/A.keras cache/B.keras cache/C.keras --name gate_abc --ship 0.0005
-    python gate.py cache/joint_s1_gate.keras --reader cache/joint_s1_digits.keras --name joint_s1
+    python gate.py cache/joint_s1_gate.keras --reader cache/joint_s1_digits.keras --name gate_joint_s1
 
 With --ship RATE, the gate (the networks' eleven outputs averaged, as one Keras model) and its
 threshold at that rate are written into the shipped model directory as not_a_digit/:

@@ -17,7 +17,7 @@ Resumable (the same command continues a stopped run from its last epoch: cache/N
 Writes cache/NAME.keras (both outputs), cache/NAME_digits.keras (the ten-output part, as
 model.keras is) and cache/NAME_gate.keras (the eleven-output part), results/NAME.json (the
 history and the digit output's accuracy on the arrays); then measure with
-    python gate.py cache/NAME_gate.keras --reader cache/NAME_digits.keras --name NAME
+    python gate.py cache/NAME_gate.keras --reader cache/NAME_digits.keras --name gate_NAME
 """
 import argparse
 import dataclasses
