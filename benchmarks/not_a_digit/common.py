@@ -1,6 +1,8 @@
 """What the study's scripts share: where things are, the MNIST file, the product's picture
-reader, and the seven clean renderings of benchmarks/pictures.py (a digit as a file's bytes)."""
+reader, the seven clean renderings of benchmarks/pictures.py (a digit as a file's bytes), and
+a network's LiteRT export."""
 
+import contextlib
 import io
 import os
 import sys
@@ -18,7 +20,8 @@ sys.path.insert(0, str(ROOT))  # the repository: mnist_digits and benchmarks
 from benchmarks.renderings import RENDERINGS  # noqa: E402
 from mnist_digits import pictures  # noqa: E402  (the reader the product runs)
 
-__all__ = ["CACHE", "CLEAN", "HERE", "MODEL", "N_TRAIN", "ROOT", "mnist", "picture_bytes", "pictures"]
+__all__ = ["CACHE", "CLEAN", "HERE", "MODEL", "N_TRAIN", "ROOT", "export_litert", "mnist",
+           "picture_bytes", "pictures"]
 
 CLEAN = {name: render for name, (kind, render) in RENDERINGS.items() if kind == "clean"}
 
@@ -35,3 +38,9 @@ def picture_bytes(name, digit, index):
     buffer = io.BytesIO()
     image.save(buffer, fmt, **options)
     return buffer.getvalue()
+
+
+def export_litert(network, path):
+    """The Keras network as a LiteRT file, without the converter's progress lines."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        network.export(str(path), format="litert", verbose=False)

@@ -17,8 +17,6 @@ and the share of each kind of seed-2 negatives rejected. Printed and written to
 results/NAME.json.
 """
 import argparse
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -28,7 +26,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import CACHE, HERE, MODEL  # noqa: E402
+from common import CACHE, HERE, MODEL, export_litert  # noqa: E402
 from negatives import KINDS  # noqa: E402
 
 RATES = (0.0005, 0.001, 0.0015, 0.002)
@@ -123,8 +121,7 @@ def ship(gate, settings):
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
     gate.save(folder / "model.keras")
-    with contextlib.redirect_stdout(io.StringIO()):  # the converter's progress lines
-        gate.export(str(folder / "model.tflite"), format="litert", verbose=False)
+    export_litert(gate, folder / "model.tflite")
     (folder / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
     print(f"wrote {folder}: threshold {settings['threshold']:.6f}")
 

@@ -31,7 +31,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import CACHE, HERE, N_TRAIN, mnist  # noqa: E402
+from common import CACHE, HERE, N_TRAIN, export_litert, mnist  # noqa: E402
 from oe_recipe import TRAIN_KINDS, negative_marks  # noqa: E402
 
 NO_LABEL = -1  # the other output's half of a batch
@@ -95,8 +95,6 @@ def speed(mdr, keras, rounds=30, calls=100):
     """ms per mark on LiteRT's interpreter (one thread, as the product runs it) of the network
     (untrained: the time does not depend on the weights) with both outputs and of its ten-output
     part alone, taking turns; written to results/joint_speed.json."""
-    import contextlib
-    import io
     import platform
     import tempfile
 
@@ -108,8 +106,7 @@ def speed(mdr, keras, rounds=30, calls=100):
     with tempfile.TemporaryDirectory() as folder:
         for name, network in networks.items():
             path = os.path.join(folder, f"{len(runs)}.tflite")
-            with contextlib.redirect_stdout(io.StringIO()):
-                network.export(path, format="litert", verbose=False)
+            export_litert(network, path)
             interpreter = Interpreter(model_path=path, num_threads=1)
             interpreter.allocate_tensors()
             runs[name] = interpreter

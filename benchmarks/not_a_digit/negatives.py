@@ -29,13 +29,18 @@ KINDS (make them differ: train a decider on some and measure it on the others):
     hershey_symbols 28 symbols of the Hershey fonts (astrology, weather, maps, music, maths)
                     drawn the same way; those like a digit (or a letter that is) and the
                     doodles' shapes left out (HERSHEY_SYMBOLS)
+    world_scripts   336 letters of ten other scripts (Devanagari, Bengali, Tamil, Thai, Khmer,
+                    Georgian, Armenian, Ethiopic, Hebrew, Arabic) typed in the Noto fonts
+                    (apt-get install fonts-noto-core), as font_letters are; the scripts' digits
+                    and the letters like a digit (or like a letter that is) left out by eye
+                    (WORLD_SCRIPTS)
 
 Letters that look like digits are left out everywhere (DIGIT_LIKE): O o Q D I i l j J S s Z z
 B b G g q a d T t, and symbols such as ! | / ( ) ? $ § that read as 1, 2, 5 or 7 once their dot
 or bar is dropped, or the Cyrillic and Greek letters that are digits' twins (З Ч б ε δ θ ...).
 
-Only NumPy, SciPy, Pillow and matplotlib's font files (found without importing pyplot), and
-Hershey-Fonts for kana_kanji and hershey_symbols; no TensorFlow. Same kind, count and seed: the
+Only NumPy, SciPy, Pillow and matplotlib's font files (found without importing pyplot),
+Hershey-Fonts for kana_kanji and hershey_symbols, the Noto fonts for world_scripts; no TensorFlow. Same kind, count and seed: the
 same pictures.
 """
 
@@ -49,7 +54,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 KINDS = ("font_letters", "stroke_letters", "doodles", "scribbles", "digit_overlaps",
-         "digit_pieces", "words", "kana_kanji", "hershey_symbols")
+         "digit_pieces", "words", "kana_kanji", "hershey_symbols", "world_scripts")
 NEEDS_MNIST = ("digit_overlaps", "digit_pieces")  # these take MNIST digits (uint8, N x 28 x 28)
 
 DIGIT_LIKE = set("OoQDIilLjJSsZzBbGgqadTt") - set("L")  # L stays: no digit looks like it
@@ -97,15 +102,19 @@ def font_with(character, rng):
 def typed(rng, character=None):
     """Ink (float, 1 = ink) of one typed letter or symbol: random font, slant, turn and weight."""
     character = character or TYPED[rng.integers(len(TYPED))]
+    return typed_ink(character, font_with(character, rng), rng), character
+
+
+def typed_ink(character, font, rng):
+    """The character in the font, slanted, turned, and bolder or lighter at random."""
     image = Image.new("L", (352, 352), 0)
-    ImageDraw.Draw(image).text((176, 176), character, fill=255, font=font_with(character, rng),
-                               anchor="mm")
+    ImageDraw.Draw(image).text((176, 176), character, fill=255, font=font, anchor="mm")
     shear, turn = rng.uniform(-0.3, 0.3), rng.uniform(-15, 15)
     image = image.transform(image.size, Image.Transform.AFFINE,
                             (1, shear, -shear * 176, 0, 1, 0), Image.Resampling.BICUBIC)
     image = image.rotate(turn, Image.Resampling.BICUBIC)
     ink = np.asarray(image, np.float32) / 255
-    return reweighted(cropped(ink), rng), character
+    return reweighted(cropped(ink), rng)
 
 
 def reweighted(ink, rng):
@@ -603,6 +612,43 @@ def hershey_symbol(rng, name=None):
     return draw(hand(glyphs[name], rng), rng), name
 
 
+# --- Other scripts, typed ----------------------------------------------------------------------
+
+# The letters kept, by script (each script's digits are not letters). Left out by eye besides:
+# the letters like a digit or like a Latin letter that is, such as उ ड ङ ড র ร อ ว ვ ზ ნ ქ ዐ ዓ
+# የ Գ Զ Յ Տ Օ գ զ յ օ ஒ உ ខ ទ ו ז ן ס ר ا ر ه و م ل.
+WORLD_SCRIPTS = {
+    "Devanagari": "अआऋऌऍऎएऐऑऒओऔकखगघचछजझञटठढणतथधनऩपफबभमयलळऴवशषसह",
+    "Bengali": "অআইঈউঊঋঐকখগঘচছজঝঞটঠণথদধনপফভমযলশষসহ",
+    "Tamil": "அஆஇஊஎஐஓஔகஙஜஞடணதநனபமயறலளழவஶஷஸஹ",
+    "Thai": "กขฃคฅฆจฉชซฌญฎฏฐฑฒณถทธนบปผฝพฟภมยฤฦศษสหฬ",
+    "Khmer": "កគឃងឆជឈញដឋឌឍណតថធបផពភមយលឝឞសហឡអ",
+    "Georgian": "აბდთიკლორფღჩჭჯ",
+    "Armenian": "ԱԲԵԷԸԹԺԻԼԽՀՂՃՄՆՈՊՌՍՎՐՒՓՔաբեէըթիխհղմնոպռսվտրփք",
+    "Ethiopic": "ሀሃለላሐሓመማሠሣሰሳሸሻቀቃቈቋቐቓቘቛበቨቫቸቻኀኃኈኋኘኛአኣከካኰኳኸኻዀዃወዋዘዛዠዣደዳዸዻጀጃጋጐጓጘጛጠጣጨጫፈፋ",
+    "Hebrew": "אבגהחטכמנעץצקשת",
+    "Arabic": "بتثجحخذسشصضطظغػؼفقكنىي",
+}
+NOTO = Path("/usr/share/fonts/truetype/noto")
+
+
+@functools.cache
+def noto_fonts(script):
+    """The script's Noto fonts at 160 px: sans, serif and the others, regular and bold."""
+    paths = sorted(NOTO.glob(f"Noto*{script}-Regular.ttf")) + sorted(
+        NOTO.glob(f"Noto*{script}-Bold.ttf"))
+    if not paths:
+        raise SystemExit("world_scripts needs the Noto fonts: apt-get install fonts-noto-core")
+    return [ImageFont.truetype(str(path), 160) for path in paths]
+
+
+def world_letter(rng, script=None):
+    script = script or sorted(WORLD_SCRIPTS)[rng.integers(len(WORLD_SCRIPTS))]
+    letters, fonts = WORLD_SCRIPTS[script], noto_fonts(script)
+    letter = letters[rng.integers(len(letters))]
+    return typed_ink(letter, fonts[rng.integers(len(fonts))], rng), f"{script} {letter}"
+
+
 # --- On paper, as a file ------------------------------------------------------------------------
 
 def as_picture(ink, rng, wide=False):
@@ -670,6 +716,8 @@ def negative_ink(kind, rng, digits=None, labels=None):
         return kana_kanji(rng)
     if kind == "hershey_symbols":
         return hershey_symbol(rng)
+    if kind == "world_scripts":
+        return world_letter(rng)
     raise ValueError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}")
 
 
