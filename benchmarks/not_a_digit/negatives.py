@@ -34,13 +34,18 @@ KINDS (make them differ: train a decider on some and measure it on the others):
                     (apt-get install fonts-noto-core), as font_letters are; the scripts' digits
                     and the letters like a digit (or like a letter that is) left out by eye
                     (WORLD_SCRIPTS)
+    world_strokes   those letters drawn as pen strokes: the typed letter's skeleton
+                    (scikit-image) through the stroke letters' hand and pen; without Armenian
+                    and the letters like a Latin letter (WORLD_STROKES_LEFT_OUT): drawn, they
+                    would be the stroke letters measured here
 
 Letters that look like digits are left out everywhere (DIGIT_LIKE): O o Q D I i l j J S s Z z
 B b G g q a d T t, and symbols such as ! | / ( ) ? $ § that read as 1, 2, 5 or 7 once their dot
 or bar is dropped, or the Cyrillic and Greek letters that are digits' twins (З Ч б ε δ θ ...).
 
 Only NumPy, SciPy, Pillow and matplotlib's font files (found without importing pyplot),
-Hershey-Fonts for kana_kanji and hershey_symbols, the Noto fonts for world_scripts; no TensorFlow. Same kind, count and seed: the
+Hershey-Fonts for kana_kanji and hershey_symbols, the Noto fonts for world_scripts and
+world_strokes, scikit-image for world_strokes; no TensorFlow. Same kind, count and seed: the
 same pictures.
 """
 
@@ -54,7 +59,8 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 KINDS = ("font_letters", "stroke_letters", "doodles", "scribbles", "digit_overlaps",
-         "digit_pieces", "words", "kana_kanji", "hershey_symbols", "world_scripts")
+         "digit_pieces", "words", "kana_kanji", "hershey_symbols", "world_scripts",
+         "world_strokes")
 NEEDS_MNIST = ("digit_overlaps", "digit_pieces")  # these take MNIST digits (uint8, N x 28 x 28)
 
 DIGIT_LIKE = set("OoQDIilLjJSsZzBbGgqadTt") - set("L")  # L stays: no digit looks like it
@@ -629,6 +635,11 @@ WORLD_SCRIPTS = {
     "Hebrew": "אבגהחטכמנעץצקשת",
     "Arabic": "بتثجحخذسشصضطظغػؼفقكنىي",
 }
+# Drawn by the stroke letters' hand, a letter like a Latin one (ட like L, น บ ป like u or U, พ ฟ
+# like W, ი ო like n or m, ሀ like U, ש like W, س like w ...) would be one of the held-out stroke
+# letters: world_strokes leaves them out, and Armenian, whose letters mostly are.
+WORLD_STROKES_LEFT_OUT = set("டப" "นบปผฝพฟมกท" "កបពមលហ" "იორჩ" "ሀሃሰሳበለላከካሠሣመማ"
+                             "חטכשתהצץ" "بتثسشنى")
 NOTO = Path("/usr/share/fonts/truetype/noto")
 
 
@@ -643,10 +654,37 @@ def noto_fonts(script):
 
 
 def world_letter(rng, script=None):
-    script = script or sorted(WORLD_SCRIPTS)[rng.integers(len(WORLD_SCRIPTS))]
-    letters, fonts = WORLD_SCRIPTS[script], noto_fonts(script)
+    script, letter, font = world_choice(rng, script)
+    return typed_ink(letter, font, rng), f"{script} {letter}"
+
+
+def world_choice(rng, script=None, left_out=(), scripts=tuple(sorted(WORLD_SCRIPTS))):
+    """(script, letter, font): a script at random, then one of its letters and fonts."""
+    script = script or scripts[rng.integers(len(scripts))]
+    letters = [letter for letter in WORLD_SCRIPTS[script] if letter not in left_out]
+    fonts = noto_fonts(script)
     letter = letters[rng.integers(len(letters))]
-    return typed_ink(letter, fonts[rng.integers(len(fonts))], rng), f"{script} {letter}"
+    return script, letter, fonts[rng.integers(len(fonts))]
+
+
+def world_stroke(rng, script=None):
+    """A letter of another script as a pen draws it: the typed letter's skeleton, 64 px high,
+    each of its pixels a point through `hand`, drawn with a pen 4-10% of the letter's size."""
+    try:
+        from skimage.morphology import skeletonize
+    except ImportError:
+        raise SystemExit("world_strokes needs scikit-image: pip install scikit-image")
+    scripts = tuple(sorted(set(WORLD_SCRIPTS) - {"Armenian"}))
+    script, letter, font = world_choice(rng, script, WORLD_STROKES_LEFT_OUT, scripts)
+    image = Image.new("L", (352, 352), 0)
+    ImageDraw.Draw(image).text((176, 176), letter, fill=255, font=font, anchor="mm")
+    ink = Image.fromarray(np.uint8(255 * cropped(np.asarray(image, np.float32) / 255)))
+    height = 64
+    width = max(2, round(ink.width * height / ink.height))
+    skeleton = skeletonize(np.asarray(ink.resize((width, height), Image.Resampling.BOX)) > 100)
+    ys, xs = np.nonzero(skeleton)
+    points = [[(x / height, y / height)] for x, y in zip(xs, ys)]
+    return draw(hand(points, rng), rng, width=rng.uniform(0.04, 0.10)), f"{script} {letter}"
 
 
 # --- On paper, as a file ------------------------------------------------------------------------
@@ -718,6 +756,8 @@ def negative_ink(kind, rng, digits=None, labels=None):
         return hershey_symbol(rng)
     if kind == "world_scripts":
         return world_letter(rng)
+    if kind == "world_strokes":
+        return world_stroke(rng)
     raise ValueError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}")
 
 
