@@ -618,7 +618,7 @@ def hershey_symbol(rng, name=None):
     return draw(hand(glyphs[name], rng), rng), name
 
 
-# --- Other scripts, typed ----------------------------------------------------------------------
+# --- Other scripts, typed and drawn -------------------------------------------------------------
 
 # The letters kept, by script (each script's digits are not letters). Left out by eye besides:
 # the letters like a digit or like a Latin letter that is, such as उ ड ङ ড র ร อ ว ვ ზ ნ ქ ዐ ዓ

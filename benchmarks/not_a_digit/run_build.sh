@@ -1,5 +1,5 @@
 #!/bin/sh
-# The study's data, one command after another, at low priority (about 80 minutes of one core's
+# The study's data, one command after another, at low priority (about 100 minutes of one core's
 # time on an AMD EPYC), then the network's view of it and the deciders' table:
 #     sh benchmarks/not_a_digit/run_build.sh          (from the repository's root; MNIST_DATA)
 set -e
