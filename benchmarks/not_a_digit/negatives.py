@@ -38,14 +38,17 @@ KINDS (make them differ: train a decider on some and measure it on the others):
                     (scikit-image) through the stroke letters' hand and pen; without Armenian
                     and the letters like a Latin letter (WORLD_STROKES_LEFT_OUT): drawn, they
                     would be the stroke letters measured here
+    pictograms      78 pictograms of the Noto symbol fonts (phones, hands, chess pieces, a camera,
+                    books, ...) drawn as their outlines by the same hand; the doodles' objects
+                    and their families left out (PICTOGRAMS)
 
 Letters that look like digits are left out everywhere (DIGIT_LIKE): O o Q D I i l j J S s Z z
 B b G g q a d T t, and symbols such as ! | / ( ) ? $ § that read as 1, 2, 5 or 7 once their dot
 or bar is dropped, or the Cyrillic and Greek letters that are digits' twins (З Ч б ε δ θ ...).
 
 Only NumPy, SciPy, Pillow and matplotlib's font files (found without importing pyplot),
-Hershey-Fonts for kana_kanji and hershey_symbols, the Noto fonts for world_scripts and
-world_strokes, scikit-image for world_strokes; no TensorFlow. Same kind, count and seed: the
+Hershey-Fonts for kana_kanji and hershey_symbols, the Noto fonts for world_scripts, world_strokes
+and pictograms, scikit-image for the last two; no TensorFlow. Same kind, count and seed: the
 same pictures.
 """
 
@@ -60,7 +63,7 @@ from scipy import ndimage
 
 KINDS = ("font_letters", "stroke_letters", "doodles", "scribbles", "digit_overlaps",
          "digit_pieces", "words", "kana_kanji", "hershey_symbols", "world_scripts",
-         "world_strokes")
+         "world_strokes", "pictograms")
 NEEDS_MNIST = ("digit_overlaps", "digit_pieces")  # these take MNIST digits (uint8, N x 28 x 28)
 
 DIGIT_LIKE = set("OoQDIilLjJSsZzBbGgqadTt") - set("L")  # L stays: no digit looks like it
@@ -668,23 +671,73 @@ def world_choice(rng, script=None, left_out=(), scripts=tuple(sorted(WORLD_SCRIP
 
 
 def world_stroke(rng, script=None):
-    """A letter of another script as a pen draws it: the typed letter's skeleton, 64 px high,
-    each of its pixels a point through `hand`, drawn with a pen 4-10% of the letter's size."""
+    """A letter of another script as a pen draws it: the typed letter's skeleton through `hand`,
+    drawn with a pen 4-10% of the letter's size."""
+    scripts = tuple(sorted(set(WORLD_SCRIPTS) - {"Armenian"}))
+    script, letter, font = world_choice(rng, script, WORLD_STROKES_LEFT_OUT, scripts)
+    points = skeleton_points(glyph_ink(letter, font))
+    return draw(hand(points, rng), rng, width=rng.uniform(0.04, 0.10)), f"{script} {letter}"
+
+
+def glyph_ink(character, font):
+    """Ink (float, 1 = ink) of the character in the font, upright, cropped."""
+    image = Image.new("L", (352, 352), 0)
+    ImageDraw.Draw(image).text((176, 176), character, fill=255, font=font, anchor="mm")
+    return cropped(np.asarray(image, np.float32) / 255)
+
+
+def skeleton_points(ink, height=64, outline=False):
+    """The ink's skeleton at `height` px, each pixel a one-point stroke (for `hand` and `draw`),
+    in a box 1 high. `outline`: solid parts become their contour (a silhouette drawn as a pen
+    draws its outline), thin strokes stay their centre line."""
     try:
         from skimage.morphology import skeletonize
     except ImportError:
-        raise SystemExit("world_strokes needs scikit-image: pip install scikit-image")
-    scripts = tuple(sorted(set(WORLD_SCRIPTS) - {"Armenian"}))
-    script, letter, font = world_choice(rng, script, WORLD_STROKES_LEFT_OUT, scripts)
-    image = Image.new("L", (352, 352), 0)
-    ImageDraw.Draw(image).text((176, 176), letter, fill=255, font=font, anchor="mm")
-    ink = Image.fromarray(np.uint8(255 * cropped(np.asarray(image, np.float32) / 255)))
-    height = 64
-    width = max(2, round(ink.width * height / ink.height))
-    skeleton = skeletonize(np.asarray(ink.resize((width, height), Image.Resampling.BOX)) > 100)
-    ys, xs = np.nonzero(skeleton)
-    points = [[(x / height, y / height)] for x, y in zip(xs, ys)]
-    return draw(hand(points, rng), rng, width=rng.uniform(0.04, 0.10)), f"{script} {letter}"
+        raise SystemExit("world_strokes and pictograms need scikit-image: "
+                         "pip install scikit-image")
+    image = Image.fromarray(np.uint8(255 * ink))
+    width = max(2, round(image.width * height / image.height))
+    shape = np.asarray(image.resize((width, height), Image.Resampling.BOX)) > 100
+    if outline:
+        shape &= ~ndimage.binary_erosion(shape, disk(2))
+    ys, xs = np.nonzero(skeletonize(shape))
+    return [[(x / height, y / height)] for x, y in zip(xs, ys)]
+
+
+# --- Pictograms, drawn --------------------------------------------------------------------------
+
+# Pictograms of the Noto symbol fonts: weather, phones, hands, chess pieces, music, things of an
+# office and a home (a camera, a TV, books, a mailbox, charts, speakers). Left out by eye: the
+# doodles' objects and their families (faces and skulls, houses and buildings, animals, trees and
+# flowers, stars, hearts, suns and moons, lightning and mountains, arrows, circles and clocks,
+# boxes, envelopes, eyes and glasses, flags, crosses), and those like a digit or a letter (an ear,
+# a candle, a padlock, a magnifier, ♈ ♍ ♏ ♓ ♀ ♂ ♩ ♪ ♭, ♠ ♣ ◇).
+PICTOGRAMS = ("☁☂☃☄☎☏☔☕☙☚☛☜☝☞☟☣☤☫☬☭♆♎♑♒♔♕♖♗♘♙♚♛♜♝♞♟♨♫♬♮"
+              "🏖🏟🏷👆👇👈👉👌👍👎💳💻📈📉📊📋📚📟📦📪📫📭📷📹📺📻📽📾🔈🔉🔊🕏🕨🕩🕪🕫🕬🕮")
+SYMBOL_FONTS = ("NotoSansSymbols2-Regular.ttf", "NotoSansSymbols-Regular.ttf",
+                "NotoSansSymbols-Bold.ttf")
+
+
+@functools.cache
+def symbol_fonts():
+    """[(font at 160 px, its characters)] of the Noto symbol fonts."""
+    from fontTools.ttLib import TTFont
+
+    fonts = [(ImageFont.truetype(str(NOTO / name), 160),
+              set(TTFont(str(NOTO / name), lazy=True).getBestCmap()))
+             for name in SYMBOL_FONTS if (NOTO / name).exists()]
+    if not fonts:
+        raise SystemExit("pictograms need the Noto fonts: apt-get install fonts-noto-core")
+    return fonts
+
+
+def pictogram(rng, glyph=None):
+    """A pictogram as a pen draws it: its outline (the contour of solid parts) through `hand`,
+    drawn with a pen 3-8% of its size."""
+    glyph = glyph or PICTOGRAMS[rng.integers(len(PICTOGRAMS))]
+    fonts = [font for font, characters in symbol_fonts() if ord(glyph) in characters]
+    points = skeleton_points(glyph_ink(glyph, fonts[rng.integers(len(fonts))]), outline=True)
+    return draw(hand(points, rng), rng, width=rng.uniform(0.03, 0.08)), f"pictogram {glyph}"
 
 
 # --- On paper, as a file ------------------------------------------------------------------------
@@ -758,6 +811,8 @@ def negative_ink(kind, rng, digits=None, labels=None):
         return world_letter(rng)
     if kind == "world_strokes":
         return world_stroke(rng)
+    if kind == "pictograms":
+        return pictogram(rng)
     raise ValueError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}")
 
 
