@@ -84,7 +84,6 @@ FONT_FILES = ["DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
               "DejaVuSerif-BoldItalic.ttf", "STIXGeneral.ttf", "STIXGeneralBol.ttf",
               "STIXGeneralItalic.ttf", "STIXGeneralBolIta.ttf", "cmr10.ttf", "cmss10.ttf",
               "cmti10.ttf", "cmtt10.ttf", "cmb10.ttf"]
-_fonts = {}
 
 
 def font_folder():
@@ -94,18 +93,25 @@ def font_folder():
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 
 
-def font_with(character, rng):
-    """A random font (PIL FreeTypeFont at 160 px) among those that have the character."""
-    if not _fonts:
-        from fontTools.ttLib import TTFont
-
-        for name in FONT_FILES:
-            path = font_folder() / name
-            if path.exists():
-                _fonts[name] = (ImageFont.truetype(str(path), 160),
-                                set(TTFont(str(path), lazy=True).getBestCmap()))
-    usable = [font for font, cmap in _fonts.values() if ord(character) in cmap]
+def font_with(character, rng, fonts=None):
+    """A random font (PIL FreeTypeFont at 160 px) among `fonts` ([(font, its characters)];
+    default: matplotlib's, FONT_FILES) that have the character."""
+    usable = [font for font, characters in (fonts or matplotlib_fonts())
+              if ord(character) in characters]
     return usable[rng.integers(len(usable))]
+
+
+@functools.cache
+def matplotlib_fonts():
+    return [font_and_characters(font_folder() / name) for name in FONT_FILES
+            if (font_folder() / name).exists()]
+
+
+def font_and_characters(path):
+    """(the font at 160 px, the set of its characters' code points)."""
+    from fontTools.ttLib import TTFont
+
+    return ImageFont.truetype(str(path), 160), set(TTFont(str(path), lazy=True).getBestCmap())
 
 
 def typed(rng, character=None):
@@ -721,11 +727,7 @@ SYMBOL_FONTS = ("NotoSansSymbols2-Regular.ttf", "NotoSansSymbols-Regular.ttf",
 @functools.cache
 def symbol_fonts():
     """[(font at 160 px, its characters)] of the Noto symbol fonts."""
-    from fontTools.ttLib import TTFont
-
-    fonts = [(ImageFont.truetype(str(NOTO / name), 160),
-              set(TTFont(str(NOTO / name), lazy=True).getBestCmap()))
-             for name in SYMBOL_FONTS if (NOTO / name).exists()]
+    fonts = [font_and_characters(NOTO / name) for name in SYMBOL_FONTS if (NOTO / name).exists()]
     if not fonts:
         raise SystemExit("pictograms need the Noto fonts: apt-get install fonts-noto-core")
     return fonts
@@ -735,8 +737,7 @@ def pictogram(rng, glyph=None):
     """A pictogram as a pen draws it: its outline (the contour of solid parts) through `hand`,
     drawn with a pen 3-8% of its size."""
     glyph = glyph or PICTOGRAMS[rng.integers(len(PICTOGRAMS))]
-    fonts = [font for font, characters in symbol_fonts() if ord(glyph) in characters]
-    points = skeleton_points(glyph_ink(glyph, fonts[rng.integers(len(fonts))]), outline=True)
+    points = skeleton_points(glyph_ink(glyph, font_with(glyph, rng, symbol_fonts())), outline=True)
     return draw(hand(points, rng), rng, width=rng.uniform(0.03, 0.08)), f"pictogram {glyph}"
 
 
