@@ -788,33 +788,19 @@ def as_picture(ink, rng, wide=False):
     return buffer.getvalue(), "PNG"
 
 
+DRAWERS = {"font_letters": typed, "stroke_letters": stroke_letter, "doodles": doodle,
+           "scribbles": scribble, "digit_overlaps": digit_overlap, "digit_pieces": digit_piece,
+           "words": word, "kana_kanji": kana_kanji, "hershey_symbols": hershey_symbol,
+           "world_scripts": world_letter, "world_strokes": world_stroke, "pictograms": pictogram}
+
+
 def negative_ink(kind, rng, digits=None, labels=None):
     """(ink, what): one negative of the kind, drawn (not yet on paper)."""
-    if kind == "font_letters":
-        return typed(rng)
-    if kind == "stroke_letters":
-        return stroke_letter(rng)
-    if kind == "doodles":
-        return doodle(rng)
-    if kind == "scribbles":
-        return scribble(rng)
-    if kind == "digit_overlaps":
-        return digit_overlap(rng, digits, labels)
-    if kind == "digit_pieces":
-        return digit_piece(rng, digits, labels)
-    if kind == "words":
-        return word(rng)
-    if kind == "kana_kanji":
-        return kana_kanji(rng)
-    if kind == "hershey_symbols":
-        return hershey_symbol(rng)
-    if kind == "world_scripts":
-        return world_letter(rng)
-    if kind == "world_strokes":
-        return world_stroke(rng)
-    if kind == "pictograms":
-        return pictogram(rng)
-    raise ValueError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}")
+    if kind not in DRAWERS:
+        raise ValueError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}")
+    if kind in NEEDS_MNIST:
+        return DRAWERS[kind](rng, digits, labels)
+    return DRAWERS[kind](rng)
 
 
 def negative_pictures(kind, count, seed, digits=None, labels=None):
