@@ -13,6 +13,7 @@ leans on is in the package beside it, mnist_digits/. Importing it only defines t
     (x_train, y_train), (x_test, y_test) = mdr.load_mnist("path/to/mnist.npz")
     model = mdr.load_model("mnist_digit_recognition_model")
     digits, probabilities = mdr.predict(model, x_test[:5])
+    mdr.not_a_digit(x_test[:5])     # array([False, False, False, False, False])
 """
 
 import argparse
@@ -33,7 +34,7 @@ try:  # Ctrl-C while these load is a stop like any other: one line, exit status 
     import numpy as np
 
     from mnist_digits import actions, cli, hardware, interruption, lazy, mnist_files, model_files
-    from mnist_digits.classifier import EVAL_BATCH_SIZE, predict  # predict: the API's (SPEC 6)
+    from mnist_digits.classifier import EVAL_BATCH_SIZE, not_a_digit, predict  # the API's (SPEC 6)
     from mnist_digits.cli import count
     from mnist_digits.errors import TrainingDiverged, UsageError
     from mnist_digits.lazy import keras, tf  # imported on first use: predict, --help need neither

@@ -4,7 +4,8 @@
     hardware        devices, mixed precision, the fused batch-norm kernel, tf.distribute
     interruption    Ctrl-C and SIGTERM during a run, the work folder --resume continues from
     model_files     the model directory: written atomically, the previous generation, loading
-    classifier      a saved model on LiteRT (or Keras): arrays and pictures in, answers out
+    classifier      a saved model on LiteRT (or Keras): arrays and pictures in, answers out,
+                    "not a digit" from the model directory's not_a_digit/ network
     pictures        people's pictures of digits -> MNIST's 28x28 form (NumPy, SciPy, Pillow)
     page            a photo of a sheet on a table -> the sheet alone, upright (for pictures)
     serve           the HTTP server and its drawing page (serve_page.html)

@@ -5,7 +5,7 @@ import json
 import sys
 
 from . import figures, serve
-from .classifier import answer_digits, load_classifier, picture_answerer, read_picture
+from .classifier import answer_digits, load_classifier, load_gate, picture_answerer, read_picture
 from .cli import ArgumentParser, add_data_flag, add_model_dir_flag, print_table, whole_number
 from .errors import UsageError, UserError
 from .mnist_files import NUM_CLASSES
@@ -76,7 +76,8 @@ def redraw_reports(model_dir, results, x_test, y_test, probabilities):
 
 
 def run_predict(args):
-    classify = load_classifier(resolve_model_dir(args.model_dir))
+    model_dir = resolve_model_dir(args.model_dir)
+    classify, gate = load_classifier(model_dir), load_gate(model_dir)
     failed = 0
     for path in args.files:  # each answer as soon as it is known, in the order of the files
         try:
@@ -87,29 +88,39 @@ def run_predict(args):
             if args.json:
                 print(json.dumps({"file": path, "error": str(error)}), flush=True)
             continue
-        answer = answer_digits(classify, digits, main)
+        answer = answer_digits(classify, digits, main, gate)
         print(json.dumps({"file": path, **answer}) if args.json else answer_text(path, answer),
               flush=True)
     return 1 if failed else 0
 
 
 def answer_text(path, answer):
-    """`predict`'s line for a picture: "seven.png: 7 (100.0%)", and for several digits the
-    number they make and each one's probability, "47.png: 47 (2 digits: 100.0%, 99.9%)"."""
+    """`predict`'s line for a picture: "seven.png: 7 (100.0%)", "x.png: not a digit (closest:
+    4, 31.0%)", and for several marks the number they make and each one's probability, "47.png:
+    47 (2 digits: 100.0%, 99.9%)", a ? for a mark that is not a digit, "4x.png: 4? (2 marks:
+    100.0%, not a digit)"."""
     if "digits" not in answer:
+        if answer["not_a_digit"]:
+            return (f"{path}: not a digit (closest: {answer['closest_digit']}, "
+                    f"{answer['probability']:.1%})")
         return f"{path}: {answer['number']} ({answer['probability']:.1%})"
-    each = ", ".join(f"{p:.1%}" for p in answer["digit_probabilities"])
-    return f"{path}: {answer['number']} ({len(answer['digits'])} digits: {each})"
+    read = answer["digits"]
+    number = "".join("?" if digit is None else str(digit) for digit in read)
+    each = ", ".join("not a digit" if digit is None else f"{p:.1%}"
+                     for digit, p in zip(read, answer["digit_probabilities"]))
+    marks = "marks" if None in read else "digits"
+    return f"{path}: {number} ({len(read)} {marks}: {each})"
 
 
 def run_serve(args):
     model_dir = resolve_model_dir(args.model_dir)
-    classify = load_classifier(model_dir)
+    classify, gate = load_classifier(model_dir), load_gate(model_dir)
     metadata = read_metadata(model_dir)
     try:
-        server = serve.make_server(picture_answerer(classify), args.host, args.port, {
+        server = serve.make_server(picture_answerer(classify, gate), args.host, args.port, {
             "status": "ok", "model": str(model_dir), "arch": metadata.get("model", {}).get("arch"),
-            "test_accuracy": metadata.get("test_accuracy")}, log_requests=args.log_requests)
+            "test_accuracy": metadata.get("test_accuracy"),
+            "says_not_a_digit": gate is not None}, log_requests=args.log_requests)
     except ValueError as error:
         raise UsageError(str(error)) from None
     if not serve.is_loopback(args.host):

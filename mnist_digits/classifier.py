@@ -1,7 +1,9 @@
 """Classifying with a saved model: LiteRT's interpreter on model.tflite where it is installed
 (no TensorFlow to wait for), else model.keras on TensorFlow; arrays or people's pictures in,
-the answers `predict` and `serve` give out."""
+the answers `predict` and `serve` give out, with "not a digit" where the model directory's
+not_a_digit/ network says a mark holds none."""
 
+import json
 import os
 import threading
 
@@ -11,7 +13,8 @@ from . import pictures
 from .errors import UserError, first_line
 from .lazy import import_tensorflow_quietly, quiet_stderr
 from .mnist_files import IMAGE_SHAPE, NUM_CLASSES, normalize_images
-from .model_files import DEFAULT_MODEL_DIR, check_saved_model, load_model
+from .model_files import (DEFAULT_MODEL_DIR, NOT_A_DIGIT_DIR, check_saved_model, load_model,
+                          load_model_file)
 
 EVAL_BATCH_SIZE = 500  # inference only: larger batches are faster and give the same numbers
 
@@ -21,40 +24,67 @@ def load_classifier(model_dir=DEFAULT_MODEL_DIR):
     many threads. It runs model.tflite on LiteRT's interpreter where ai-edge-litert is
     installed (no TensorFlow to wait for), else model.keras on TensorFlow: the same digits."""
     path = check_saved_model(model_dir)
+    return load_network(path, NUM_CLASSES, lambda: load_model(path),
+                        "train the model again, or delete model.tflite to use model.keras")
+
+
+def load_gate(model_dir=DEFAULT_MODEL_DIR):
+    """gate(images (N, 28, 28, 1) float32) -> (N,) bools, True for the marks that hold
+    no digit: the eleven-output network in MODEL_DIR/not_a_digit/ (its last output, "not a
+    digit", above the threshold in its settings.json). None where the directory has none."""
+    folder = check_saved_model(model_dir) / NOT_A_DIGIT_DIR
+    if not (folder / "settings.json").is_file():
+        return None
+    advice = (f"copy {NOT_A_DIGIT_DIR}/ again from the model it came with, or delete {folder} to "
+              "answer without saying \"not a digit\"")
+    try:
+        threshold = float(json.loads((folder / "settings.json").read_text())["threshold"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UserError(f"{folder / 'settings.json'} cannot be read ({first_line(error)}): "
+                        f"{advice}") from None
+    network = load_network(folder, NUM_CLASSES + 1,
+                           lambda: load_model_file(folder / "model.keras", advice), advice)
+    return lambda images: network(images)[:, NUM_CLASSES] > threshold
+
+
+def load_network(folder, outputs, load_keras, advice):
+    """run(images (N, 28, 28, 1)) -> (N, outputs): folder/model.tflite on LiteRT's interpreter
+    where it is installed, else the Keras model load_keras() gives, on TensorFlow. A
+    model.tflite that cannot be loaded is a UserError ending in `advice`."""
     lock = threading.Lock()  # one call at a time: an interpreter is not thread-safe
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         Interpreter = None
-    if Interpreter is None or not (path / "model.tflite").is_file():
+    if Interpreter is None or not (folder / "model.tflite").is_file():
         import_tensorflow_quietly()
-        model = load_model(path)
+        model = load_keras()
 
-        def classify(images):
+        def run(images):
             with lock:
                 return np.asarray(model.predict_on_batch(images))
-        return classify
+        return run
     try:
         with quiet_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
             # One image at a time, on one thread: more threads only wait on each other here.
-            interpreter = Interpreter(model_path=str(path / "model.tflite"), num_threads=1)
+            interpreter = Interpreter(model_path=str(folder / "model.tflite"), num_threads=1)
             interpreter.allocate_tensors()
     except Exception as error:
         reason = first_line(error)
-        raise UserError(f"{path / 'model.tflite'} cannot be loaded ({reason}): train the model "
-                        "again, or delete model.tflite to use model.keras") from None
+        raise UserError(f"{folder / 'model.tflite'} cannot be loaded ({reason}): {advice}") \
+            from None
     image_in = interpreter.get_input_details()[0]["index"]
     probabilities_out = interpreter.get_output_details()[0]["index"]
 
-    def classify(images):
+    def run(images):
         with lock:
             probabilities = []
             for image in np.asarray(images, np.float32):
                 interpreter.set_tensor(image_in, image[np.newaxis])
                 interpreter.invoke()
                 probabilities.append(interpreter.get_tensor(probabilities_out)[0])
-            return np.array(probabilities).reshape(-1, NUM_CLASSES)
-    return classify
+            return np.array(probabilities).reshape(-1, outputs)
+    return run
 
 
 def read_picture(path):
@@ -89,22 +119,37 @@ def predict(model, images):
     return probabilities.argmax(axis=1), probabilities
 
 
-def answer_digits(classify, digits, main):
-    """What `predict --json` and the server answer for a picture whose digits, left to right,
-    are `digits` (K, 28, 28): the number they make (a string: "7", "2026", "07"); the main
-    digit's class and probabilities; where it holds several, each digit and its probability."""
-    probabilities = classify(digits[..., np.newaxis])
-    classes = probabilities.argmax(axis=1)
-    answer = {"number": "".join(map(str, classes)),
-              "digit": int(classes[main]),
+def not_a_digit(images, model_dir=DEFAULT_MODEL_DIR):
+    """predict's companion: for the same images (arrays or file paths), True for each that the
+    model directory's not_a_digit/ network says holds no digit; None where it has none."""
+    gate = load_gate(model_dir)
+    return None if gate is None else gate(prepare_images(images))
+
+
+def answer_digits(classify, digits, main, gate=None):
+    """What `predict --json` and the server answer for a picture whose marks, left to right,
+    are `digits` (K, 28, 28): the number they make (a string: "7", "2026", "07"; null where a
+    mark holds no digit); the main mark's digit (null where it is not one), its closest digit
+    and probabilities; where it holds several, each one's digit and probability. With `gate`
+    (load_gate's), "not_a_digit" says whether the main mark holds no digit; without, it is null."""
+    images = digits[..., np.newaxis]
+    probabilities = classify(images)
+    closest = probabilities.argmax(axis=1)
+    judged = gate is not None
+    rejected = gate(images) if judged else np.zeros(len(images), bool)
+    read = [None if no else int(digit) for digit, no in zip(closest, rejected)]
+    answer = {"number": None if rejected.any() else "".join(map(str, closest)),
+              "digit": read[main],
+              "not_a_digit": bool(rejected[main]) if judged else None,
+              "closest_digit": int(closest[main]),
               "probability": round(float(probabilities[main].max()), 6),
               "probabilities": [round(float(p), 6) for p in probabilities[main]]}
     if len(probabilities) > 1:
-        answer["digits"] = [int(d) for d in classes]
+        answer["digits"] = read
         answer["digit_probabilities"] = [round(float(p), 6) for p in probabilities.max(axis=1)]
     return answer
 
 
-def picture_answerer(classify):
-    """answer(grey) for the server: a grey picture's digits found and answered."""
-    return lambda grey: answer_digits(classify, *pictures.find_digits(grey))
+def picture_answerer(classify, gate=None):
+    """answer(grey) for the server: a grey picture's marks found and answered."""
+    return lambda grey: answer_digits(classify, *pictures.find_digits(grey), gate)

@@ -1,6 +1,7 @@
 """The model directory (SPEC section 5): written beside its place and swapped in, so that a
 crash leaves the previous one intact; the model it replaces kept as MODEL_DIR.previous (one
-generation); its metadata; finding and loading a saved model."""
+generation); its metadata; finding and loading a saved model; the "not a digit" network a
+new model keeps."""
 
 import contextlib
 import io
@@ -16,6 +17,10 @@ from .errors import UsageError, UserError, first_line
 from .lazy import keras
 
 DEFAULT_MODEL_DIR = "mnist_digit_recognition_model"
+# The network that says "not a digit" (classifier.load_gate), in a folder of the model directory:
+# it does not read digits, so a newly trained model keeps the one of the model it replaces, else
+# the shipped model's.
+NOT_A_DIGIT_DIR = "not_a_digit"
 
 
 def is_model_dir(path):
@@ -87,6 +92,9 @@ def save_model_dir(model, model_dir, metadata, reports=None, check=lambda: None)
             model.export(str(staging / "model.tflite"), format="litert", verbose=False)
         check()
         (staging / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+        gate = gate_to_keep(model_dir)
+        if gate is not None:
+            shutil.copytree(gate, staging / NOT_A_DIGIT_DIR)
         failures = figures.draw_reports(staging, **(reports or {}))
         if failures:
             raise next(iter(failures.values()))
@@ -95,6 +103,20 @@ def save_model_dir(model, model_dir, metadata, reports=None, check=lambda: None)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def gate_to_keep(model_dir):
+    """The not_a_digit/ folder a model saved into model_dir takes: that of the model it
+    replaces, else the shipped model's; None where neither has one."""
+    for folder in (Path(model_dir), shipped_model_dir()):
+        if (folder / NOT_A_DIGIT_DIR / "settings.json").is_file():
+            return folder / NOT_A_DIGIT_DIR
+    return None
+
+
+def shipped_model_dir():
+    """The model the repository ships, beside the script."""
+    return Path(__file__).resolve().parent.parent / DEFAULT_MODEL_DIR
 
 
 def generations(model_dir):
@@ -151,13 +173,15 @@ def check_saved_model(model_dir, what_to_do="train one first (python "
 
 def load_model(model_dir=DEFAULT_MODEL_DIR):
     """Load a saved model.keras (plain keras.models.load_model works as well)."""
-    path = check_saved_model(model_dir)
+    return load_model_file(check_saved_model(model_dir) / "model.keras")
+
+
+def load_model_file(path, advice="train the model again"):
     try:
-        return keras.models.load_model(path / "model.keras")
+        return keras.models.load_model(path)
     except Exception as error:
         reason = first_line(error)
-        raise UserError(f"{path / 'model.keras'} cannot be loaded ({reason}): "
-                        "train the model again") from None
+        raise UserError(f"{path} cannot be loaded ({reason}): {advice}") from None
 
 
 def read_metadata(model_dir):
@@ -173,7 +197,7 @@ def resolve_model_dir(model_dir):
     if model_dir is not None:
         return check_saved_model(model_dir, "pass the --model-dir of a trained model")
     here = Path(DEFAULT_MODEL_DIR)
-    beside = Path(__file__).resolve().parent.parent / DEFAULT_MODEL_DIR  # the script's folder
+    beside = shipped_model_dir()
     found = next((path for path in (here, beside) if is_model_dir(path)), None)
     if found is None:
         raise UsageError(f"no model directory at {here} nor at {beside}: train one first "

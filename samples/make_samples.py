@@ -5,6 +5,7 @@
 seven.png     the first 7 of the test set, as MNIST stores it: 28x28, light ink on black
 three.jpg     the first 3 of the test set, dark ink on white, enlarged to 280x280, a JPEG
 47.png        the first 4 and the first 7 of the test set side by side, dark on white, 280x140
+x.png         an X drawn as two pen strokes, dark on white, 200x200: not a digit
 """
 
 import os
@@ -12,7 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 HERE = Path(__file__).resolve().parent
 
@@ -30,6 +31,10 @@ def main():
     Image.fromarray(seven).save(HERE / "seven.png")
     Image.fromarray(255 - three).resize((280, 280)).save(HERE / "three.jpg", quality=90)
     Image.fromarray(255 - np.hstack([four, seven])).resize((280, 140)).save(HERE / "47.png")
+    x = Image.new("L", (200, 200), 255)
+    for stroke in [(50, 40, 150, 160), (150, 40, 50, 160)]:
+        ImageDraw.Draw(x).line(stroke, fill=0, width=12)
+    x.save(HERE / "x.png")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_digits import classifier, mnist_files, serve
+from mnist_digits import classifier, mnist_files, model_files, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "mnist_digit_recognition.py"
@@ -167,6 +167,15 @@ def shipped_classifier():
     if not (SHIPPED / "model.keras").is_file():
         missing(f"the repository's trained model is missing ({SHIPPED})")
     return classifier.load_classifier(SHIPPED)
+
+
+@pytest.fixture(scope="session")
+def shipped_gate():
+    """The shipped model's "not a digit" network as predict and serve run it
+    (classifier.load_gate), made once per test process."""
+    if not (SHIPPED / model_files.NOT_A_DIGIT_DIR / "settings.json").is_file():
+        missing(f"the shipped model has no {model_files.NOT_A_DIGIT_DIR}/ ({SHIPPED})")
+    return classifier.load_gate(SHIPPED)
 
 
 def slice_arrays(arrays, n_train, n_test):
@@ -395,11 +404,12 @@ HEALTH = {"status": "ok", "model": "the shipped one"}
 
 
 @contextlib.contextmanager
-def running_server(model):
+def running_server(model, gate=None):
     """make_server on 127.0.0.1 and a free port, serving from a daemon thread. On leaving, it
     is gone as a stopped process is: no longer listening, and no connection it accepted left
     open (a browser opens connections ahead of need, and would send its next request on one)."""
-    server = serve.make_server(classifier.picture_answerer(model), "127.0.0.1", 0, HEALTH)
+    server = serve.make_server(classifier.picture_answerer(model, gate), "127.0.0.1", 0,
+                               HEALTH)
     accepted = []
     get_request = server.get_request
 

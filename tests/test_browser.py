@@ -1,7 +1,7 @@
 """The drawing page in a real browser (headless Chromium driven by selenium), against a real
-server in this process: a 7 drawn with pointer events is read as a 7, two digits side by side
-as their number, a finger works as well as a mouse, Clear brings back the prompt, and an answer
-that comes late never replaces a newer one."""
+server in this process: a 7 drawn with pointer events is read as a 7, an X as not a digit, two
+digits side by side as their number, a finger works as well as a mouse, Clear brings back the
+prompt, and an answer that comes late never replaces a newer one."""
 
 import os
 import shutil
@@ -46,7 +46,7 @@ def open_page(server, user_data_dir, phone=False):
 
 
 @pytest.fixture(scope="module")
-def server(shipped_classifier):
+def server(shipped_classifier, shipped_gate):
     """make_server with the shipped model, when a browser can be had."""
     absent = [what for what, found in [("selenium (pip install selenium)", webdriver),
                                        ("Chromium", shutil.which("chromium")),
@@ -55,7 +55,7 @@ def server(shipped_classifier):
     if absent:  # CI (.ci/run) installs them: there the test must run, not skip
         missing(f"the browser test needs {' and '.join(absent)} (Debian: apt-get install "
                 "chromium chromium-driver)")
-    with running_server(shipped_classifier) as server:
+    with running_server(shipped_classifier, shipped_gate) as server:
         yield server
 
 
@@ -142,6 +142,19 @@ def test_a_seven_drawn_with_a_mouse_is_a_seven(page, tmp_path):
     page.save_screenshot(str(tmp_path / "serve_page.png"))
     if os.environ.get("MDR_SCREENSHOT"):
         page.save_screenshot(os.environ["MDR_SCREENSHOT"])
+
+
+def test_an_x_is_not_a_digit_and_a_digit_drawn_next_is(page):
+    stroke(page, interaction.POINTER_MOUSE, (0.25, 0.2), (0.75, 0.8))
+    stroke(page, interaction.POINTER_MOUSE, (0.75, 0.2), (0.25, 0.8))
+    wait_for_number(page, "not a digit")
+    assert page.find_element(By.ID, "confidence").text.startswith("closest: ")
+    assert not page.find_elements(By.CSS_SELECTOR, ".top"), "a bar is marked as the digit"
+    page.find_element(By.ID, "clear").click()
+    wait_for_prompt(page)
+    stroke(page, interaction.POINTER_MOUSE, (0.27, 0.22), (0.73, 0.22))
+    stroke(page, interaction.POINTER_MOUSE, (0.73, 0.22), (0.45, 0.82))
+    wait_for_digit(page, 7)
 
 
 def test_clear_brings_back_the_prompt(page):

@@ -8,8 +8,8 @@ import pytest
 
 from mnist_digits import mnist_files
 
-from conftest import (PROBABILITY_TOLERANCE, assert_one_line_error, cpu_model_name,
-                      expected_precisions, missing, run_main, run_program, run_python)
+from conftest import (PROBABILITY_TOLERANCE, SHIPPED, assert_one_line_error, cpu_model_name,
+                      expected_precisions, missing, run_main, run_program, run_python, snapshot)
 
 PICTURES = ("confusion_matrix.png", "misclassified.png", "training_curves.png", "augmentation.png")
 
@@ -32,6 +32,8 @@ def test_training_writes_the_model_directory(trained):
     assert (model_dir / "saved_model" / "saved_model.pb").is_file()
     assert (model_dir / "metadata.json").is_file()
     assert (model_dir / "model.tflite").stat().st_size > 100_000
+    gate = model_dir / "not_a_digit"  # the shipped model's, kept: it does not read digits
+    assert snapshot(gate) == snapshot(SHIPPED / "not_a_digit")
     for name in PICTURES:
         assert (model_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     leftovers = [p.name for p in model_dir.parent.iterdir() if p.name != model_dir.name]

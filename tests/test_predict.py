@@ -277,13 +277,18 @@ print("exit", status, "tensorflow" in sys.modules, "keras" in sys.modules)
 def test_without_litert_predict_falls_back_to_keras_with_the_same_answers(test_digits,
                                                                           tmp_path):
     """LiteRT missing (made unimportable here), or a model directory without model.tflite:
-    TensorFlow runs model.keras, and the answers are the same to README's bound."""
+    TensorFlow runs model.keras (and not_a_digit/model.keras), and the answers are the same to
+    README's bound."""
     if importlib.util.find_spec("ai_edge_litert") is None:
         missing("needs ai-edge-litert (requirements.txt) to compare with")
     paths = [str(save_image(tmp_path / f"{i}.png", test_digits[0][i])) for i in range(20)]
     no_tflite = tmp_path / "model"
-    no_tflite.mkdir()
-    (no_tflite / "model.keras").symlink_to(SHIPPED / "model.keras")
+    for folder in (no_tflite, no_tflite / "not_a_digit"):  # the "not a digit" network's, too
+        folder.mkdir()
+        shipped = SHIPPED / folder.relative_to(no_tflite)
+        for name in ("model.keras", "settings.json"):
+            if (shipped / name).is_file():
+                (folder / name).symlink_to(shipped / name)
     code = f"""
 import json, sys
 import mnist_digit_recognition as mdr

@@ -36,8 +36,8 @@ def model(shipped_classifier):
 
 
 @pytest.fixture(scope="module")
-def server(model):
-    with running_server(model) as server:
+def server(model, shipped_gate):
+    with running_server(model, shipped_gate) as server:
         yield server
 
 
@@ -143,7 +143,9 @@ def test_json_pixels_answer_as_the_same_png(server, digits):
     x, y = digits
     status, answer = post(server, pixels_json(x[0]), "application/json")
     assert status == 200 and answer["digit"] == y[0]
-    assert set(answer) == {"number", "digit", "probability", "probabilities"}
+    assert set(answer) == {"number", "digit", "not_a_digit", "closest_digit", "probability",
+                           "probabilities"}
+    assert answer["not_a_digit"] is False and answer["closest_digit"] == answer["digit"]
     assert answer["number"] == str(y[0])
     assert len(answer["probabilities"]) == 10
     assert answer["probability"] == max(answer["probabilities"])
@@ -525,7 +527,7 @@ def test_serve_command_line_warns_off_loopback_and_stops_on_sigterm():
         metadata = json.loads((SHIPPED / "metadata.json").read_text())
         assert response.status == 200
         assert health == {"status": "ok", "model": str(SHIPPED), "arch": metadata["model"]["arch"],
-                          "test_accuracy": metadata["test_accuracy"]}
+                          "test_accuracy": metadata["test_accuracy"], "says_not_a_digit": True}
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
     finally:
