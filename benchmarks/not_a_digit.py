@@ -6,7 +6,8 @@ reads each mark, its not_a_digit/ network decides whether the mark holds a digit
 
 On marks as the product's picture reader finds them (the main mark of each picture), made by
 the study in benchmarks/not_a_digit/ (its cache/, not in git; `sh
-benchmarks/not_a_digit/run_build.sh` makes them, about 100 minutes of one core):
+benchmarks/not_a_digit/run_build.sh` makes them: about 100 minutes of one AMD EPYC core, 12 of a
+Xeon's two cores with its commands run two at a time):
 - MNIST's 10,000 test digits and the shipped model's 6,000 validation digits, each as a file in
   the 7 clean renderings of benchmarks/pictures.py: the share called "not a digit" (all, and the
   worst rendering), and the accuracy of the worst rendering with those counted wrong, beside

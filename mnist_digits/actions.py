@@ -9,7 +9,7 @@ from .classifier import answer_digits, load_classifier, load_gate, picture_answe
 from .cli import ArgumentParser, add_data_flag, add_model_dir_flag, print_table, whole_number
 from .errors import UsageError, UserError
 from .mnist_files import NUM_CLASSES
-from .model_files import read_metadata, resolve_model_dir
+from .model_files import NOT_A_DIGIT_DIR, read_metadata, resolve_model_dir, shipped_model_dir
 
 
 def build_evaluate_parser(prog):
@@ -77,7 +77,7 @@ def redraw_reports(model_dir, results, x_test, y_test, probabilities):
 
 def run_predict(args):
     model_dir = resolve_model_dir(args.model_dir)
-    classify, gate = load_classifier(model_dir), load_gate(model_dir)
+    classify, gate = load_classifier(model_dir), load_gate_or_warn(model_dir)
     failed = 0
     for path in args.files:  # each answer as soon as it is known, in the order of the files
         try:
@@ -94,27 +94,38 @@ def run_predict(args):
     return 1 if failed else 0
 
 
+def load_gate_or_warn(model_dir):
+    """load_gate's, with a warning where the model directory has none (one made before it)."""
+    gate = load_gate(model_dir)
+    if gate is None:
+        print(f"warning: {model_dir} has no {NOT_A_DIGIT_DIR}/, so every mark is read as a digit: "
+              f"copy {shipped_model_dir() / NOT_A_DIGIT_DIR} into it to say \"not a digit\"",
+              file=sys.stderr, flush=True)
+    return gate
+
+
 def answer_text(path, answer):
     """`predict`'s line for a picture: "seven.png: 7 (100.0%)", "x.png: not a digit (closest:
     4, 31.0%)", and for several marks the number they make and each one's probability, "47.png:
     47 (2 digits: 100.0%, 99.9%)", a ? for a mark that is not a digit, "4x.png: 4? (2 marks:
-    100.0%, not a digit)"."""
+    100.0%, not a digit)", and "ab.png: not a digit (2 marks, none a digit)"."""
     if "digits" not in answer:
         if answer["not_a_digit"]:
             return (f"{path}: not a digit (closest: {answer['closest_digit']}, "
                     f"{answer['probability']:.1%})")
         return f"{path}: {answer['number']} ({answer['probability']:.1%})"
-    read = answer["digits"]
-    number = "".join("?" if digit is None else str(digit) for digit in read)
+    digits = answer["digits"]
+    if all(digit is None for digit in digits):
+        return f"{path}: not a digit ({len(digits)} marks, none a digit)"
+    number = "".join("?" if digit is None else str(digit) for digit in digits)
     each = ", ".join("not a digit" if digit is None else f"{p:.1%}"
-                     for digit, p in zip(read, answer["digit_probabilities"]))
-    marks = "marks" if None in read else "digits"
-    return f"{path}: {number} ({len(read)} {marks}: {each})"
+                     for digit, p in zip(digits, answer["digit_probabilities"]))
+    return f"{path}: {number} ({len(digits)} {'marks' if None in digits else 'digits'}: {each})"
 
 
 def run_serve(args):
     model_dir = resolve_model_dir(args.model_dir)
-    classify, gate = load_classifier(model_dir), load_gate(model_dir)
+    classify, gate = load_classifier(model_dir), load_gate_or_warn(model_dir)
     metadata = read_metadata(model_dir)
     try:
         server = serve.make_server(picture_answerer(classify, gate), args.host, args.port, {

@@ -29,28 +29,37 @@ def load_classifier(model_dir=DEFAULT_MODEL_DIR):
 
 
 def load_gate(model_dir=DEFAULT_MODEL_DIR):
-    """gate(images (N, 28, 28, 1) float32) -> (N,) bools, True for the marks that hold
-    no digit: the eleven-output network in MODEL_DIR/not_a_digit/ (its last output, "not a
-    digit", above the threshold in its settings.json). None where the directory has none."""
+    """gate(images (N, 28, 28, 1) float32) -> (N,) bools, True for the marks that hold no
+    digit: the eleven-output network in MODEL_DIR/not_a_digit/ (its last output, "not a digit",
+    above the threshold in its settings.json). None where the directory has no such folder."""
     folder = check_saved_model(model_dir) / NOT_A_DIGIT_DIR
-    if not (folder / "settings.json").is_file():
+    if not folder.is_dir():
         return None
     advice = (f"copy {NOT_A_DIGIT_DIR}/ again from the model it came with, or delete {folder} to "
               "answer without saying \"not a digit\"")
-    try:
-        threshold = float(json.loads((folder / "settings.json").read_text())["threshold"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise UserError(f"{folder / 'settings.json'} cannot be read ({first_line(error)}): "
-                        f"{advice}") from None
+    threshold = read_threshold(folder / "settings.json", advice)
     network = load_network(folder, NUM_CLASSES + 1,
                            lambda: load_model_file(folder / "model.keras", advice), advice)
     return lambda images: network(images)[:, NUM_CLASSES] > threshold
 
 
+def read_threshold(path, advice):
+    """The "not a digit" threshold in settings.json: a number between 0 and 1."""
+    try:
+        threshold = json.loads(path.read_text()).get("threshold")
+    except (OSError, ValueError, AttributeError) as error:
+        raise UserError(f"{path} cannot be read ({first_line(error)}): {advice}") from None
+    if type(threshold) is not float or not 0 < threshold < 1:
+        raise UserError(f"{path} has no \"threshold\" between 0 and 1 (it holds "
+                        f"{threshold!r}): {advice}")
+    return threshold
+
+
 def load_network(folder, outputs, load_keras, advice):
     """run(images (N, 28, 28, 1)) -> (N, outputs): folder/model.tflite on LiteRT's interpreter
-    where it is installed, else the Keras model load_keras() gives, on TensorFlow. A
-    model.tflite that cannot be loaded is a UserError ending in `advice`."""
+    where it is installed, else the Keras model load_keras() gives, on TensorFlow. A network
+    that cannot be loaded, or gives another number of outputs, is a UserError ending in
+    `advice`."""
     lock = threading.Lock()  # one call at a time: an interpreter is not thread-safe
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -59,6 +68,7 @@ def load_network(folder, outputs, load_keras, advice):
     if Interpreter is None or not (folder / "model.tflite").is_file():
         import_tensorflow_quietly()
         model = load_keras()
+        check_outputs(model.output_shape[-1], outputs, folder / "model.keras", advice)
 
         def run(images):
             with lock:
@@ -74,7 +84,8 @@ def load_network(folder, outputs, load_keras, advice):
         raise UserError(f"{folder / 'model.tflite'} cannot be loaded ({reason}): {advice}") \
             from None
     image_in = interpreter.get_input_details()[0]["index"]
-    probabilities_out = interpreter.get_output_details()[0]["index"]
+    probabilities_out = interpreter.get_output_details()[0]
+    check_outputs(probabilities_out["shape"][-1], outputs, folder / "model.tflite", advice)
 
     def run(images):
         with lock:
@@ -82,9 +93,14 @@ def load_network(folder, outputs, load_keras, advice):
             for image in np.asarray(images, np.float32):
                 interpreter.set_tensor(image_in, image[np.newaxis])
                 interpreter.invoke()
-                probabilities.append(interpreter.get_tensor(probabilities_out)[0])
+                probabilities.append(interpreter.get_tensor(probabilities_out["index"])[0])
             return np.array(probabilities).reshape(-1, outputs)
     return run
+
+
+def check_outputs(found, expected, path, advice):
+    if found != expected:
+        raise UserError(f"{path} gives {found} outputs, not the {expected} expected here: {advice}")
 
 
 def read_picture(path):
@@ -121,31 +137,33 @@ def predict(model, images):
 
 def not_a_digit(images, model_dir=DEFAULT_MODEL_DIR):
     """predict's companion: for the same images (arrays or file paths), True for each that the
-    model directory's not_a_digit/ network says holds no digit; None where it has none."""
+    model directory's not_a_digit/ network says holds no digit; None where it has none. It
+    loads the network at each call: for many calls, keep load_gate(model_dir)'s."""
     gate = load_gate(model_dir)
     return None if gate is None else gate(prepare_images(images))
 
 
-def answer_digits(classify, digits, main, gate=None):
+def answer_digits(classify, marks, main, gate=None):
     """What `predict --json` and the server answer for a picture whose marks, left to right,
-    are `digits` (K, 28, 28): the number they make (a string: "7", "2026", "07"; null where a
-    mark holds no digit); the main mark's digit (null where it is not one), its closest digit
-    and probabilities; where it holds several, each one's digit and probability. With `gate`
-    (load_gate's), "not_a_digit" says whether the main mark holds no digit; without, it is null."""
-    images = digits[..., np.newaxis]
+    are `marks` (K, 28, 28): the number their digits make (a string: "7", "2026", "07"; null
+    where a mark holds no digit); the main mark's digit (null where it is none), its closest
+    digit and probabilities; where it holds several, each one's digit and probability. With
+    `gate` (load_gate's), "not_a_digit" says whether the main mark holds no digit; without, it
+    is null."""
+    images = marks[..., np.newaxis]
     probabilities = classify(images)
     closest = probabilities.argmax(axis=1)
-    judged = gate is not None
-    rejected = gate(images) if judged else np.zeros(len(images), bool)
-    read = [None if no else int(digit) for digit, no in zip(closest, rejected)]
-    answer = {"number": None if rejected.any() else "".join(map(str, closest)),
-              "digit": read[main],
-              "not_a_digit": bool(rejected[main]) if judged else None,
+    has_gate = gate is not None
+    no_digit = gate(images) if has_gate else np.zeros(len(images), bool)
+    digits = [None if none else int(digit) for digit, none in zip(closest, no_digit)]
+    answer = {"number": None if no_digit.any() else "".join(map(str, closest)),
+              "digit": digits[main],
+              "not_a_digit": bool(no_digit[main]) if has_gate else None,
               "closest_digit": int(closest[main]),
               "probability": round(float(probabilities[main].max()), 6),
               "probabilities": [round(float(p), 6) for p in probabilities[main]]}
     if len(probabilities) > 1:
-        answer["digits"] = read
+        answer["digits"] = digits
         answer["digit_probabilities"] = [round(float(p), 6) for p in probabilities.max(axis=1)]
     return answer
 

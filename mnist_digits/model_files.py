@@ -71,11 +71,11 @@ def new_sibling_dir(path):
 
 
 def save_model_dir(model, model_dir, metadata, reports=None, check=lambda: None):
-    """Write model.keras, saved_model/, model.tflite, metadata.json and the pictures
-    (draw_reports' arguments) into a new sibling folder, then swap it into place: an
-    interrupted or failed save leaves the previous model intact. A model it replaces is kept
-    as MODEL_DIR.previous (replace_directory). check() is called between the files (it raises
-    KeyboardInterrupt once Ctrl-C has come: interruption.stops_deferred)."""
+    """Write model.keras, saved_model/, model.tflite, metadata.json, the pictures
+    (draw_reports' arguments) and not_a_digit/ (gate_to_keep's) into a new sibling folder, then
+    swap it into place: an interrupted or failed save leaves the previous model intact. A model
+    it replaces is kept as MODEL_DIR.previous (replace_directory). check() is called between
+    the files (it raises KeyboardInterrupt once Ctrl-C has come: interruption.stops_deferred)."""
     model_dir = Path(model_dir)
     if model.optimizer is not None and not model.optimizer.built:
         # An optimizer saved before its first step makes load_model warn that it skipped it.
@@ -177,6 +177,7 @@ def load_model(model_dir=DEFAULT_MODEL_DIR):
 
 
 def load_model_file(path, advice="train the model again"):
+    """keras.models.load_model(path), a failure a UserError ending in `advice`."""
     try:
         return keras.models.load_model(path)
     except Exception as error:

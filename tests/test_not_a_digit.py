@@ -1,8 +1,9 @@
 """Saying "not a digit": the shipped model's not_a_digit/ network (classifier.load_gate) as
 predict and serve run it. Typed letters and drawn shapes get no digit, test digits keep theirs;
 predict's words and JSON for one mark and for several; a model directory without the network
-answers as before with not_a_digit null; a newly trained model keeps it. How often it is right
-on kinds it never saw is benchmarks/not_a_digit.py's to measure, not these tests'."""
+answers as before, not_a_digit null and a warning; a damaged one is one clear line; a newly
+trained model keeps it. How often it is right on kinds it never saw is
+benchmarks/not_a_digit.py's to measure, not these tests'."""
 
 import json
 import shutil
@@ -90,12 +91,14 @@ def test_test_digits_as_pictures_keep_their_digits(shipped_classifier, shipped_g
     assert all(a["closest_digit"] == a["digit"] and a["number"] == str(a["digit"]) for a in said)
 
 
-def seven_beside_an_x(path, digit):
-    """A test digit and a drawn X side by side on white paper: two marks."""
-    x = np.asarray(Image.open(drawn(path, *SHAPES["x"], size=112, width=8)))
-    seven = 255 - enlarge(digit, 4)
+def side_by_side(path, *pictures):
+    """Pictures 112 px high (dark on white) side by side, 30 px apart: a mark each."""
     gap = np.full((112, 30), 255, np.uint8)
-    return save_image(path, np.hstack([seven, gap, x]))
+    return save_image(path, np.hstack([part for picture in pictures for part in (picture, gap)]))
+
+
+def an_x(path):
+    return np.asarray(Image.open(drawn(path, *SHAPES["x"], size=112, width=8)))
 
 
 def test_predict_says_it_in_words_and_json_per_mark(shipped_model, test_digits, not_digits,
@@ -103,19 +106,21 @@ def test_predict_says_it_in_words_and_json_per_mark(shipped_model, test_digits, 
     digits, labels = test_digits
     assert labels[0] == 7
     seven = save_image(tmp_path / "seven.png", 255 - enlarge(digits[0], 4))
-    pair = seven_beside_an_x(tmp_path / "pair.png", digits[0])
+    pair = side_by_side(tmp_path / "pair.png", 255 - enlarge(digits[0], 4), an_x(tmp_path / "x.png"))
+    two_xs = side_by_side(tmp_path / "xx.png", an_x(tmp_path / "x1.png"), an_x(tmp_path / "x2.png"))
     x = not_digits[LETTERS.index("X")]
-    files = [x, seven, pair]
+    files = [x, seven, pair, two_xs]
 
     status, out, err = run_main(capsys, "predict", *files, "--model-dir", SHIPPED)
     assert status == 0 and not err
     assert out[0].startswith(f"{x}: not a digit (closest: ") and out[0].endswith("%)")
     assert out[1].startswith(f"{seven}: 7 (")
     assert out[2].startswith(f"{pair}: 7? (2 marks: ") and out[2].endswith("%, not a digit)")
+    assert out[3] == f"{two_xs}: not a digit (2 marks, none a digit)"
 
     status, out, err = run_main(capsys, "predict", "--json", *files, "--model-dir", SHIPPED)
     assert status == 0
-    x_said, seven_said, pair_said = map(json.loads, out)
+    x_said, seven_said, pair_said, two_xs_said = map(json.loads, out)
     assert {key: x_said[key] for key in ("number", "digit", "not_a_digit")} == \
         {"number": None, "digit": None, "not_a_digit": True}
     assert 0 <= x_said["closest_digit"] <= 9 and len(x_said["probabilities"]) == 10
@@ -123,6 +128,7 @@ def test_predict_says_it_in_words_and_json_per_mark(shipped_model, test_digits, 
         == {"number": "7", "digit": 7, "not_a_digit": False, "closest_digit": 7}
     assert pair_said["number"] is None and pair_said["digits"] == [7, None]
     assert pair_said["digit"] == 7 and pair_said["not_a_digit"] is False  # the main (tallest) mark
+    assert two_xs_said["digits"] == [None, None] and two_xs_said["not_a_digit"] is True
 
 
 def copy_of_the_model(folder, with_gate):
@@ -135,23 +141,44 @@ def test_a_model_directory_without_the_network_answers_not_a_digit_null(not_digi
                                                                        capsys):
     model_dir = copy_of_the_model(tmp_path / "model", with_gate=False)
     x = not_digits[LETTERS.index("X")]
-    status, out, _ = run_main(capsys, "predict", "--json", x, "--model-dir", model_dir)
+    status, out, err = run_main(capsys, "predict", "--json", x, "--model-dir", model_dir)
     said = json.loads(out[0])
     assert status == 0 and said["not_a_digit"] is None
     assert said["digit"] == said["closest_digit"] and said["number"] == str(said["digit"])
+    assert err == [f"warning: {model_dir} has no not_a_digit/, so every mark is read as a digit: "
+                   f"copy {SHIPPED.resolve() / 'not_a_digit'} into it to say \"not a digit\""]
     status, out, _ = run_main(capsys, "predict", x, "--model-dir", model_dir)
     assert out[0].startswith(f"{x}: {said['digit']} (")
 
 
-@pytest.mark.parametrize("name, content, words", [
-    ("settings.json", b"{", ["settings.json cannot be read"]),
-    ("settings.json", b'{"rate": 0.0005}', ["settings.json cannot be read", "threshold"]),
-    ("settings.json", b'{"threshold": "high"}', ["settings.json cannot be read", "'high'"]),
-    ("model.tflite", b"version https://git-lfs.github.com/spec/v1\n", ["model.tflite cannot be"]),
-], ids=["not JSON", "no threshold", "a threshold not a number", "a git-LFS pointer"])
-def test_a_damaged_network_is_one_clear_line(name, content, words, not_digits, tmp_path, capsys):
+def damaged(name, content):
+    return lambda folder: (folder / name).write_bytes(content)
+
+
+def cut_short(folder):
+    """Both network files cut short (a failed copy, git-LFS pointers): whichever runs fails."""
+    for name in ("model.tflite", "model.keras"):
+        (folder / name).write_bytes(b"version https://git-lfs.github.com/spec/v1\n")
+
+
+def the_digit_network(folder):
+    for name in ("model.tflite", "model.keras"):
+        shutil.copy(SHIPPED / name, folder / name)
+
+
+@pytest.mark.parametrize("damage, words", [
+    (damaged("settings.json", b"{"), ["settings.json cannot be read"]),
+    (lambda folder: (folder / "settings.json").unlink(), ["settings.json cannot be read"]),
+    (damaged("settings.json", b'{"rate": 0.0005}'), ['no "threshold" between 0 and 1', "None"]),
+    (damaged("settings.json", b'{"threshold": "high"}'), ["'high'"]),
+    (damaged("settings.json", b'{"threshold": NaN}'), ["nan"]),
+    (cut_short, ["cannot be loaded"]),
+    (the_digit_network, ["gives 10 outputs, not the 11 expected"]),
+], ids=["not JSON", "missing", "no threshold", "a threshold not a number", "NaN", "cut short",
+        "the digit network"])
+def test_a_damaged_network_is_one_clear_line(damage, words, not_digits, tmp_path, capsys):
     model_dir = copy_of_the_model(tmp_path / "model", with_gate=True)
-    (model_dir / model_files.NOT_A_DIGIT_DIR / name).write_bytes(content)
+    damage(model_dir / model_files.NOT_A_DIGIT_DIR)
     status, out, err = run_main(capsys, "predict", not_digits[0], "--model-dir", model_dir)
     assert status == 1 and not out and len(err) == 1, err
     for word in [*words, "delete", "not a digit"]:

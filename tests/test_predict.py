@@ -278,17 +278,18 @@ def test_without_litert_predict_falls_back_to_keras_with_the_same_answers(test_d
                                                                           tmp_path):
     """LiteRT missing (made unimportable here), or a model directory without model.tflite:
     TensorFlow runs model.keras (and not_a_digit/model.keras), and the answers are the same to
-    README's bound."""
+    README's bound: the digits of 20 test digits, and an X that is none."""
     if importlib.util.find_spec("ai_edge_litert") is None:
         missing("needs ai-edge-litert (requirements.txt) to compare with")
     paths = [str(save_image(tmp_path / f"{i}.png", test_digits[0][i])) for i in range(20)]
+    paths.append(str(ROOT / "samples" / "x.png"))
     no_tflite = tmp_path / "model"
     for folder in (no_tflite, no_tflite / "not_a_digit"):  # the "not a digit" network's, too
         folder.mkdir()
-        shipped = SHIPPED / folder.relative_to(no_tflite)
         for name in ("model.keras", "settings.json"):
-            if (shipped / name).is_file():
-                (folder / name).symlink_to(shipped / name)
+            shipped = SHIPPED / folder.relative_to(no_tflite) / name
+            if shipped.is_file():
+                (folder / name).symlink_to(shipped)
     code = f"""
 import json, sys
 import mnist_digit_recognition as mdr
@@ -301,11 +302,13 @@ mdr.main(["predict", "--json", *{paths!r}, "--model-dir", {str(no_tflite)!r}])
 """
     result = run_python(code, cwd=ROOT)
     lines = result.stdout.splitlines()
-    assert len(lines) == 61 and lines[40] == "True", result.stderr
+    assert len(lines) == 64 and lines[42] == "True", result.stderr
     litert, keras, keras_no_tflite = (
-        [json.loads(line) for line in part] for part in (lines[:20], lines[20:40], lines[41:]))
-    assert [a["digit"] for a in litert] == [a["digit"] for a in keras] \
-        == [a["digit"] for a in keras_no_tflite]
+        [json.loads(line) for line in part] for part in (lines[:21], lines[21:42], lines[43:]))
+    assert [(a["digit"], a["not_a_digit"]) for a in litert] \
+        == [(a["digit"], a["not_a_digit"]) for a in keras] \
+        == [(a["digit"], a["not_a_digit"]) for a in keras_no_tflite]
+    assert [a["not_a_digit"] for a in litert] == [False] * 20 + [True]
     assert max(abs(p - q) for a, b in zip(litert, keras)
                for p, q in zip(a["probabilities"], b["probabilities"])) \
         <= PROBABILITY_TOLERANCE + 1e-6  # each rounded to 6 decimals

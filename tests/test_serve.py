@@ -155,6 +155,17 @@ def test_json_pixels_answer_as_the_same_png(server, digits):
     assert post(server, pixels_json(x[0]), "Application/JSON; charset=utf-8") == (200, answer)
 
 
+def test_a_picture_with_no_digit_is_answered_not_a_digit(server, capsys):
+    x = SHIPPED.parent / "samples" / "x.png"
+    status, answer = post(server, x.read_bytes())
+    assert status == 200 and set(answer) == {"number", "digit", "not_a_digit", "closest_digit",
+                                             "probability", "probabilities"}
+    assert (answer["number"], answer["digit"], answer["not_a_digit"]) == (None, None, True)
+    assert answer["probabilities"][answer["closest_digit"]] == answer["probability"]
+    _, out, _ = run_main(capsys, "predict", "--json", "--model-dir", SHIPPED, x)
+    assert json.loads(out[0]) == {"file": str(x), **answer}
+
+
 # --- Bad requests: a 4xx with a JSON error, and the server goes on -----------------------
 
 def predict_error(capsys, tmp_path, data):

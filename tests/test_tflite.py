@@ -29,21 +29,15 @@ interpreter = Interpreter(model_path=f"{model_dir}/model.tflite")
 runner = interpreter.get_signature_runner()
 (input_name,) = runner.get_input_details()
 outputs = [next(iter(runner(**{input_name: image[np.newaxis]}).values()))[0] for image in x]
-tflite_probabilities = np.stack(outputs)
-print(json.dumps({
-    "images": len(x),
-    "max_difference": float(np.abs(tflite_probabilities - keras_probabilities).max()),
-    "same_digits": int(np.sum(tflite_probabilities.argmax(1) == keras_probabilities.argmax(1))),
-    "tflite_accuracy": float(np.mean(tflite_probabilities[:1000].argmax(1) == y_test[:1000])),
-    "keras_last_outputs": keras_probabilities[:, -1].tolist(),
-    "tflite_last_outputs": tflite_probabilities[:, -1].tolist(),
-}))
+print(json.dumps({"keras": keras_probabilities.tolist(), "tflite": np.stack(outputs).tolist(),
+                  "labels": y_test[:1000].tolist()}))
 """
 
 
 def compare(folder, data_dir):
-    """folder's model.tflite on LiteRT against its model.keras on the first 1,000 test images
-    and 200 more inverted, in a fresh process."""
+    """folder's model.tflite on LiteRT and its model.keras, in a fresh process, on the first
+    1,000 test images and 200 more inverted (dark on white: no MNIST digit): (Keras'
+    probabilities, LiteRT's, the 1,000 labels)."""
     assert (folder / "model.tflite").is_file(), f"no model.tflite in {folder}"
     if importlib.util.find_spec("ai_edge_litert") is None:
         missing("needs ai-edge-litert (requirements-dev.txt) to run model.tflite")
@@ -51,14 +45,25 @@ def compare(folder, data_dir):
                             capture_output=True, text=True, cwd=ROOT, timeout=300,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    compared = json.loads(result.stdout.strip().splitlines()[-1])
+    return np.array(compared["keras"]), np.array(compared["tflite"]), np.array(compared["labels"])
+
+
+def clear_of(probabilities, margin=PROBABILITY_TOLERANCE):
+    """The images whose top two probabilities differ by more than float32's rounding allows:
+    on those, two kernels must pick the same class."""
+    top_two = np.sort(probabilities, axis=1)[:, -2:]
+    return top_two[:, 1] - top_two[:, 0] > 2 * margin
 
 
 def test_tflite_gives_the_digits_of_keras_on_test_images(data_dir):
-    compared = compare(SHIPPED, data_dir)
-    assert compared["images"] == 1200 and compared["same_digits"] == 1200
-    assert compared["tflite_accuracy"] >= 0.99
-    assert compared["max_difference"] < PROBABILITY_TOLERANCE, compared  # README's tolerance
+    keras, tflite, labels = compare(SHIPPED, data_dir)
+    difference = np.abs(tflite - keras).max()
+    assert difference < PROBABILITY_TOLERANCE, difference  # README's tolerance
+    clear = clear_of(keras)
+    assert clear[:1000].all() and clear.sum() >= 1150
+    assert (tflite.argmax(1) == keras.argmax(1))[clear].all()
+    assert (tflite[:1000].argmax(1) == labels).mean() >= 0.99
 
 
 def test_the_not_a_digit_networks_tflite_decides_as_its_keras_model(data_dir):
@@ -66,11 +71,11 @@ def test_the_not_a_digit_networks_tflite_decides_as_its_keras_model(data_dir):
     if not (folder / "settings.json").is_file():
         missing(f"the shipped model has no not_a_digit/ ({folder})")
     threshold = json.loads((folder / "settings.json").read_text())["threshold"]
-    compared = compare(folder, data_dir)
-    assert compared["same_digits"] == 1200 and compared["max_difference"] < PROBABILITY_TOLERANCE
-    keras, tflite = (np.array(compared[f"{kind}_last_outputs"]) > threshold
-                     for kind in ("keras", "tflite"))
-    assert (keras == tflite).all()
-    # No test digit is "not a digit"; of the digits inverted (dark on white, not MNIST's form)
-    # some are, so both decisions are compared.
-    assert not keras[:1000].any() and keras[1000:].any()
+    keras, tflite, _ = compare(folder, data_dir)
+    assert np.abs(tflite - keras).max() < PROBABILITY_TOLERANCE
+    clear = np.abs(keras[:, -1] - threshold) > 2 * PROBABILITY_TOLERANCE  # as above
+    assert clear.sum() >= 1150
+    said_keras, said_tflite = keras[:, -1] > threshold, tflite[:, -1] > threshold
+    assert (said_keras == said_tflite)[clear].all()
+    # No test digit is "not a digit"; of the digits inverted some are: both decisions are seen.
+    assert not said_keras[:1000].any() and said_keras[1000:].any()
