@@ -127,14 +127,14 @@ def run_action(action):
     except KeyboardInterrupt:  # outside training and saving (which say more): nothing changed
         print("error: interrupted", file=sys.stderr)
         return Interrupted.exit_code
+    except BrokenPipeError:  # the output went to a program that stopped reading (| head)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception:  # a library's error while Ctrl-C reached it (TensorFlow importing)
         if not RECEIVED:
             raise
         print("error: interrupted", file=sys.stderr)
         return Interrupted.exit_code
-    except BrokenPipeError:  # the output went to a program that stopped reading (| head)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
 
 
 def check_training_flags(args):

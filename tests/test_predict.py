@@ -315,6 +315,19 @@ mdr.main(["predict", "--json", *{paths!r}, "--model-dir", {str(no_tflite)!r}])
     assert keras == keras_no_tflite
 
 
+def test_predict_into_a_reader_that_stops_early_ends_quietly(tmp_path):
+    """`predict *.png | head -1`: the reader leaves after the first answer, the rest go nowhere;
+    no traceback, and exit status 141, as a shell's own commands give."""
+    paths = [shutil.copy(ROOT / "samples" / "seven.png", tmp_path / f"{i}.png") for i in range(200)]
+    process = subprocess.Popen([sys.executable, str(SCRIPT), "predict", *map(str, paths)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert process.stdout.readline() == f"{paths[0]}: 7 (100.0%)\n"
+    process.stdout.close()  # 199 answers still to come
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 141 and "Traceback" not in stderr, stderr
+
+
 def test_importing_the_script_imports_no_tensorflow_until_it_is_used():
     """LazyModule: a probe (copy, hasattr of a dunder) imports nothing; a real use does."""
     code = """
