@@ -2,7 +2,7 @@
 reads each mark, its not_a_digit/ network decides whether the mark holds a digit
 (mnist_digits.classifier: load_classifier, load_gate, on LiteRT where it is installed).
 
-    python benchmarks/not_a_digit.py --data path/to/mnist [--model-dir mnist_digit_recognition_model]
+    python benchmarks/not_a_digit.py --data path/to/mnist [--model-dir DIR]
 
 On marks as the product's picture reader finds them (the main mark of each picture), made by
 the study in benchmarks/not_a_digit/ (its cache/, not in git; `sh
@@ -46,7 +46,7 @@ KINDS = ("stroke_letters", "doodles", "words", "font_letters", "scribbles", "dig
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=os.environ.get("MNIST_DATA"),
-                        help="MNIST (.npz or IDX folder; default $MNIST_DATA, else Keras' download)")
+                        help="MNIST: .npz or IDX folder (default: $MNIST_DATA, else Keras')")
     parser.add_argument("--model-dir", default=str(ROOT / DEFAULT_MODEL_DIR))
     args = parser.parse_args()
     needed = [CACHE / f"digits_{split}.npz" for split in ("test", "validation")] + \

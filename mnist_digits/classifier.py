@@ -100,7 +100,7 @@ def load_network(folder, outputs, load_keras, advice):
 
 def check_outputs(found, expected, path, advice):
     if found != expected:
-        raise UserError(f"{path} gives {found} outputs, not the {expected} expected here: {advice}")
+        raise UserError(f"{path} gives {found} outputs, not the {expected} expected: {advice}")
 
 
 def read_picture(path):
