@@ -29,18 +29,15 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-CACHE = HERE / "not_a_digit" / "cache"
 RESULTS = HERE / "results"
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE / "not_a_digit"))  # the study: its cache, its kinds
+from common import CACHE, N_TRAIN, ROOT  # noqa: E402
+from negatives import HELD_OUT, KINDS  # noqa: E402
 from mnist_digits.classifier import load_classifier, load_gate  # noqa: E402
 from mnist_digits.mnist_files import normalize_images, read_mnist_arrays  # noqa: E402
 from mnist_digits.model_files import DEFAULT_MODEL_DIR  # noqa: E402
 
-HELD_OUT = ("stroke_letters", "doodles", "words")
-KINDS = ("stroke_letters", "doodles", "words", "font_letters", "scribbles", "digit_overlaps",
-         "kana_kanji", "hershey_symbols", "world_scripts", "world_strokes", "pictograms",
-         "digit_pieces")
+KINDS = sorted(KINDS, key=lambda kind: kind not in HELD_OUT)  # the held-out kinds first
 
 
 def main():
@@ -60,9 +57,8 @@ def main():
         sys.exit(f"error: {args.model_dir} has no not_a_digit/: nothing to measure")
     started = time.time()
     arrays = read_mnist_arrays(args.data)
-    n_validation = 6_000  # the last tenth of the training digits: the shipped model's held out
-    arrays = {"test": (arrays["x_test"], arrays["y_test"]),
-              "validation": (arrays["x_train"][-n_validation:], arrays["y_train"][-n_validation:])}
+    arrays = {"test": (arrays["x_test"], arrays["y_test"]),  # validation: what the model held out
+              "validation": (arrays["x_train"][N_TRAIN:], arrays["y_train"][N_TRAIN:])}
     results = {"model_dir": args.model_dir,
                "settings": json.loads((Path(args.model_dir) / "not_a_digit" /
                                        "settings.json").read_text())}

@@ -27,11 +27,10 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from negatives import KINDS  # noqa: E402
+from negatives import HELD_OUT, KINDS  # noqa: E402
 from common import CACHE, CLEAN, N_TRAIN, mnist  # noqa: E402
 
 TRAIN_KINDS = ("font_letters", "scribbles", "digit_overlaps")
-HELD_OUT = ("stroke_letters", "doodles", "words")
 
 
 # --- Data ---------------------------------------------------------------------------------------

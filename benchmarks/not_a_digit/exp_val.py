@@ -22,7 +22,7 @@ def main():
     elif mix == "both":
         d2["train"] = {k: np.concatenate([data["train"][k], trainA[k]]) for k in ("features", "logits", "probabilities", "labels")}
     kinds = sys.argv[2].split(",") if len(sys.argv) > 2 else list(ev.TRAIN_KINDS)
-    held = [k for k in ("stroke_letters", "doodles", "words") if k not in kinds]
+    held = [k for k in ev.HELD_OUT if k not in kinds]
     for hidden, l2, logits in [(32, 1e-4, False), (64, 1e-3, True), (128, 1e-3, True)]:
         h = ev.Head(hidden, with_logits=logits, l2=l2, iterations=400).fit(d2, kinds)
         sB = h.score({k: v[:, B] for k, v in val.items() if k in ("features", "logits")}, "v")

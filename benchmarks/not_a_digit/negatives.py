@@ -64,6 +64,7 @@ from scipy import ndimage
 KINDS = ("font_letters", "stroke_letters", "doodles", "scribbles", "digit_overlaps",
          "digit_pieces", "words", "kana_kanji", "hershey_symbols", "world_scripts",
          "world_strokes", "pictograms")
+HELD_OUT = ("stroke_letters", "doodles", "words")  # never trained or tuned on: what is measured
 NEEDS_MNIST = ("digit_overlaps", "digit_pieces")  # these take MNIST digits (uint8, N x 28 x 28)
 
 DIGIT_LIKE = set("OoQDIilLjJSsZzBbGgqadTt") - set("L")  # L stays: no digit looks like it
