@@ -6,6 +6,7 @@ not_a_digit/ network says a mark holds none."""
 import json
 import os
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -28,10 +29,20 @@ def load_classifier(model_dir=DEFAULT_MODEL_DIR):
                         "train the model again, or delete model.tflite to use model.keras")
 
 
+class Gate(NamedTuple):
+    """gate(images (N, 28, 28, 1) float32) -> (N,) bools, True for the marks that hold no digit:
+    the eleven-output network's last output, "not a digit", above the threshold.
+    gate.network(images) gives all eleven outputs."""
+    network: object
+    threshold: float
+
+    def __call__(self, images):
+        return self.network(images)[:, NUM_CLASSES] > self.threshold
+
+
 def load_gate(model_dir=DEFAULT_MODEL_DIR):
-    """gate(images (N, 28, 28, 1) float32) -> (N,) bools, True for the marks that hold no
-    digit: the eleven-output network in MODEL_DIR/not_a_digit/ (its last output, "not a digit",
-    above the threshold in its settings.json). None where the directory has no such folder."""
+    """The Gate of MODEL_DIR/not_a_digit/: its eleven-output network and the threshold in its
+    settings.json. None where the directory has no such folder."""
     folder = check_saved_model(model_dir) / NOT_A_DIGIT_DIR
     if not folder.is_dir():
         return None
@@ -40,7 +51,7 @@ def load_gate(model_dir=DEFAULT_MODEL_DIR):
     threshold = read_threshold(folder / "settings.json", advice)
     network = load_network(folder, NUM_CLASSES + 1,
                            lambda: load_model_file(folder / "model.keras", advice), advice)
-    return lambda images: network(images)[:, NUM_CLASSES] > threshold
+    return Gate(network, threshold)
 
 
 def read_threshold(path, advice):

@@ -90,6 +90,14 @@ def find_digits(grey):
     as_is = in_mnist_form(grey)
     if as_is is not None:
         return as_is[np.newaxis], 0
+    inks, sizes, soft = digits_ink(grey)
+    return np.stack([mnist_mark(ink, soft) for ink in inks]), main_index(sizes)
+
+
+def digits_ink(grey):
+    """(inks, sizes, soft) of a grey picture not already in MNIST's form: each digit's ink, left
+    to right, cropped to it (digit_ink); each one's size (the height of its strokes, then their
+    pixels: main_index); and whether the picture's strokes are soft (separate_ink)."""
     ink, mask, soft = separate_ink(ink_at_digit_scale(reduce_to_work_size(grey)))
     ink, mask = remove_ruled_lines(ink, mask)
     groups = group_into_digits(mask)
@@ -98,9 +106,17 @@ def find_digits(grey):
     sizes = [(np.ptp(np.flatnonzero(group.any(axis=1))), np.count_nonzero(group)) for group in groups]
     pieces, count = ndimage.label(ink > 0, np.ones((3, 3)))
     all_digits = np.any(groups, axis=0)
-    digits = [digit_ink(ink, group, pieces, count, all_digits & ~group) for group in groups]
-    digits = [to_mnist_form(thicken_thin_strokes(digit), sharpen=soft) for digit in digits]
-    return np.stack(digits), max(range(len(sizes)), key=sizes.__getitem__)
+    return [digit_ink(ink, group, pieces, count, all_digits & ~group) for group in groups], sizes, soft
+
+
+def mnist_mark(ink, soft):
+    """One digit's ink (digits_ink) in MNIST's form: thin strokes thickened, then to_mnist_form."""
+    return to_mnist_form(thicken_thin_strokes(ink), sharpen=soft)
+
+
+def main_index(sizes):
+    """The index of the main digit: the tallest, then the one with most ink."""
+    return max(range(len(sizes)), key=sizes.__getitem__)
 
 
 def in_mnist_form(grey):

@@ -9,6 +9,7 @@ Results: benchmarks/results/touching_split.json and .md.
 """
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -41,7 +42,6 @@ def read(find, data, classify, gate):
 
 
 def encoded(image, fmt, options):
-    import io
     buffer = io.BytesIO()
     image.save(buffer, fmt, **options)
     return buffer.getvalue()

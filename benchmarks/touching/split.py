@@ -7,16 +7,11 @@ digit split where its pieces read surely as digits, none a 1. `load_judge(model_
 the model's two networks (mnist_digits.classifier). NumPy, SciPy and Pillow, and the networks.
 """
 
-from pathlib import Path
-
 import numpy as np
-from scipy import ndimage
 
 from mnist_digits import pictures
-from mnist_digits.classifier import load_classifier, load_network, read_threshold
+from mnist_digits.classifier import load_classifier, load_gate
 from mnist_digits.mnist_files import NUM_CLASSES
-from mnist_digits.model_files import NOT_A_DIGIT_DIR, load_model_file
-from mnist_digits.pictures import thicken_thin_strokes, to_mnist_form
 
 # A mark the judge calls no digit is cut along seams, paths
 # down it that cross as little ink as they can, into the pieces the judge reads most surely, if
@@ -36,45 +31,29 @@ PIECE_HEIGHT = 0.3  # ...and its height, at least
 
 
 def load_judge(model_dir):
-    """(judge, classify, gate) of a model directory with a not_a_digit/ (classifier.load_gate's
-    network and threshold): judge(marks (N, 28, 28)) -> how surely each is one digit, read
-    right, as a log-probability (the digit's probability and the gate's that it is a digit),
-    that digit, and whether the gate calls it no digit."""
-    folder = Path(model_dir) / NOT_A_DIGIT_DIR
-    threshold = read_threshold(folder / "settings.json", "")
-    network = load_network(folder, NUM_CLASSES + 1,
-                           lambda: load_model_file(folder / "model.keras", ""), "")
-    classify = load_classifier(model_dir)
+    """(judge, classify, gate) of a model directory with a not_a_digit/ (classifier.load_gate):
+    judge(marks (N, 28, 28)) -> how surely each is one digit, read right, as a log-probability
+    (the digit's probability and the gate's that it is a digit), that digit, and whether the
+    gate calls it no digit."""
+    classify, gate = load_classifier(model_dir), load_gate(model_dir)
 
     def judge(marks):
         images = marks[..., np.newaxis]
         probabilities = classify(images)
-        not_digit = network(images)[:, NUM_CLASSES]
+        not_digit = gate.network(images)[:, NUM_CLASSES]
         return (np.log(probabilities.max(axis=1)) + np.log1p(-np.minimum(not_digit, 1 - 1e-7)),
-                probabilities.argmax(axis=1), not_digit > threshold)
-    return judge, classify, lambda images: network(images)[:, NUM_CLASSES] > threshold
+                probabilities.argmax(axis=1), not_digit > gate.threshold)
+    return judge, classify, gate
 
 
 def find_digits(grey, judge):
     """pictures.find_digits(grey), with the marks the judge calls no digit split (split_doubtful)."""
     if pictures.in_mnist_form(grey) is not None:
         return pictures.find_digits(grey)
-    ink, mask, soft = pictures.separate_ink(pictures.ink_at_digit_scale(pictures.reduce_to_work_size(grey)))
-    ink, mask = pictures.remove_ruled_lines(ink, mask)
-    groups = pictures.group_into_digits(mask)
-    if not groups:
-        raise ValueError("no digit found (the image is blank)")
-    sizes = [(np.ptp(np.flatnonzero(group.any(axis=1))), np.count_nonzero(group)) for group in groups]
-    pieces, count = ndimage.label(ink > 0, np.ones((3, 3)))
-    all_digits = np.any(groups, axis=0)
-    digits = [pictures.digit_ink(ink, group, pieces, count, all_digits & ~group) for group in groups]
-    marks = [in_mnist_form_of(digit, soft) for digit in digits]
-    marks, sizes = split_doubtful(digits, marks, sizes, soft, judge)
-    return np.stack(marks), max(range(len(sizes)), key=sizes.__getitem__)
-
-
-def in_mnist_form_of(ink, soft):
-    return to_mnist_form(thicken_thin_strokes(ink), sharpen=soft)
+    inks, sizes, soft = pictures.digits_ink(grey)
+    marks = [pictures.mnist_mark(ink, soft) for ink in inks]
+    marks, sizes = split_doubtful(inks, marks, sizes, soft, judge)
+    return np.stack(marks), pictures.main_index(sizes)
 
 
 def split_doubtful(inks, marks, sizes, soft, judge):
@@ -115,7 +94,7 @@ def split_touching(ink, soft, judge, whole_score):
                 pieces[start, stop] = piece
     if not pieces:
         return []
-    marks = {place: in_mnist_form_of(piece, soft) for place, piece in pieces.items()}
+    marks = {place: pictures.mnist_mark(piece, soft) for place, piece in pieces.items()}
     scores, digits, no_digit = (dict(zip(marks, values))
                                 for values in judge(np.stack(list(marks.values()))))
     scores[0, len(lines) - 1] = whole_score
