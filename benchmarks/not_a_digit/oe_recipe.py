@@ -30,10 +30,10 @@ from finetune11 import measure  # noqa: E402
 TRAIN_KINDS = ["font_letters", "scribbles", "digit_overlaps"]
 
 
-def eleven_class_network(mdr, keras):
-    """The default network with an eleventh output, "not a digit"."""
+def eleven_class_network(mdr, keras, outputs=11):
+    """The default network with an eleventh output, "not a digit" (and any more asked for)."""
     base = mdr.build_model()
-    output = keras.layers.Dense(11, activation="softmax", dtype="float32", name="probabilities")
+    output = keras.layers.Dense(outputs, activation="softmax", dtype="float32", name="probabilities")
     return keras.Sequential([keras.Input(mdr.IMAGE_SHAPE), *base.layers[:-1], output],
                             name="cnn_eleven")
 

@@ -4,8 +4,15 @@ pictures with no digit the "not a digit" network never trained on (benchmarks/no
 negatives.py, seed 2: letters drawn as strokes, doodles, words).
 
     python benchmarks/touching/measure.py --data path/to/mnist [--limit 300]
+        [--touching benchmarks/not_a_digit/cache/touch12_s1] [--ones] [--surely -0.5]
+        [--save-as STEM]
 
-Results: benchmarks/results/touching_split.json and .md.
+With --touching (a folder holding touch_recipe.py's twelve-output model.tflite), that network
+says "not a digit" (its last two outputs together, above the threshold that rejects 0.05% of the
+validation digits' marks in the study's seven clean renderings: cache/digits_validation.npz)
+and which marks to try as digits that touch; it is measured without the split too, and on the
+test digits' marks (cache/digits_test.npz: the share it calls "not a digit").
+Results: benchmarks/results/STEM.json and .md (default STEM: touching_split).
 """
 
 import argparse
@@ -22,12 +29,32 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path[:0] = [str(ROOT), str(HERE), str(HERE.parent), str(HERE.parent / "not_a_digit")]
 import split  # noqa: E402
+from common import CACHE  # noqa: E402
 from mnist_digits import mnist_files, pictures  # noqa: E402
+from mnist_digits.classifier import Gate, load_gate, load_network  # noqa: E402
 from negatives import negative_pictures  # noqa: E402
 from renderings import DIGITS_PER_FILE, RENDERINGS  # noqa: E402
 
 ROWS = [name for name, (kind, _) in RENDERINGS.items() if kind == "touching"]
+VARIED = "two digits touching, other sizes and heights (held out)"
 NEGATIVES = ["stroke_letters", "doodles", "words"]
+RATE = 0.0005  # of the validation digits' marks called "not a digit": the shipped gate's
+
+
+class TwelveGate(Gate):
+    """A Gate whose network has a twelfth output, "digits that touch": a mark holds no digit
+    where its last two outputs together are above the threshold."""
+
+    def __call__(self, images):
+        return self.network(images)[:, 10:].sum(axis=1) > self.threshold
+
+
+def touching_gate(folder):
+    """The TwelveGate of a twelve-output network, its threshold at RATE of the validation digits."""
+    network = load_network(Path(folder), 12, None, "")
+    validation = np.load(CACHE / "digits_validation.npz")["marks"].reshape(-1, 28, 28, 1)
+    not_digit = network(validation)[:, 10:].sum(axis=1)
+    return TwelveGate(network, float(np.quantile(not_digit, 1 - RATE)))
 
 
 def read(find, data, classify, gate):
@@ -41,6 +68,34 @@ def read(find, data, classify, gate):
             for digit, none in zip(classify(images).argmax(axis=1), gate(images))]
 
 
+def varied_pair(digit, index, other):
+    """Two test digits touching, drawn otherwise than renderings.py draws them (and than the
+    twelve-output network's training marks): each scaled by 0.8-1.2 and shifted up or down by
+    up to 4 px (at MNIST's scale), boxes overlapping by 1-3 px, shown 84 px tall, softened by a
+    0.7 px blur, dark on white with a 20 px margin."""
+    from PIL import Image
+    from scipy import ndimage
+
+    rng = np.random.default_rng(500_000 + index)
+    boxes = []
+    for ink in (digit, other):
+        cols = np.flatnonzero(ink.max(axis=0))
+        box = Image.fromarray(ink[:, cols.min():cols.max() + 1])
+        scale = rng.uniform(0.8, 1.2)
+        boxes.append(np.asarray(box.resize((max(1, round(box.width * scale)), round(28 * scale)),
+                                           Image.Resampling.BILINEAR), np.float32) / 255)
+    tops = rng.integers(-4, 5, 2) + 6
+    left = boxes[0].shape[1] - min(rng.integers(1, 4), min(b.shape[1] for b in boxes) // 2)
+    strip = np.zeros((tops.max() + max(b.shape[0] for b in boxes) + 1, left + boxes[1].shape[1]),
+                     np.float32)
+    for box, top, start in zip(boxes, tops, (0, left)):
+        strip[top:top + box.shape[0], start:start + box.shape[1]] += box
+    shown = Image.fromarray(np.clip(strip, 0, 1)).resize(
+        (round(strip.shape[1] * 84 / strip.shape[0]), 84), Image.Resampling.BICUBIC)
+    page = np.pad(ndimage.gaussian_filter(np.clip(np.asarray(shown), 0, 1), 0.7), 20)
+    return Image.fromarray(np.round(255 * (1 - np.clip(page, 0, 1))).astype(np.uint8)), "PNG", {}
+
+
 def encoded(image, fmt, options):
     buffer = io.BytesIO()
     image.save(buffer, fmt, **options)
@@ -52,24 +107,39 @@ def main():
     parser.add_argument("--data", default=os.environ.get("MNIST_DATA"))
     parser.add_argument("--model-dir", default=str(ROOT / "mnist_digit_recognition_model"))
     parser.add_argument("--limit", type=int, default=300)
+    parser.add_argument("--touching", help="a folder with a twelve-output model.tflite")
+    parser.add_argument("--ones", action="store_true", help="let a cut leave pieces read as 1")
+    parser.add_argument("--surely", type=float, default=split.SURELY)
+    parser.add_argument("--save-as", default="touching_split")
     args = parser.parse_args()
-    judge, classify, gate = split.load_judge(args.model_dir)
-    readers = {"product": pictures.find_digits, "split": lambda grey: split.find_digits(grey, judge)}
+    twelve = touching_gate(args.touching) if args.touching else None
+    judge, classify, gate = split.load_judge(args.model_dir, twelve)
+    shipped = load_gate(args.model_dir)
+    readers = {"product": (pictures.find_digits, shipped),
+               "split": (lambda grey: split.find_digits(grey, judge, args.ones, args.surely), gate)}
+    if twelve:
+        readers["twelve, no split"] = (pictures.find_digits, gate)
     arrays = mnist_files.read_mnist_arrays(args.data)
     x, y = arrays["x_test"][:args.limit], arrays["y_test"][:args.limit]
     results = {"files": len(x), "command": "python benchmarks/touching/measure.py " + " ".join(sys.argv[1:]),
                "rows": {}, "negatives": {}}
-    for name in ROWS:
-        started, count = time.time(), DIGITS_PER_FILE[name]
-        render = RENDERINGS[name][1]
+    if twelve:
+        test = np.load(CACHE / "digits_test.npz")["marks"].reshape(-1, 28, 28, 1)
+        results["threshold"] = twelve.threshold
+        results["test_digits_not_a_digit"] = float(gate(test).mean())
+        print(f"threshold {twelve.threshold:.4f}; test digits' marks called not a digit: "
+              f"{results['test_digits_not_a_digit']:.3%}", flush=True)
+    for name in [*ROWS, VARIED]:
+        started = time.time()
+        count, render = (2, varied_pair) if name == VARIED else (DIGITS_PER_FILE[name], RENDERINGS[name][1])
         right = {reader: 0 for reader in readers}
         seconds = {reader: 0.0 for reader in readers}
         for index, digit in enumerate(x):
             data = encoded(*render(digit, index, *(x[(index + k) % len(x)] for k in range(1, count))))
             expected = [int(y[(index + k) % len(y)]) for k in range(count)]
-            for reader, find in readers.items():
+            for reader, (find, says) in readers.items():
                 start = time.process_time()
-                right[reader] += read(find, data, classify, gate) == expected
+                right[reader] += read(find, data, classify, says) == expected
                 seconds[reader] += time.process_time() - start
         results["rows"][name] = {reader: right[reader] / len(x) for reader in readers}
         results["rows"][name]["ms_per_picture"] = {r: round(1000 * s / len(x), 1) for r, s in seconds.items()}
@@ -78,21 +148,27 @@ def main():
         said = {reader: 0 for reader in readers}
         files = negative_pictures(kind, args.limit, 2)
         for data, _, _ in files:
-            for reader, find in readers.items():
-                said[reader] += all(digit is None for digit in read(find, data, classify, gate))
+            for reader, (find, says) in readers.items():
+                said[reader] += all(digit is None for digit in read(find, data, classify, says))
         results["negatives"][kind] = {reader: said[reader] / len(files) for reader in readers}
         print(kind, results["negatives"][kind], flush=True)
-    (HERE.parent / "results" / "touching_split.json").write_text(json.dumps(results, indent=1) + "\n")
+    (HERE.parent / "results" / f"{args.save_as}.json").write_text(json.dumps(results, indent=1) + "\n")
+    names = " | ".join(readers)
     lines = ["# Digits that touch: the study's split (benchmarks/touching/split.py) beside the product",
-             "", f"The first {len(x)} test digits per row; `{results['command']}`.", "",
-             "| rendering | product | split | ms per picture (product, split) |", "|---|---:|---:|---:|"]
+             "", f"The first {len(x)} test digits per row; `{results['command']}`."
+             + (f" The twelve-output network calls {results['test_digits_not_a_digit']:.3%} of the "
+                f"test digits' marks \"not a digit\" (threshold {results['threshold']:.4f})."
+                if twelve else ""), "",
+             f"| rendering | {names} | ms per picture ({', '.join(readers)}) |",
+             "|---|" + "---:|" * (len(readers) + 1)]
     for name, row in results["rows"].items():
-        ms = row["ms_per_picture"]
-        lines.append(f"| {name} | {row['product']:.1%} | {row['split']:.1%} | {ms['product']}, {ms['split']} |")
-    lines += ["", "| pictures with no digit (never trained on), all marks \"not a digit\" | product | split |",
-              "|---|---:|---:|"]
-    lines += [f"| {kind} | {row['product']:.1%} | {row['split']:.1%} |" for kind, row in results["negatives"].items()]
-    (HERE.parent / "results" / "touching_split.md").write_text("\n".join(lines) + "\n")
+        ms = ", ".join(str(row["ms_per_picture"][reader]) for reader in readers)
+        lines.append(f"| {name} | " + " | ".join(f"{row[r]:.1%}" for r in readers) + f" | {ms} |")
+    lines += ["", f"| pictures with no digit (never trained on), all marks \"not a digit\" | {names} |",
+              "|---|" + "---:|" * len(readers)]
+    lines += [f"| {kind} | " + " | ".join(f"{row[r]:.1%}" for r in readers) + " |"
+              for kind, row in results["negatives"].items()]
+    (HERE.parent / "results" / f"{args.save_as}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -30,39 +30,47 @@ PIECE_WIDTH = (0.08, 1.4)  # a digit's width, as a share of the mark's height (a
 PIECE_HEIGHT = 0.3  # ...and its height, at least
 
 
-def load_judge(model_dir):
+def load_judge(model_dir, touching=None):
     """(judge, classify, gate) of a model directory with a not_a_digit/ (classifier.load_gate):
     judge(marks (N, 28, 28)) -> how surely each is one digit, read right, as a log-probability
-    (the digit's probability and the gate's that it is a digit), that digit, and whether the
-    gate calls it no digit."""
-    classify, gate = load_classifier(model_dir), load_gate(model_dir)
+    (the digit's probability and the gate's that it is a digit), that digit, whether the gate
+    calls it no digit, and whether to try it as digits that touch (those it calls no digit).
+    With `touching`, a Gate whose network has a twelfth output, "digits that touch"
+    (touch_recipe.py's), that one decides instead: "not a digit" is its last two outputs
+    together above its threshold, and a mark is tried as digits that touch where the twelfth
+    is the larger of the two."""
+    classify = load_classifier(model_dir)
+    gate = touching or load_gate(model_dir)
 
     def judge(marks):
         images = marks[..., np.newaxis]
         probabilities = classify(images)
-        not_digit = gate.network(images)[:, NUM_CLASSES]
+        outputs = gate.network(images)
+        not_digit = outputs[:, NUM_CLASSES:].sum(axis=1)
+        no_digit = not_digit > gate.threshold
+        to_split = no_digit & (outputs[:, -1] > outputs[:, NUM_CLASSES]) if touching else no_digit
         return (np.log(probabilities.max(axis=1)) + np.log1p(-np.minimum(not_digit, 1 - 1e-7)),
-                probabilities.argmax(axis=1), not_digit > gate.threshold)
-    return judge, classify, gate
+                probabilities.argmax(axis=1), no_digit, to_split)
+    return judge, classify, lambda images: judge(images[..., 0])[2]
 
 
-def find_digits(grey, judge):
-    """pictures.find_digits(grey), with the marks the judge calls no digit split (split_doubtful)."""
+def find_digits(grey, judge, ones=False, surely=SURELY):
+    """pictures.find_digits(grey), with the marks the judge says to try split (split_doubtful)."""
     if pictures.in_mnist_form(grey) is not None:
         return pictures.find_digits(grey)
     inks, sizes, soft = pictures.digits_ink(grey)
     marks = [pictures.mnist_mark(ink, soft) for ink in inks]
-    marks, sizes = split_doubtful(inks, marks, sizes, soft, judge)
+    marks, sizes = split_doubtful(inks, marks, sizes, soft, judge, ones, surely)
     return np.stack(marks), pictures.main_index(sizes)
 
 
-def split_doubtful(inks, marks, sizes, soft, judge):
-    """(marks, sizes) with each mark the judge calls no digit replaced by the digits it holds,
+def split_doubtful(inks, marks, sizes, soft, judge, ones, surely):
+    """(marks, sizes) with each mark the judge says to try replaced by the digits it holds,
     where split_touching finds them; a piece's size is its height and pixels of ink."""
-    scores, _, no_digit = judge(np.stack(marks))
+    scores, _, _, to_split = judge(np.stack(marks))
     split_marks, split_sizes = [], []
-    for ink, mark, size, score, none in zip(inks, marks, sizes, scores, no_digit):
-        pieces = split_touching(ink, soft, judge, score) if none else []
+    for ink, mark, size, score, trying in zip(inks, marks, sizes, scores, to_split):
+        pieces = split_touching(ink, soft, judge, score, ones, surely) if trying else []
         if len(pieces) > 1:
             split_marks += [piece_mark for _, piece_mark in pieces]
             split_sizes += [(np.ptp(np.flatnonzero(piece.any(axis=1))), np.count_nonzero(piece))
@@ -73,10 +81,10 @@ def split_doubtful(inks, marks, sizes, soft, judge):
     return split_marks, split_sizes
 
 
-def split_touching(ink, soft, judge, whole_score):
+def split_touching(ink, soft, judge, whole_score, ones=False, surely=SURELY):
     """The digits that touch in one mark's ink, left to right, as (ink, mark) pairs; [] where it
-    reads surest as one mark, or its surest pieces are not all digits, read surely, none a 1
-    (the numbers above CUT_GAIN). Seams down the ink cut it
+    reads surest as one mark, or its surest pieces are not all digits, read at `surely` or
+    better, none a 1 unless `ones` (the numbers above CUT_GAIN). Seams down the ink cut it
     into strips; every run of strips that could be a digit (PIECE_WIDTH, PIECE_HEIGHT) is
     judged, and the pieces chosen are those whose scores add up to the most, less CUT_GAIN for
     each cut beyond the first (best_cuts)."""
@@ -95,12 +103,12 @@ def split_touching(ink, soft, judge, whole_score):
     if not pieces:
         return []
     marks = {place: pictures.mnist_mark(piece, soft) for place, piece in pieces.items()}
-    scores, digits, no_digit = (dict(zip(marks, values))
-                                for values in judge(np.stack(list(marks.values()))))
+    scores, digits, no_digit, _ = (dict(zip(marks, values))
+                                   for values in judge(np.stack(list(marks.values()))))
     scores[0, len(lines) - 1] = whole_score
     places = best_cuts(scores, len(lines) - 1)
-    if (len(places) == 1 or sum(scores[place] for place in places) < SURELY
-            or any(no_digit[place] or digits[place] == 1 for place in places)):
+    if (len(places) == 1 or sum(scores[place] for place in places) < surely
+            or any(no_digit[place] or (digits[place] == 1 and not ones) for place in places)):
         return []
     return [(pieces[place], marks[place]) for place in places]
 

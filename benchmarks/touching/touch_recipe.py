@@ -1,0 +1,65 @@
+"""The shipped "not a digit" network's recipe (benchmarks/not_a_digit/oe_recipe.py: the training
+digits' marks, the stroke and typed digits, the eight kinds' single-mark negatives, 8 epochs
+without augmentation) with a twelfth output, "digits that touch": build_touching.py's marks
+(cache/touching_s1.npz), label 11.
+
+    python benchmarks/touching/touch_recipe.py --seed 1 [--threads 2]
+
+Checkpoints in cache/touch12_sSEED/ (the same command resumes); the network is saved as
+cache/touch12_sSEED.keras and as a LiteRT file, cache/touch12_sSEED/model.tflite.
+"""
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent.parent), str(HERE.parent / "not_a_digit")]
+from common import CACHE, N_TRAIN, export_litert  # noqa: E402
+from oe_recipe import eleven_class_network, training_images  # noqa: E402
+
+KINDS = ["font_letters", "scribbles", "digit_overlaps", "kana_kanji", "hershey_symbols",
+         "world_scripts", "world_strokes", "pictograms"]  # the shipped gate's
+EXTRA_DIGITS = ["stroke_digits_s1", "font_digits_s1"]
+TOUCHING = 11
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=0, help="TensorFlow's threads (0: all cores)")
+    args = parser.parse_args()
+    import keras
+    import tensorflow as tf
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    import mnist_digit_recognition as mdr
+
+    x, y = training_images(KINDS, marks=True, extra_digits=EXTRA_DIGITS, single_mark_negatives=True)
+    held_out = 60_000 - N_TRAIN  # the validation digits, last, where the recipe takes them from
+    touching = np.load(CACHE / "touching_s1.npz")["marks"][..., np.newaxis]
+    x = np.concatenate([x[:-held_out], touching, x[-held_out:]])
+    y = np.concatenate([y[:-held_out], np.full(len(touching), TOUCHING, y.dtype), y[-held_out:]])
+    recipe = dataclasses.replace(mdr.RECIPE, seed=args.seed, epochs=args.epochs, augment=False,
+                                 validation_split=held_out / len(x))
+    keras.utils.set_random_seed(args.seed)
+    network = mdr.compile_model(eleven_class_network(mdr, keras, outputs=12), recipe)
+    name = f"touch12_s{args.seed}"
+    (CACHE / name).mkdir(exist_ok=True)
+    started = time.time()
+    mdr.train(network, x, y, recipe, work_dir=CACHE / name, verbose=2)
+    print(f"trained in {time.time() - started:.0f} s on {len(x)} images", flush=True)
+    network.save(CACHE / f"{name}.keras")
+    export_litert(network, CACHE / name / "model.tflite")
+
+
+if __name__ == "__main__":
+    main()
