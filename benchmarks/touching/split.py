@@ -1,10 +1,12 @@
 """Digits that touch (issue 33), a study: a mark the "not a digit" network rejects is cut along
-seams into the digits it may hold. Not in the product: it reads touching digits far better, but
-it also turns some letters, doodles and a drawn X into digits (README.md beside this file).
+seams into the digits it may hold. Not in the product: with the shipped network it reads
+touching digits far better but turns some letters, doodles and a drawn X into digits; with a
+twelfth output, "digits that touch", deciding which marks to cut, it does not (README.md beside
+this file).
 
-`find_digits(grey, judge)`: mnist_digits.pictures.find_digits, with each mark the judge calls no
-digit split where its pieces read surely as digits, none a 1. `load_judge(model_dir)`: the judge,
-the model's two networks (mnist_digits.classifier). NumPy, SciPy and Pillow, and the networks.
+`find_digits(grey, judge, ones, surely)`: mnist_digits.pictures.find_digits, with each mark the
+judge says to try split where its pieces read surely as digits (none a 1 unless `ones`).
+`load_judge(model_dir, touching)`: the judge, the model's networks (mnist_digits.classifier).
 """
 
 import numpy as np
