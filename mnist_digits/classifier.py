@@ -25,31 +25,36 @@ def load_classifier(model_dir=DEFAULT_MODEL_DIR):
     many threads. It runs model.tflite on LiteRT's interpreter where ai-edge-litert is
     installed (no TensorFlow to wait for), else model.keras on TensorFlow: the same digits."""
     path = check_saved_model(model_dir)
-    return load_network(path, NUM_CLASSES, lambda: load_model(path),
+    return load_network(path, (NUM_CLASSES,), lambda: load_model(path),
                         "train the model again, or delete model.tflite to use model.keras")
+
+
+# The not_a_digit/ network's outputs: the ten digits, "not a digit"[, "digits that touch"].
+GATE_OUTPUTS = (NUM_CLASSES + 1, NUM_CLASSES + 2)
 
 
 class Gate(NamedTuple):
     """gate(images (N, 28, 28, 1) float32) -> (N,) bools, True for the marks that hold no digit:
-    the eleven-output network's last output, "not a digit", above the threshold.
-    gate.network(images) gives all eleven outputs."""
+    the not_a_digit/ network's outputs beyond the ten digits ("not a digit" and, in twelve-output
+    networks, "digits that touch"), added up, above the threshold. gate.network(images) gives
+    all its outputs."""
     network: object
     threshold: float
 
     def __call__(self, images):
-        return self.network(images)[:, NUM_CLASSES] > self.threshold
+        return self.network(images)[:, NUM_CLASSES:].sum(axis=1) > self.threshold
 
 
 def load_gate(model_dir=DEFAULT_MODEL_DIR):
-    """The Gate of MODEL_DIR/not_a_digit/: its eleven-output network and the threshold in its
-    settings.json. None where the directory has no such folder."""
+    """The Gate of MODEL_DIR/not_a_digit/: its network (eleven or twelve outputs) and the
+    threshold in its settings.json. None where the directory has no such folder."""
     folder = check_saved_model(model_dir) / NOT_A_DIGIT_DIR
     if not folder.is_dir():
         return None
     advice = (f"copy {NOT_A_DIGIT_DIR}/ again from the model it came with, or delete {folder} to "
               "answer without saying \"not a digit\"")
     threshold = read_threshold(folder / "settings.json", advice)
-    network = load_network(folder, NUM_CLASSES + 1,
+    network = load_network(folder, GATE_OUTPUTS,
                            lambda: load_model_file(folder / "model.keras", advice), advice)
     return Gate(network, threshold)
 
@@ -69,8 +74,8 @@ def read_threshold(path, advice):
 def load_network(folder, outputs, load_keras, advice):
     """run(images (N, 28, 28, 1)) -> (N, outputs): folder/model.tflite on LiteRT's interpreter
     where it is installed, else the Keras model load_keras() gives, on TensorFlow. A network
-    that cannot be loaded, or gives another number of outputs, is a UserError ending in
-    `advice`."""
+    that cannot be loaded, or gives a number of outputs not among `outputs`, is a UserError
+    ending in `advice`."""
     lock = threading.Lock()  # one call at a time: an interpreter is not thread-safe
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -96,7 +101,8 @@ def load_network(folder, outputs, load_keras, advice):
             from None
     image_in = interpreter.get_input_details()[0]["index"]
     probabilities_out = interpreter.get_output_details()[0]
-    check_outputs(probabilities_out["shape"][-1], outputs, folder / "model.tflite", advice)
+    count = probabilities_out["shape"][-1]
+    check_outputs(count, outputs, folder / "model.tflite", advice)
 
     def run(images):
         with lock:
@@ -105,12 +111,13 @@ def load_network(folder, outputs, load_keras, advice):
                 interpreter.set_tensor(image_in, image[np.newaxis])
                 interpreter.invoke()
                 probabilities.append(interpreter.get_tensor(probabilities_out["index"])[0])
-            return np.array(probabilities).reshape(-1, outputs)
+            return np.array(probabilities).reshape(-1, count)
     return run
 
 
 def check_outputs(found, expected, path, advice):
-    if found != expected:
+    if found not in expected:
+        expected = " or ".join(map(str, expected))
         raise UserError(f"{path} gives {found} outputs, not the {expected} expected: {advice}")
 
 

@@ -1,12 +1,15 @@
-"""Experiment: the shipped model reads the digits, eleven-output networks only decide "not a
-digit" (a gate; with several, their eleventh outputs averaged). So the arrays keep the shipped
+"""Experiment: the shipped model reads the digits, eleven- or twelve-output networks only decide
+"not a digit" (a gate: the outputs beyond the ten digits added up, "not a digit" and, for
+benchmarks/touching/touch_recipe.py's networks, "digits that touch"; with several networks,
+their outputs averaged first). So the arrays keep the shipped
 model's accuracy, and what the gate costs is the correct answers it rejects.
 
     python gate.py cache/oe4.keras [cache/OTHER.keras ...] --name gate_oe4
     python gate.py cache/A.keras cache/B.keras cache/C.keras --name gate_abc --ship 0.0005
     python gate.py cache/joint_s1_gate.keras --reader cache/joint_s1_digits.keras --name gate_joint_s1
+    python gate.py cache/touch12_s1.keras --name gate_touch12_s1 --ship 0.0005   # the shipped one
 
-With --ship RATE, the gate (the networks' eleven outputs averaged, as one Keras model) and its
+With --ship RATE, the gate (the networks' outputs averaged, as one Keras model) and its
 threshold at that rate are written into the shipped model directory as not_a_digit/:
 model.keras, model.tflite and settings.json, which `predict` and `serve` read.
 
@@ -34,7 +37,7 @@ RATES = (0.0005, 0.001, 0.0015, 0.002)
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("gates", nargs="+", help="eleven-output networks (.keras)")
+    parser.add_argument("gates", nargs="+", help="eleven- or twelve-output networks (.keras)")
     parser.add_argument("--name", required=True)
     parser.add_argument("--reader", default=str(MODEL),
                         help="the ten-output network that reads the digits (default: the shipped "
@@ -56,7 +59,7 @@ def main():
         return net.predict(marks.reshape(-1, 28, 28, 1).astype(np.float32), batch_size=1000, verbose=0)
 
     def not_a_digit(marks):
-        return predict(gate, marks)[:, 10]
+        return predict(gate, marks)[:, 10:].sum(axis=1)
 
     sets = {}
     for split in ("test", "validation"):
@@ -98,7 +101,7 @@ def main():
 
 
 def averaged(networks, keras):
-    """One Keras model: the eleven-output networks' probabilities averaged (one network as it is)."""
+    """One Keras model: the networks' probabilities averaged (one network as it is)."""
     networks = [uncompiled(network, f"network_{i + 1}", keras) for i, network in enumerate(networks)]
     if len(networks) == 1:
         return networks[0]

@@ -41,20 +41,13 @@ NEGATIVES = ["stroke_letters", "doodles", "words"]
 RATE = 0.0005  # of the validation digits' marks called "not a digit": the shipped gate's
 
 
-class TwelveGate(Gate):
-    """A Gate whose network has a twelfth output, "digits that touch": a mark holds no digit
-    where its last two outputs together are above the threshold."""
-
-    def __call__(self, images):
-        return self.network(images)[:, 10:].sum(axis=1) > self.threshold
-
-
 def touching_gate(folder):
-    """The TwelveGate of a twelve-output network, its threshold at RATE of the validation digits."""
-    network = load_network(Path(folder), 12, None, "")
+    """The Gate of a twelve-output network (the product's: its outputs 10 and 11 added up), its
+    threshold at RATE of the validation digits."""
+    network = load_network(Path(folder), (12,), None, "")
     validation = np.load(CACHE / "digits_validation.npz")["marks"].reshape(-1, 28, 28, 1)
     not_digit = network(validation)[:, 10:].sum(axis=1)
-    return TwelveGate(network, float(np.quantile(not_digit, 1 - RATE)))
+    return Gate(network, float(np.quantile(not_digit, 1 - RATE)))
 
 
 def read(find, data, classify, gate):
