@@ -8,6 +8,7 @@
                     "not a digit" from the model directory's not_a_digit/ network
     pictures        people's pictures of digits -> MNIST's 28x28 form (NumPy, SciPy, Pillow)
     page            a photo of a sheet on a table -> the sheet alone, upright (for pictures)
+    touching        digits that touch, cut apart where the not_a_digit/ network says so
     serve           the HTTP server and its drawing page (serve_page.html)
     figures         the model directory's pictures (matplotlib)
     actions         evaluate's flags and report; predict and serve

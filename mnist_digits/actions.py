@@ -10,6 +10,7 @@ from .cli import ArgumentParser, add_data_flag, add_model_dir_flag, print_table,
 from .errors import UsageError, UserError
 from .mnist_files import NUM_CLASSES
 from .model_files import NOT_A_DIGIT_DIR, read_metadata, resolve_model_dir, shipped_model_dir
+from .touching import splitter
 
 
 def build_evaluate_parser(prog):
@@ -78,10 +79,11 @@ def redraw_reports(model_dir, results, x_test, y_test, probabilities):
 def run_predict(args):
     model_dir = resolve_model_dir(args.model_dir)
     classify, gate = load_classifier(model_dir), load_gate_or_warn(model_dir)
+    split = splitter(classify, gate)
     failed = 0
     for path in args.files:  # each answer as soon as it is known, in the order of the files
         try:
-            digits, main = read_picture(path)
+            digits, main = read_picture(path, split)
         except UserError as error:
             failed += 1
             print(f"error: {error}", file=sys.stderr, flush=True)

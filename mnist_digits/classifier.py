@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import pictures
+from . import pictures, touching
 from .errors import UserError, first_line
 from .lazy import import_tensorflow_quietly, quiet_stderr
 from .mnist_files import IMAGE_SHAPE, NUM_CLASSES, normalize_images
@@ -75,7 +75,7 @@ def load_network(folder, outputs, load_keras, advice):
     """run(images (N, 28, 28, 1)) -> (N, outputs): folder/model.tflite on LiteRT's interpreter
     where it is installed, else the Keras model load_keras() gives, on TensorFlow. A network
     that cannot be loaded, or gives a number of outputs not among `outputs`, is a UserError
-    ending in `advice`."""
+    ending in `advice`. It keeps the outputs of the last images it read (remembered)."""
     lock = threading.Lock()  # one call at a time: an interpreter is not thread-safe
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -85,11 +85,7 @@ def load_network(folder, outputs, load_keras, advice):
         import_tensorflow_quietly()
         model = load_keras()
         check_outputs(model.output_shape[-1], outputs, folder / "model.keras", advice)
-
-        def run(images):
-            with lock:
-                return np.asarray(model.predict_on_batch(images))
-        return run
+        return remembered(lambda images: np.asarray(model.predict_on_batch(images)), lock)
     try:
         with quiet_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
             # One image at a time, on one thread: more threads only wait on each other here.
@@ -105,14 +101,38 @@ def load_network(folder, outputs, load_keras, advice):
     check_outputs(count, outputs, folder / "model.tflite", advice)
 
     def run(images):
+        probabilities = []
+        for image in images:
+            interpreter.set_tensor(image_in, image[np.newaxis])
+            interpreter.invoke()
+            probabilities.append(interpreter.get_tensor(probabilities_out["index"])[0])
+        return np.array(probabilities).reshape(-1, count)
+    return remembered(run, lock)
+
+
+REMEMBERED = 1000  # images whose outputs a network keeps
+
+
+def remembered(run, lock):
+    """run(images), one call at a time, each image's outputs kept for the next calls (up to
+    REMEMBERED images, then forgotten at once): touching.splitter reads a picture's marks, and
+    answer_digits then reads the same marks again."""
+    memo = {}
+
+    def remembering(images):
+        images = np.asarray(images, np.float32)
+        if not 0 < len(images) <= REMEMBERED:  # arrays read in bulk: none to remember
+            with lock:
+                return run(images)
+        keys = [image.tobytes() for image in images]
         with lock:
-            probabilities = []
-            for image in np.asarray(images, np.float32):
-                interpreter.set_tensor(image_in, image[np.newaxis])
-                interpreter.invoke()
-                probabilities.append(interpreter.get_tensor(probabilities_out["index"])[0])
-            return np.array(probabilities).reshape(-1, count)
-    return run
+            if len(memo) + len(keys) > REMEMBERED:
+                memo.clear()
+            new = [i for i, key in enumerate(keys) if key not in memo]
+            if new:
+                memo.update(zip((keys[i] for i in new), run(images[new])))
+            return np.stack([memo[key] for key in keys])
+    return remembering
 
 
 def check_outputs(found, expected, path, advice):
@@ -121,10 +141,11 @@ def check_outputs(found, expected, path, advice):
         raise UserError(f"{path} gives {found} outputs, not the {expected} expected: {advice}")
 
 
-def read_picture(path):
-    """pictures.read_picture, its refusal a UserError: (digits (K, 28, 28), the main one's index)."""
+def read_picture(path, split=None):
+    """pictures.read_picture, its refusal a UserError: (digits (K, 28, 28), the main one's index).
+    `split`: touching.splitter's, to cut digits that touch apart."""
     try:
-        return pictures.read_picture(path)
+        return pictures.read_picture(path, split)
     except ValueError as error:
         raise UserError(str(error)) from None
 
@@ -187,5 +208,7 @@ def answer_digits(classify, marks, main, gate=None):
 
 
 def picture_answerer(classify, gate=None):
-    """answer(grey) for the server: a grey picture's marks found and answered."""
-    return lambda grey: answer_digits(classify, *pictures.find_digits(grey), gate)
+    """answer(grey) for the server: a grey picture's marks found (digits that touch cut apart)
+    and answered."""
+    split = touching.splitter(classify, gate)
+    return lambda grey: answer_digits(classify, *pictures.find_digits(grey, split), gate)

@@ -82,16 +82,20 @@ def decode_picture(data):
         raise ValueError(f"a {image.format} file that is damaged or cut short") from None
 
 
-def find_digits(grey):
+def find_digits(grey, split=None):
     """The digits in a grey picture (either polarity), left to right, each in MNIST's form
     (K, 28, 28), and the index of the main one: the tallest (then the one with most ink).
     Soft strokes are told apart on the whole picture: all its digits are sharpened, or none.
-    A picture already in MNIST's form is its own digit, as it is (in_mnist_form)."""
+    A picture already in MNIST's form is its own digit, as it is (in_mnist_form). `split`
+    (touching.splitter's) cuts the marks that hold digits that touch into those digits."""
     as_is = in_mnist_form(grey)
     if as_is is not None:
         return as_is[np.newaxis], 0
     inks, sizes, soft = digits_ink(grey)
-    return np.stack([mnist_mark(ink, soft) for ink in inks]), main_index(sizes)
+    marks = [mnist_mark(ink, soft) for ink in inks]
+    if split is not None:
+        marks, sizes = split(inks, marks, sizes, soft)
+    return np.stack(marks), main_index(sizes)
 
 
 def digits_ink(grey):
@@ -477,7 +481,7 @@ def sharpened(digit):
     return np.clip(digit + SHARPEN * detail, 0, 1)
 
 
-def read_picture(path):
+def read_picture(path, split=None):
     """find_digits of one image file: its digits left to right (K, 28, 28), the main one's index.
     A file that cannot be read or holds no digit raises ValueError naming the file."""
     path = Path(path)
@@ -494,6 +498,6 @@ def read_picture(path):
     if len(data) > MAX_FILE_BYTES:
         raise ValueError(f"{path}: over {MAX_FILE_BYTES // 1_000_000} MB, too large for a picture")
     try:
-        return find_digits(decode_picture(data))
+        return find_digits(decode_picture(data), split)
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None

@@ -1,17 +1,17 @@
-"""Measure the touching split of split.py against the product's reader (pictures.find_digits):
-the benchmark's touching renderings of the first N test digits (benchmarks/renderings.py), and
+"""Measure the product's touching split (mnist_digits/touching.py) against the same reader
+without it: the benchmark's touching renderings of the first N test digits
+(benchmarks/renderings.py), a fifth touching rendering drawn otherwise (varied_pair), and
 pictures with no digit the "not a digit" network never trained on (benchmarks/not_a_digit/
 negatives.py, seed 2: letters drawn as strokes, doodles, words).
 
     python benchmarks/touching/measure.py --data path/to/mnist [--limit 300]
-        [--touching benchmarks/not_a_digit/cache/touch12_s1] [--ones] [--surely -0.5]
-        [--save-as STEM]
+        [--touching benchmarks/not_a_digit/cache/touch12_s2] [--save-as STEM]
 
 With --touching (a folder holding touch_recipe.py's twelve-output model.tflite), that network
-says "not a digit" (its last two outputs together, above the threshold that rejects 0.05% of the
-validation digits' marks in the study's seven clean renderings: cache/digits_validation.npz)
-and which marks to try as digits that touch; it is measured without the split too, and on the
-test digits' marks (cache/digits_test.npz: the share it calls "not a digit").
+decides instead of the model directory's not_a_digit/: "not a digit" is its last two outputs
+together, above the threshold that rejects 0.05% of the validation digits' marks in the study's
+seven clean renderings (cache/digits_validation.npz), and the share of the test digits' marks
+(cache/digits_test.npz) it calls "not a digit" is measured too.
 Results: benchmarks/results/STEM.json and .md (default STEM: touching_split).
 """
 
@@ -28,10 +28,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path[:0] = [str(ROOT), str(HERE), str(HERE.parent), str(HERE.parent / "not_a_digit")]
-import split  # noqa: E402
 from common import CACHE  # noqa: E402
-from mnist_digits import mnist_files, pictures  # noqa: E402
-from mnist_digits.classifier import Gate, load_gate, load_network  # noqa: E402
+from mnist_digits import mnist_files, pictures, touching  # noqa: E402
+from mnist_digits.classifier import Gate, load_classifier, load_gate, load_network  # noqa: E402
 from negatives import negative_pictures  # noqa: E402
 from renderings import DIGITS_PER_FILE, RENDERINGS  # noqa: E402
 
@@ -101,17 +100,14 @@ def main():
     parser.add_argument("--model-dir", default=str(ROOT / "mnist_digit_recognition_model"))
     parser.add_argument("--limit", type=int, default=300)
     parser.add_argument("--touching", help="a folder with a twelve-output model.tflite")
-    parser.add_argument("--ones", action="store_true", help="let a cut leave pieces read as 1")
-    parser.add_argument("--surely", type=float, default=split.SURELY)
     parser.add_argument("--save-as", default="touching_split")
     args = parser.parse_args()
     twelve = touching_gate(args.touching) if args.touching else None
-    judge, classify, gate = split.load_judge(args.model_dir, twelve)
-    shipped = load_gate(args.model_dir)
-    readers = {"product": (pictures.find_digits, shipped),
-               "split": (lambda grey: split.find_digits(grey, judge, args.ones, args.surely), gate)}
-    if twelve:
-        readers["twelve, no split"] = (pictures.find_digits, gate)
+    classify = load_classifier(args.model_dir)
+    gate = twelve or load_gate(args.model_dir)
+    split = touching.splitter(classify, gate)
+    readers = {"no split": (pictures.find_digits, gate),
+               "split": (lambda grey: pictures.find_digits(grey, split), gate)}
     arrays = mnist_files.read_mnist_arrays(args.data)
     x, y = arrays["x_test"][:args.limit], arrays["y_test"][:args.limit]
     results = {"files": len(x), "command": "python benchmarks/touching/measure.py " + " ".join(sys.argv[1:]),
@@ -147,7 +143,7 @@ def main():
         print(kind, results["negatives"][kind], flush=True)
     (HERE.parent / "results" / f"{args.save_as}.json").write_text(json.dumps(results, indent=1) + "\n")
     names = " | ".join(readers)
-    lines = ["# Digits that touch: the study's split (benchmarks/touching/split.py) beside the product",
+    lines = ["# Digits that touch: the product's split (mnist_digits/touching.py), and without it",
              "", f"The first {len(x)} test digits per row; `{results['command']}`."
              + (f" The twelve-output network calls {results['test_digits_not_a_digit']:.3%} of the "
                 f"test digits' marks \"not a digit\" (threshold {results['threshold']:.4f})."

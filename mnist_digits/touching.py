@@ -1,26 +1,20 @@
-"""Digits that touch (issue 33), a study: a mark the "not a digit" network rejects is cut along
-seams into the digits it may hold. Not in the product: with the shipped network it reads
-touching digits far better but turns some letters, doodles and a drawn X into digits; with a
-twelfth output, "digits that touch", deciding which marks to cut, it does not (README.md beside
-this file).
+"""Digits that touch ("2026" written quickly, its 2 and 0 joined): a mark the not_a_digit/
+network calls no digit, and more likely digits that touch than something else, is cut along
+seams, paths down the ink that cross as little of it as they can, into the digits it holds.
 
-`find_digits(grey, judge, ones, surely)`: mnist_digits.pictures.find_digits, with each mark the
-judge says to try split where its pieces read surely as digits (none a 1 unless `ones`).
-`load_judge(model_dir, touching)`: the judge, the model's networks (mnist_digits.classifier).
+`splitter(classify, gate)`: the `split` that pictures.find_digits takes (None without a gate).
+A gate with no "digits that touch" output (an eleven-output not_a_digit/) splits nothing. NumPy
+only: the networks are called, not imported.
 """
 
 import numpy as np
 
-from mnist_digits import pictures
-from mnist_digits.classifier import load_classifier, load_gate
-from mnist_digits.mnist_files import NUM_CLASSES
+from . import pictures
+from .mnist_files import NUM_CLASSES
 
-# A mark the judge calls no digit is cut along seams, paths
-# down it that cross as little ink as they can, into the pieces the judge reads most surely, if
-# it reads each of them as a digit, surely, and none as a 1 (a stroke cut from a letter reads
-# as a 1: without these two conditions, 61% of the letters drawn as strokes read as digits). Each cut
-# beyond the first must make the reading surer by CUT_GAIN (a log-probability), so that a
-# digit is not cut into strokes.
+# A mark's pieces must read surely as digits, each one to the gate too: a stroke cut from a
+# letter reads as a 1. Each cut beyond the first must make the reading surer by CUT_GAIN (a
+# log-probability), so that a digit is not cut into strokes.
 CUT_GAIN = 0.5
 SURELY = -0.5  # the pieces' log-probabilities add up to at least this (61%)
 MOST_DIGITS = 4  # in one mark
@@ -30,49 +24,39 @@ SEAM_STEP = 0.3  # ...and a step sideways costs as much as this much ink
 SEAM_PULL = 0.05  # ...and each pixel away from the start this much, per row
 PIECE_WIDTH = (0.08, 1.4)  # a digit's width, as a share of the mark's height (a 1 to a wide 0)
 PIECE_HEIGHT = 0.3  # ...and its height, at least
+TOUCHING = NUM_CLASSES + 1  # the gate's output "digits that touch" (NUM_CLASSES: "not a digit")
 
 
-def load_judge(model_dir, touching=None):
-    """(judge, classify, gate) of a model directory with a not_a_digit/ (classifier.load_gate):
-    judge(marks (N, 28, 28)) -> how surely each is one digit, read right, as a log-probability
-    (the digit's probability and the gate's that it is a digit), that digit, whether the gate
-    calls it no digit, and whether to try it as digits that touch (those it calls no digit).
-    With `touching`, a Gate whose network has a twelfth output, "digits that touch"
-    (touch_recipe.py's), that one decides instead: "not a digit" is its last two outputs
-    together above its threshold, and a mark is tried as digits that touch where the twelfth
-    is the larger of the two."""
-    classify = load_classifier(model_dir)
-    gate = touching or load_gate(model_dir)
+def splitter(classify, gate):
+    """split(inks, marks, sizes, soft) -> (marks, sizes), for pictures.find_digits: each mark the
+    gate calls no digit, and digits that touch more than anything else, replaced by the digits
+    split_touching finds in it. None where there is no gate."""
+    if gate is None:
+        return None
 
     def judge(marks):
+        """How surely each mark is one digit, as a log-probability (the digit's probability
+        and the gate's that it is a digit); whether the gate calls it no digit; whether to try
+        it as digits that touch."""
         images = marks[..., np.newaxis]
-        probabilities = classify(images)
-        outputs = gate.network(images)
+        probabilities, outputs = classify(images), gate.network(images)
         not_digit = outputs[:, NUM_CLASSES:].sum(axis=1)
         no_digit = not_digit > gate.threshold
-        to_split = no_digit & (outputs[:, -1] > outputs[:, NUM_CLASSES]) if touching else no_digit
+        touching = (outputs[:, TOUCHING] > outputs[:, NUM_CLASSES] if outputs.shape[1] > TOUCHING
+                    else np.zeros(len(marks), bool))
         return (np.log(probabilities.max(axis=1)) + np.log1p(-np.minimum(not_digit, 1 - 1e-7)),
-                probabilities.argmax(axis=1), no_digit, to_split)
-    return judge, classify, lambda images: judge(images[..., 0])[2]
+                no_digit, no_digit & touching)
+
+    return lambda inks, marks, sizes, soft: split_doubtful(inks, marks, sizes, soft, judge)
 
 
-def find_digits(grey, judge, ones=False, surely=SURELY):
-    """pictures.find_digits(grey), with the marks the judge says to try split (split_doubtful)."""
-    if pictures.in_mnist_form(grey) is not None:
-        return pictures.find_digits(grey)
-    inks, sizes, soft = pictures.digits_ink(grey)
-    marks = [pictures.mnist_mark(ink, soft) for ink in inks]
-    marks, sizes = split_doubtful(inks, marks, sizes, soft, judge, ones, surely)
-    return np.stack(marks), pictures.main_index(sizes)
-
-
-def split_doubtful(inks, marks, sizes, soft, judge, ones, surely):
+def split_doubtful(inks, marks, sizes, soft, judge):
     """(marks, sizes) with each mark the judge says to try replaced by the digits it holds,
     where split_touching finds them; a piece's size is its height and pixels of ink."""
-    scores, _, _, to_split = judge(np.stack(marks))
+    scores, _, to_split = judge(np.stack(marks))
     split_marks, split_sizes = [], []
     for ink, mark, size, score, trying in zip(inks, marks, sizes, scores, to_split):
-        pieces = split_touching(ink, soft, judge, score, ones, surely) if trying else []
+        pieces = split_touching(ink, soft, judge, score) if trying else []
         if len(pieces) > 1:
             split_marks += [piece_mark for _, piece_mark in pieces]
             split_sizes += [(np.ptp(np.flatnonzero(piece.any(axis=1))), np.count_nonzero(piece))
@@ -83,11 +67,10 @@ def split_doubtful(inks, marks, sizes, soft, judge, ones, surely):
     return split_marks, split_sizes
 
 
-def split_touching(ink, soft, judge, whole_score, ones=False, surely=SURELY):
+def split_touching(ink, soft, judge, whole_score):
     """The digits that touch in one mark's ink, left to right, as (ink, mark) pairs; [] where it
-    reads surest as one mark, or its surest pieces are not all digits, read at `surely` or
-    better, none a 1 unless `ones` (the numbers above CUT_GAIN). Seams down the ink cut it
-    into strips; every run of strips that could be a digit (PIECE_WIDTH, PIECE_HEIGHT) is
+    reads surest as one mark, or its surest pieces are not all digits, read at SURELY or
+    better. Seams down the ink cut it into strips; every run of strips that could be a digit (PIECE_WIDTH, PIECE_HEIGHT) is
     judged, and the pieces chosen are those whose scores add up to the most, less CUT_GAIN for
     each cut beyond the first (best_cuts)."""
     height = ink.shape[0]
@@ -105,12 +88,12 @@ def split_touching(ink, soft, judge, whole_score, ones=False, surely=SURELY):
     if not pieces:
         return []
     marks = {place: pictures.mnist_mark(piece, soft) for place, piece in pieces.items()}
-    scores, digits, no_digit, _ = (dict(zip(marks, values))
-                                   for values in judge(np.stack(list(marks.values()))))
+    scores, no_digit, _ = (dict(zip(marks, values))
+                           for values in judge(np.stack(list(marks.values()))))
     scores[0, len(lines) - 1] = whole_score
     places = best_cuts(scores, len(lines) - 1)
-    if (len(places) == 1 or sum(scores[place] for place in places) < surely
-            or any(no_digit[place] or (digits[place] == 1 and not ones) for place in places)):
+    if (len(places) == 1 or sum(scores[place] for place in places) < SURELY
+            or any(no_digit[place] for place in places)):
         return []
     return [(pieces[place], marks[place]) for place in places]
 
