@@ -126,11 +126,12 @@ def remembered(run, lock):
                 return run(images)
         keys = [image.tobytes() for image in images]
         with lock:
-            if len(memo) + len(keys) > REMEMBERED:
-                memo.clear()
             new = [i for i, key in enumerate(keys) if key not in memo]
+            if len(memo) + len(new) > REMEMBERED:
+                memo.clear()
+                new = range(len(keys))
             if new:
-                memo.update(zip((keys[i] for i in new), run(images[new])))
+                memo.update(zip((keys[i] for i in new), run(images[list(new)])))
             return np.stack([memo[key] for key in keys])
     return remembering
 

@@ -52,50 +52,67 @@ def splitter(classify, gate):
 
 def split_doubtful(inks, marks, sizes, soft, judge):
     """(marks, sizes) with each mark the judge says to try replaced by the digits it holds,
-    where split_touching finds them; a piece's size is its height and pixels of ink."""
+    where split_touching finds them (piece_size)."""
     scores, _, to_split = judge(np.stack(marks))
     split_marks, split_sizes = [], []
     for ink, mark, size, score, trying in zip(inks, marks, sizes, scores, to_split):
         pieces = split_touching(ink, soft, judge, score) if trying else []
-        if len(pieces) > 1:
+        if pieces:
             split_marks += [piece_mark for _, piece_mark in pieces]
-            split_sizes += [(np.ptp(np.flatnonzero(piece.any(axis=1))), np.count_nonzero(piece))
-                            for piece, _ in pieces]
+            split_sizes += [piece_size(piece, ink, size) for piece, _ in pieces]
         else:
             split_marks.append(mark)
             split_sizes.append(size)
     return split_marks, split_sizes
 
 
+def piece_size(piece, ink, size):
+    """A piece's size as pictures.main_index compares them: the whole mark's (its strokes'
+    height and pixels), times the piece's share of the mark's inked rows and of its ink."""
+    height, pixels = size
+    return (height * piece.shape[0] / ink.any(axis=1).sum(),
+            pixels * np.count_nonzero(piece) / np.count_nonzero(ink))
+
+
 def split_touching(ink, soft, judge, whole_score):
     """The digits that touch in one mark's ink, left to right, as (ink, mark) pairs; [] where it
     reads surest as one mark, or its surest pieces are not all digits, read at SURELY or
-    better. Seams down the ink cut it into strips; every run of strips that could be a digit (PIECE_WIDTH, PIECE_HEIGHT) is
-    judged, and the pieces chosen are those whose scores add up to the most, less CUT_GAIN for
-    each cut beyond the first (best_cuts)."""
-    height = ink.shape[0]
-    lines = [np.zeros(height, int), *seams(ink), np.full(height, ink.shape[1])]
-    columns = np.arange(ink.shape[1])
-    pieces = {}
-    for start in range(len(lines) - 1):
-        for stop in range(start + 1, len(lines)):
-            if (start, stop) == (0, len(lines) - 1):
-                continue  # the whole mark: already judged
-            between = (columns >= lines[start][:, np.newaxis]) & (columns < lines[stop][:, np.newaxis])
-            piece = cropped_ink(ink * between)
-            if piece is not None and could_be_a_digit(piece.shape, height):
-                pieces[start, stop] = piece
+    better. Every piece that could be a digit (candidate_pieces) is judged, and the pieces
+    chosen are those whose scores add up to the most, less CUT_GAIN for each cut beyond the
+    first (best_cuts)."""
+    pieces, last = candidate_pieces(ink)
     if not pieces:
         return []
     marks = {place: pictures.mnist_mark(piece, soft) for place, piece in pieces.items()}
     scores, no_digit, _ = (dict(zip(marks, values))
                            for values in judge(np.stack(list(marks.values()))))
-    scores[0, len(lines) - 1] = whole_score
-    places = best_cuts(scores, len(lines) - 1)
+    scores[0, last] = whole_score
+    places = best_cuts(scores, last)
     if (len(places) == 1 or sum(scores[place] for place in places) < SURELY
             or any(no_digit[place] for place in places)):
         return []
     return [(pieces[place], marks[place]) for place in places]
+
+
+def candidate_pieces(ink):
+    """({(start, stop): the ink between seams start and stop, cropped}, the last seam's number):
+    the seams down the ink, with its left and right edges as seams 0 and last, and every run
+    of strips between two of them that could be a digit (PIECE_WIDTH, PIECE_HEIGHT), but the
+    whole mark."""
+    height = ink.shape[0]
+    lines = [np.zeros(height, int), *seams(ink), np.full(height, ink.shape[1])]
+    last = len(lines) - 1
+    columns = np.arange(ink.shape[1])
+    pieces = {}
+    for start in range(last):
+        for stop in range(start + 1, last + 1):
+            if (start, stop) == (0, last):
+                continue
+            between = (columns >= lines[start][:, np.newaxis]) & (columns < lines[stop][:, np.newaxis])
+            piece = cropped_ink(ink * between)
+            if piece is not None and could_be_a_digit(piece.shape, height):
+                pieces[start, stop] = piece
+    return pieces, last
 
 
 def could_be_a_digit(shape, mark_height):
