@@ -12,9 +12,9 @@ import numpy as np
 from . import pictures
 from .mnist_files import NUM_CLASSES
 
-# A mark's pieces must read surely as digits, each one to the gate too: a stroke cut from a
-# letter reads as a 1. Each cut beyond the first must make the reading surer by CUT_GAIN (a
-# log-probability), so that a digit is not cut into strokes.
+# A mark's pieces must read surely as digits, each one to the gate too (to the digit network
+# alone, a stroke cut from a letter reads surely as a 1). Each cut beyond the first must make
+# the reading surer by CUT_GAIN (a log-probability), so that a digit is not cut into strokes.
 CUT_GAIN = 0.5
 SURELY = -0.5  # the pieces' log-probabilities add up to at least this (61%)
 MOST_DIGITS = 4  # in one mark
