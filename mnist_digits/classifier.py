@@ -42,7 +42,12 @@ class Gate(NamedTuple):
     threshold: float
 
     def __call__(self, images):
-        return self.network(images)[:, NUM_CLASSES:].sum(axis=1) > self.threshold
+        return self.no_digit_score(self.network(images)) > self.threshold
+
+    @staticmethod
+    def no_digit_score(outputs):
+        """The network's outputs (N, 11 or 12) -> (N,): how surely each mark holds no digit."""
+        return outputs[:, NUM_CLASSES:].sum(axis=1)
 
 
 def load_gate(model_dir=DEFAULT_MODEL_DIR):

@@ -40,7 +40,7 @@ def splitter(classify, gate):
         it as digits that touch."""
         images = marks[..., np.newaxis]
         probabilities, outputs = classify(images), gate.network(images)
-        not_digit = outputs[:, NUM_CLASSES:].sum(axis=1)
+        not_digit = gate.no_digit_score(outputs)
         no_digit = not_digit > gate.threshold
         touching = (outputs[:, TOUCHING] > outputs[:, NUM_CLASSES] if outputs.shape[1] > TOUCHING
                     else np.zeros(len(marks), bool))

@@ -45,7 +45,7 @@ def touching_gate(folder):
     threshold at RATE of the validation digits."""
     network = load_network(Path(folder), (12,), None, "")
     validation = np.load(CACHE / "digits_validation.npz")["marks"].reshape(-1, 28, 28, 1)
-    not_digit = network(validation)[:, 10:].sum(axis=1)
+    not_digit = Gate.no_digit_score(network(validation))
     return Gate(network, float(np.quantile(not_digit, 1 - RATE)))
 
 
