@@ -5,12 +5,11 @@ import json
 import sys
 
 from . import figures, serve
-from .classifier import answer_digits, load_classifier, load_gate, picture_answerer, read_picture
+from .classifier import answer_file, load_classifier, load_gate, picture_answerer
 from .cli import ArgumentParser, add_data_flag, add_model_dir_flag, print_table, whole_number
 from .errors import UsageError, UserError
 from .mnist_files import NUM_CLASSES
 from .model_files import NOT_A_DIGIT_DIR, read_metadata, resolve_model_dir, shipped_model_dir
-from .touching import splitter
 
 
 def build_evaluate_parser(prog):
@@ -79,18 +78,16 @@ def redraw_reports(model_dir, results, x_test, y_test, probabilities):
 def run_predict(args):
     model_dir = resolve_model_dir(args.model_dir)
     classify, gate = load_classifier(model_dir), load_gate_or_warn(model_dir)
-    split = splitter(classify, gate)
     failed = 0
     for path in args.files:  # each answer as soon as it is known, in the order of the files
         try:
-            digits, main = read_picture(path, split)
+            answer = answer_file(path, classify, gate)
         except UserError as error:
             failed += 1
             print(f"error: {error}", file=sys.stderr, flush=True)
             if args.json:
                 print(json.dumps({"file": path, "error": str(error)}), flush=True)
             continue
-        answer = answer_digits(classify, digits, main, gate)
         print(json.dumps({"file": path, **answer}) if args.json else answer_text(path, answer),
               flush=True)
     return 1 if failed else 0

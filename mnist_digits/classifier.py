@@ -80,7 +80,7 @@ def load_network(folder, outputs, load_keras, advice):
     """run(images (N, 28, 28, 1)) -> (N, outputs): folder/model.tflite on LiteRT's interpreter
     where it is installed, else the Keras model load_keras() gives, on TensorFlow. A network
     that cannot be loaded, or gives a number of outputs not among `outputs`, is a UserError
-    ending in `advice`. It keeps the outputs of the last images it read (remembered)."""
+    ending in `advice`."""
     lock = threading.Lock()  # one call at a time: an interpreter is not thread-safe
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -90,7 +90,11 @@ def load_network(folder, outputs, load_keras, advice):
         import_tensorflow_quietly()
         model = load_keras()
         check_outputs(model.output_shape[-1], outputs, folder / "model.keras", advice)
-        return remembered(lambda images: np.asarray(model.predict_on_batch(images)), lock)
+
+        def run_keras(images):
+            with lock:
+                return np.asarray(model.predict_on_batch(np.asarray(images, np.float32)))
+        return run_keras
     try:
         with quiet_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
             # One image at a time, on one thread: more threads only wait on each other here.
@@ -107,38 +111,37 @@ def load_network(folder, outputs, load_keras, advice):
 
     def run(images):
         probabilities = []
-        for image in images:
-            interpreter.set_tensor(image_in, image[np.newaxis])
-            interpreter.invoke()
-            probabilities.append(interpreter.get_tensor(probabilities_out["index"])[0])
+        with lock:
+            for image in np.asarray(images, np.float32):
+                interpreter.set_tensor(image_in, image[np.newaxis])
+                interpreter.invoke()
+                probabilities.append(interpreter.get_tensor(probabilities_out["index"])[0])
         return np.array(probabilities).reshape(-1, count)
-    return remembered(run, lock)
+    return run
 
 
-REMEMBERED = 1000  # images whose outputs a network keeps
-
-
-def remembered(run, lock):
-    """run(images), one call at a time, each image's outputs kept for the next calls (up to
-    REMEMBERED images, then forgotten at once): touching.splitter reads a picture's marks, and
-    answer_digits then reads the same marks again."""
+def remembering(run):
+    """run(images), each image's outputs kept for the next calls. For one picture: touching's
+    splitter reads its marks, and answer_digits then reads the same marks again."""
     memo = {}
 
-    def remembering(images):
+    def remembered(images):
         images = np.asarray(images, np.float32)
-        if not 0 < len(images) <= REMEMBERED:  # arrays read in bulk: none to remember
-            with lock:
-                return run(images)
+        if len(images) == 0:
+            return run(images)
         keys = [image.tobytes() for image in images]
-        with lock:
-            new = [i for i, key in enumerate(keys) if key not in memo]
-            if len(memo) + len(new) > REMEMBERED:
-                memo.clear()
-                new = range(len(keys))
-            if new:
-                memo.update(zip((keys[i] for i in new), run(images[list(new)])))
-            return np.stack([memo[key] for key in keys])
-    return remembering
+        new = [i for i, key in enumerate(keys) if key not in memo]
+        if new:
+            memo.update(zip((keys[i] for i in new), run(images[new])))
+        return np.stack([memo[key] for key in keys])
+    return remembered
+
+
+def for_one_picture(classify, gate):
+    """classify and the gate, remembering what they read (remembering) while one picture is
+    read and answered."""
+    return (remembering(classify),
+            None if gate is None else Gate(remembering(gate.network), gate.threshold))
 
 
 def check_outputs(found, expected, path, advice):
@@ -213,8 +216,19 @@ def answer_digits(classify, marks, main, gate=None):
     return answer
 
 
+def answer_file(path, classify, gate=None):
+    """`predict`'s answer (answer_digits') for an image file: its marks found (read_picture,
+    digits that touch cut apart) and answered."""
+    classify, gate = for_one_picture(classify, gate)
+    digits, main = read_picture(path, touching.splitter(classify, gate))
+    return answer_digits(classify, digits, main, gate)
+
+
 def picture_answerer(classify, gate=None):
     """answer(grey) for the server: a grey picture's marks found (digits that touch cut apart)
     and answered."""
-    split = touching.splitter(classify, gate)
-    return lambda grey: answer_digits(classify, *pictures.find_digits(grey, split), gate)
+    def answer(grey):
+        picture_classify, picture_gate = for_one_picture(classify, gate)
+        marks, main = pictures.find_digits(grey, touching.splitter(picture_classify, picture_gate))
+        return answer_digits(picture_classify, marks, main, picture_gate)
+    return answer

@@ -4,7 +4,6 @@ other mark is read as before. The benchmark's touching renderings of a few test 
 tables: benchmarks/pictures.py on all 10,000), and what the networks remember (classifier)."""
 
 import json
-import threading
 
 import numpy as np
 import pytest
@@ -105,7 +104,7 @@ def test_without_a_gate_there_is_no_split(shipped_classifier):
     assert touching.splitter(shipped_classifier, None) is None
 
 
-def test_a_network_remembers_the_images_it_read_and_gives_the_same_outputs(test_digits):
+def test_a_network_remembers_the_images_of_one_picture_and_gives_the_same_outputs(test_digits):
     """What touching.splitter reads is not read again when answered: the outputs come from the
     memo (not the network) and are the network's own, whatever else the call holds."""
     computed = []
@@ -114,21 +113,16 @@ def test_a_network_remembers_the_images_it_read_and_gives_the_same_outputs(test_
         computed.append(len(images))
         return images[:, 0, :3, 0] * 2 + images[:, 14, :3, 0]
 
-    run = classifier.remembered(network, threading.Lock())
+    run = classifier.remembering(network)
     images = test_digits[0][:, :, :, np.newaxis].astype(np.float32) / 255
     first = run(images[:10])
     mixed = run(images[5:20])
     assert computed == [10, 10]  # images 5-9 were remembered
     assert np.array_equal(mixed, network(images[5:20]))
     assert np.array_equal(first, network(images[:10]))
-    computed.clear()
-    others = np.random.default_rng(0).random((classifier.REMEMBERED + 10, 28, 28, 1), np.float32)
-    run(others)  # read in bulk: not remembered, and the memo is kept
-    run(images[:20])
-    assert computed == [len(others)]
-    run(others[:classifier.REMEMBERED - 10])  # 1,010 images in all: the first 20 are forgotten
-    run(images[:10])
-    assert computed == [len(others), classifier.REMEMBERED - 10, 10]
     twice = run(np.concatenate([images[50:52], images[50:52]]))  # the same image twice in a call
     assert computed[-1] == 4 and np.array_equal(twice[:2], twice[2:])
     assert run(np.zeros((0, 28, 28, 1), np.float32)).shape == (0, 3)
+    computed.clear()
+    classifier.remembering(network)(images[:10])  # the next picture's memo starts empty
+    assert computed == [10]
