@@ -24,6 +24,7 @@ SEAM_STEP = 0.3  # ...and a step sideways costs as much as this much ink
 SEAM_PULL = 0.05  # ...and each pixel away from the start this much, per row
 PIECE_WIDTH = (0.08, 1.4)  # a digit's width, as a share of the mark's height (a 1 to a wide 0)
 PIECE_HEIGHT = 0.3  # ...and its height, at least
+REACH = (0.04, 0.08, 0.12)  # a chosen piece may reach past a seam by these shares of its height
 TOUCHING = NUM_CLASSES + 1  # the gate's output "digits that touch" (NUM_CLASSES: "not a digit")
 
 
@@ -79,8 +80,9 @@ def split_touching(ink, soft, judge, whole_score):
     reads surest as one mark, or its surest pieces are not all digits, read at SURELY or
     better. Every piece that could be a digit (candidate_pieces) is judged, and the pieces
     chosen are those whose scores add up to the most, less CUT_GAIN for each cut beyond the
-    first (best_cuts)."""
-    pieces, last = candidate_pieces(ink)
+    first (best_cuts), each reaching past its seams where that reads surer (surest_reach)."""
+    lines = seam_lines(ink)
+    pieces, last = candidate_pieces(ink, lines), len(lines) - 1
     if not pieces:
         return []
     marks = {place: pictures.mnist_mark(piece, soft) for place, piece in pieces.items()}
@@ -88,19 +90,48 @@ def split_touching(ink, soft, judge, whole_score):
                            for values in judge(np.stack(list(marks.values()))))
     scores[0, last] = whole_score
     places = best_cuts(scores, last)
-    if (len(places) == 1 or sum(scores[place] for place in places) < SURELY
-            or any(no_digit[place] for place in places)):
+    if len(places) == 1:
         return []
-    return [(pieces[place], marks[place]) for place in places]
+    chosen = [surest_reach(ink, lines, place, soft, judge,
+                           (pieces[place], marks[place], scores[place], no_digit[place]))
+              for place in places]
+    if sum(score for _, _, score, _ in chosen) < SURELY or any(none for *_, none in chosen):
+        return []
+    return [(piece, mark) for piece, mark, _, _ in chosen]
 
 
-def candidate_pieces(ink):
-    """({(start, stop): the ink between seams start and stop, cropped}, the last seam's number):
-    the seams down the ink, with its left and right edges as seams 0 and last, and every run
-    of strips between two of them that could be a digit (PIECE_WIDTH, PIECE_HEIGHT), but the
-    whole mark."""
+def surest_reach(ink, lines, place, soft, judge, reading):
+    """A chosen piece as it reads surest: between its seams (`reading`: piece, mark, score,
+    no_digit) or reaching REACH past the seams it shares with its neighbours, into the ink two
+    touching digits share."""
+    start, stop = place
+    last = len(lines) - 1
+    columns = np.arange(ink.shape[1])
+    wider = []
+    for share in REACH:
+        reach = round(share * ink.shape[0])
+        left = lines[start] - (reach if start > 0 else 0)
+        right = lines[stop] + (reach if stop < last else 0)
+        wider.append(cropped_ink(ink * ((columns >= left[:, np.newaxis])
+                                        & (columns < right[:, np.newaxis]))))
+    marks = [pictures.mnist_mark(piece, soft) for piece in wider]
+    scores, no_digit, _ = judge(np.stack(marks))
+    best = int(np.argmax(scores))
+    if scores[best] <= reading[2]:
+        return reading
+    return wider[best], marks[best], scores[best], no_digit[best]
+
+
+def seam_lines(ink):
+    """The seams down the ink, with its left and right edges as the first and the last."""
     height = ink.shape[0]
-    lines = [np.zeros(height, int), *seams(ink), np.full(height, ink.shape[1])]
+    return [np.zeros(height, int), *seams(ink), np.full(height, ink.shape[1])]
+
+
+def candidate_pieces(ink, lines):
+    """{(start, stop): the ink between lines start and stop, cropped}: every run of strips
+    between two seams that could be a digit (PIECE_WIDTH, PIECE_HEIGHT), but the whole mark."""
+    height = ink.shape[0]
     last = len(lines) - 1
     columns = np.arange(ink.shape[1])
     pieces = {}
@@ -112,7 +143,7 @@ def candidate_pieces(ink):
             piece = cropped_ink(ink * between)
             if piece is not None and could_be_a_digit(piece.shape, height):
                 pieces[start, stop] = piece
-    return pieces, last
+    return pieces
 
 
 def could_be_a_digit(shape, mark_height):

@@ -100,6 +100,30 @@ def test_a_pieces_size_is_its_share_of_the_marks():
     assert touching.piece_size(ink[20:, 30:], ink, size) == (19, 450)
 
 
+def test_a_chosen_piece_reaches_past_its_seam_only_where_that_reads_surer():
+    """Two strokes sharing the columns 18-21 (as touching digits share ink), cut at column 20:
+    the left piece may take the shared columns beyond the seam (never more than the widest
+    REACH, never beyond the mark), and keeps its own ink where the wider piece reads worse."""
+    ink = np.zeros((50, 40), np.float32)
+    ink[5:45, 4:22] = 1
+    ink[5:45, 18:36] = 0.5
+    lines = [np.zeros(50, int), np.full(50, 20), np.full(50, 40)]
+    reading = (ink[5:45, 0:20], None, -1.0, False)
+
+    def judge(inked):  # surer the more ink: the widest piece wins
+        totals = inked.reshape(len(inked), -1).sum(axis=1)
+        return np.log(totals / totals.max()) / 10, np.zeros(len(inked), bool), None
+
+    piece, mark, score, no_digit = touching.surest_reach(ink, lines, (0, 1), False, judge, reading)
+    widest = round(max(touching.REACH) * 50)
+    assert piece.shape == (40, 20 + widest - 4) and score > reading[2] and not no_digit
+    assert mark.shape == (28, 28)
+    right = touching.surest_reach(ink, lines, (1, 2), False, judge, (ink[5:45, 20:], None, -1.0, False))
+    assert right[0].shape == (40, 36 - (20 - widest))  # reaching left, to the mark's right edge
+    sure = (ink[5:45, 0:20], None, 0.0, False)  # nothing reads surer than 0
+    assert touching.surest_reach(ink, lines, (0, 1), False, judge, sure) is sure
+
+
 def test_without_a_gate_there_is_no_split(shipped_classifier):
     assert touching.splitter(shipped_classifier, None) is None
 
