@@ -3,6 +3,7 @@
 http.server, with pictures to decode what is posted; the script passes in the function that
 answers a picture. `serve_forever` runs it, in several processes if asked."""
 
+import concurrent.futures
 import contextlib
 import functools
 import http.server
@@ -62,10 +63,10 @@ def make_server(answer, host, port, health, log_requests=False):
 
 
 class Server(http.server.ThreadingHTTPServer):
-    """A thread per connection (Handler); the pictures read one at a time (`reading`): the
-    threads of one process reading several at once only take turns with Python's interpreter
-    lock, and cost about twice the CPU time (benchmarks/README.md). A large picture also needs
-    a few hundred MB for a moment: one at a time, no more."""
+    """A thread per connection (Handler); the pictures read one at a time on a thread of their
+    own: the threads of one process reading several at once only take turns with Python's
+    interpreter lock, and cost about twice the CPU time (benchmarks/README.md). A large
+    picture also needs a few hundred MB for a moment: one at a time, no more."""
 
     daemon_threads = True
     request_queue_size = 64  # the default 5 drops connections when many clients arrive
@@ -73,7 +74,8 @@ class Server(http.server.ThreadingHTTPServer):
     def __init__(self, address, answer, health, log_requests):
         self.answer, self.health, self.log_requests = answer, health, log_requests
         self.page = PAGE.read_bytes()
-        self.reading = threading.Lock()
+        # Its thread starts with the first picture (serve_forever forks before any does).
+        self.reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="picture-reader")
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, Handler)  # binds: a port in use fails here, closing the server
 
@@ -85,12 +87,15 @@ class Server(http.server.ThreadingHTTPServer):
                              "(e.g. curl --data-binary @digit.png)")
         is_json = content_type.startswith("application/json") or body.lstrip().startswith(b"{")
         read = pixels_from_json if is_json else decode_picture
-        with self.reading:
-            return self.answer(read(body))
+        return self.reader.submit(lambda: self.answer(read(body))).result()
 
     def handle_error(self, request, client_address):
         if not isinstance(sys.exc_info()[1], ConnectionError):  # else: the client left
             super().handle_error(request, client_address)
+
+    def server_close(self):
+        super().server_close()
+        self.reader.shutdown()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -198,8 +203,8 @@ def serve_forever(server, processes=1):
     answers about as many requests more (benchmarks/README.md). They stop with this one, and on
     their own within half a second if it is killed. Call it before the server runs any thread."""
     if processes > 1 and threading.active_count() > 1:
-        raise RuntimeError("serve_forever forks: call it before any thread starts (a thread's "
-                           "copy would never run in the new processes, nor free what it holds)")
+        raise RuntimeError("serve_forever forks: call it before any thread starts (a copy of "
+                           "the picture reader's thread would never run in the new processes)")
     children = []
     try:
         if processes > 1:  # a process that finds another took the connection goes on waiting
