@@ -99,8 +99,7 @@ def serve_load(script, model_dir, bodies, clients=16, requests=1600):
             with ThreadPoolExecutor(clients) as pool:
                 results = list(pool.map(send, range(requests)))
             seconds = time.perf_counter() - begin
-            # Each picture alone, after the load: before it, the server would have read them
-            # all once already, and the networks remember the marks they read.
+            # The answers to check against: each picture alone, after the load.
             expected = [request(port, "POST", "/predict", body)[1]["digit"] for body in kind_bodies]
             results = [(digit == expected[i % len(kind_bodies)], latency)
                        for i, (digit, latency) in enumerate(results)]

@@ -24,7 +24,8 @@ SEAM_STEP = 0.3  # ...and a step sideways costs as much as this much ink
 SEAM_PULL = 0.05  # ...and each pixel away from the start this much, per row
 PIECE_WIDTH = (0.08, 1.4)  # a digit's width, as a share of the mark's height (a 1 to a wide 0)
 PIECE_HEIGHT = 0.3  # ...and its height, at least
-REACH = (0.04, 0.08, 0.12)  # a chosen piece may reach past a seam by these shares of its height
+# A chosen piece may reach past a seam by these shares of the mark's height (surest_reach).
+REACH = (0.04, 0.08, 0.12)
 TOUCHING = NUM_CLASSES + 1  # the gate's output "digits that touch" (NUM_CLASSES: "not a digit")
 
 
@@ -105,15 +106,12 @@ def surest_reach(ink, lines, place, soft, judge, reading):
     no_digit) or reaching REACH past the seams it shares with its neighbours, into the ink two
     touching digits share."""
     start, stop = place
-    last = len(lines) - 1
     columns = np.arange(ink.shape[1])
     wider = []
-    for share in REACH:
+    for share in REACH:  # past the first and last lines, the ink's edges, there is none
         reach = round(share * ink.shape[0])
-        left = lines[start] - (reach if start > 0 else 0)
-        right = lines[stop] + (reach if stop < last else 0)
-        wider.append(cropped_ink(ink * ((columns >= left[:, np.newaxis])
-                                        & (columns < right[:, np.newaxis]))))
+        wider.append(cropped_ink(ink * ((columns >= lines[start][:, np.newaxis] - reach)
+                                        & (columns < lines[stop][:, np.newaxis] + reach))))
     marks = [pictures.mnist_mark(piece, soft) for piece in wider]
     scores, no_digit, _ = judge(np.stack(marks))
     best = int(np.argmax(scores))

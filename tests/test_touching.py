@@ -102,26 +102,57 @@ def test_a_pieces_size_is_its_share_of_the_marks():
 
 def test_a_chosen_piece_reaches_past_its_seam_only_where_that_reads_surer():
     """Two strokes sharing the columns 18-21 (as touching digits share ink), cut at column 20:
-    the left piece may take the shared columns beyond the seam (never more than the widest
-    REACH, never beyond the mark), and keeps its own ink where the wider piece reads worse."""
+    each piece is read as it is and reaching REACH past the seam; the surest reading is kept,
+    with the gate's word on it, and the piece as it was where no wider one reads surer."""
     ink = np.zeros((50, 40), np.float32)
     ink[5:45, 4:22] = 1
     ink[5:45, 18:36] = 0.5
     lines = [np.zeros(50, int), np.full(50, 20), np.full(50, 40)]
-    reading = (ink[5:45, 0:20], None, -1.0, False)
+    judged = []
 
-    def judge(inked):  # surer the more ink: the widest piece wins
-        totals = inked.reshape(len(inked), -1).sum(axis=1)
-        return np.log(totals / totals.max()) / 10, np.zeros(len(inked), bool), None
+    def judge(marks, scores=(-0.3, -0.1, -0.2)):  # the second reach reads surest
+        judged.append(marks)
+        return np.array(scores), np.array([False, True, False]), None
 
+    reading = (ink[5:45, 4:20], None, -0.5, False)
     piece, mark, score, no_digit = touching.surest_reach(ink, lines, (0, 1), False, judge, reading)
-    widest = round(max(touching.REACH) * 50)
-    assert piece.shape == (40, 20 + widest - 4) and score > reading[2] and not no_digit
-    assert mark.shape == (28, 28)
-    right = touching.surest_reach(ink, lines, (1, 2), False, judge, (ink[5:45, 20:], None, -1.0, False))
-    assert right[0].shape == (40, 36 - (20 - widest))  # reaching left, to the mark's right edge
-    sure = (ink[5:45, 0:20], None, 0.0, False)  # nothing reads surer than 0
+    assert len(judged[-1]) == len(touching.REACH) == 3 and mark.shape == (28, 28)
+    reach = round(touching.REACH[1] * 50)
+    assert np.array_equal(piece, ink[5:45, 4:20 + reach]) and (score, no_digit) == (-0.1, True)
+    piece, *_ = touching.surest_reach(ink, lines, (1, 2), False, judge, (ink[5:45, 20:36], None,
+                                                                         -0.5, False))
+    assert np.array_equal(piece, ink[5:45, 20 - reach:36])  # to the left; the right is the edge
+    sure = (ink[5:45, 4:20], None, -0.05, False)  # nothing reads surer than the piece as it was
     assert touching.surest_reach(ink, lines, (0, 1), False, judge, sure) is sure
+
+
+def test_the_server_reads_each_mark_once_a_picture_and_again_for_the_next(
+        shipped_classifier, shipped_gate, test_digits):
+    """The cut's judge and the answer read the same marks: the networks remember them for one
+    picture (classifier.for_one_picture), and the next picture starts afresh."""
+    read = {"digits": [], "gate": []}
+
+    def counting(network, log):
+        def run(images):
+            log.extend(image.tobytes() for image in np.asarray(images, np.float32))
+            return network(images)
+        return run
+
+    gate = Gate(counting(shipped_gate.network, read["gate"]), shipped_gate.threshold)
+    answer = picture_answerer(counting(shipped_classifier, read["digits"]), gate)
+    for grey in rendered("two digits touching, boxes overlapping", test_digits[0][:10]):
+        for log in read.values():
+            log.clear()
+        digits = answer(grey).get("digits", [])
+        first = {network: len(log) for network, log in read.items()}
+        if len(digits) == 2 and first["gate"] > 2 * 2:  # cut: pieces judged beyond the two
+            for log in read.values():                   # answered
+                assert len(set(log)) == len(log)  # no image read twice by one network...
+            answer(grey)
+            assert {network: len(log) for network, log in read.items()} == {
+                network: 2 * count for network, count in first.items()}  # ...but again later
+            return
+    pytest.fail("none of 10 pictures of two touching digits was cut (83% are, on 300)")
 
 
 def test_without_a_gate_there_is_no_split(shipped_classifier):

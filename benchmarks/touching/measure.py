@@ -29,8 +29,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path[:0] = [str(ROOT), str(HERE), str(HERE.parent), str(HERE.parent / "not_a_digit")]
 from common import CACHE  # noqa: E402
-from mnist_digits import mnist_files, pictures, touching  # noqa: E402
-from mnist_digits.classifier import Gate, load_classifier, load_gate, load_network  # noqa: E402
+from mnist_digits import mnist_files, pictures  # noqa: E402
+from mnist_digits.classifier import (Gate, answer_digits, load_classifier, load_gate,  # noqa: E402
+                                     load_network, picture_answerer)
 from negatives import negative_pictures  # noqa: E402
 from renderings import DIGITS_PER_FILE, RENDERINGS  # noqa: E402
 
@@ -49,15 +50,14 @@ def touching_gate(folder):
     return Gate(network, float(np.quantile(not_digit, 1 - RATE)))
 
 
-def read(find, data, classify, gate):
-    """The digits find reads in the file, left to right (None: not a digit); [] if refused."""
+def read(answer, data):
+    """The digits a picture answerer reads in the file, left to right (None: not a digit); []
+    if refused."""
     try:
-        marks, _ = find(pictures.decode_picture(data))
+        reading = answer(pictures.decode_picture(data))
     except ValueError:
         return []
-    images = marks[..., np.newaxis]
-    return [None if none else int(digit)
-            for digit, none in zip(classify(images).argmax(axis=1), gate(images))]
+    return reading.get("digits") or [reading["digit"]]
 
 
 def varied_pair(digit, index, other):
@@ -105,9 +105,8 @@ def main():
     twelve = touching_gate(args.touching) if args.touching else None
     classify = load_classifier(args.model_dir)
     gate = twelve or load_gate(args.model_dir)
-    split = touching.splitter(classify, gate)
-    readers = {"no split": (pictures.find_digits, gate),
-               "split": (lambda grey: pictures.find_digits(grey, split), gate)}
+    readers = {"no split": lambda grey: answer_digits(classify, *pictures.find_digits(grey), gate),
+               "split": picture_answerer(classify, gate)}  # as the server reads a picture
     arrays = mnist_files.read_mnist_arrays(args.data)
     x, y = arrays["x_test"][:args.limit], arrays["y_test"][:args.limit]
     results = {"files": len(x), "command": "python benchmarks/touching/measure.py " + " ".join(sys.argv[1:]),
@@ -126,9 +125,9 @@ def main():
         for index, digit in enumerate(x):
             data = encoded(*render(digit, index, *(x[(index + k) % len(x)] for k in range(1, count))))
             expected = [int(y[(index + k) % len(y)]) for k in range(count)]
-            for reader, (find, says) in readers.items():
+            for reader, answer in readers.items():
                 start = time.process_time()
-                right[reader] += read(find, data, classify, says) == expected
+                right[reader] += read(answer, data) == expected
                 seconds[reader] += time.process_time() - start
         results["rows"][name] = {reader: right[reader] / len(x) for reader in readers}
         results["rows"][name]["ms_per_picture"] = {r: round(1000 * s / len(x), 1) for r, s in seconds.items()}
@@ -137,8 +136,8 @@ def main():
         said = {reader: 0 for reader in readers}
         files = negative_pictures(kind, args.limit, 2)
         for data, _, _ in files:
-            for reader, (find, says) in readers.items():
-                said[reader] += all(digit is None for digit in read(find, data, classify, says))
+            for reader, answer in readers.items():
+                said[reader] += all(digit is None for digit in read(answer, data))
         results["negatives"][kind] = {reader: said[reader] / len(files) for reader in readers}
         print(kind, results["negatives"][kind], flush=True)
     (HERE.parent / "results" / f"{args.save_as}.json").write_text(json.dumps(results, indent=1) + "\n")

@@ -40,6 +40,8 @@ def main():
                         help="the convolutions' filters, as a share of the default network's")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow's threads (0: all cores)")
     args = parser.parse_args()
+    if args.width <= 0:
+        parser.error(f"--width must be above 0, not {args.width}")
     import keras
     import tensorflow as tf
     if args.threads:
