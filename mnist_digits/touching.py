@@ -106,12 +106,10 @@ def surest_reach(ink, lines, place, soft, judge, reading):
     no_digit) or reaching REACH past the seams it shares with its neighbours, into the ink two
     touching digits share."""
     start, stop = place
-    columns = np.arange(ink.shape[1])
     wider = []
     for share in REACH:  # past the first and last lines, the ink's edges, there is none
         reach = round(share * ink.shape[0])
-        wider.append(cropped_ink(ink * ((columns >= lines[start][:, np.newaxis] - reach)
-                                        & (columns < lines[stop][:, np.newaxis] + reach))))
+        wider.append(ink_between(ink, lines[start] - reach, lines[stop] + reach))
     marks = [pictures.mnist_mark(piece, soft) for piece in wider]
     scores, no_digit, _ = judge(np.stack(marks))
     best = int(np.argmax(scores))
@@ -131,14 +129,12 @@ def candidate_pieces(ink, lines):
     between two seams that could be a digit (PIECE_WIDTH, PIECE_HEIGHT), but the whole mark."""
     height = ink.shape[0]
     last = len(lines) - 1
-    columns = np.arange(ink.shape[1])
     pieces = {}
     for start in range(last):
         for stop in range(start + 1, last + 1):
             if (start, stop) == (0, last):
                 continue
-            between = (columns >= lines[start][:, np.newaxis]) & (columns < lines[stop][:, np.newaxis])
-            piece = cropped_ink(ink * between)
+            piece = ink_between(ink, lines[start], lines[stop])
             if piece is not None and could_be_a_digit(piece.shape, height):
                 pieces[start, stop] = piece
     return pieces
@@ -147,6 +143,13 @@ def candidate_pieces(ink, lines):
 def could_be_a_digit(shape, mark_height):
     narrowest, widest = (share * mark_height for share in PIECE_WIDTH)
     return narrowest <= shape[1] <= widest and shape[0] >= PIECE_HEIGHT * mark_height
+
+
+def ink_between(ink, left, right):
+    """The ink between two lines down it (each row's first column, and the one past its last),
+    cropped; None where there is none."""
+    columns = np.arange(ink.shape[1])
+    return cropped_ink(ink * ((columns >= left[:, np.newaxis]) & (columns < right[:, np.newaxis])))
 
 
 def cropped_ink(ink):
