@@ -1,14 +1,14 @@
 """The shipped "not a digit" network's recipe (benchmarks/not_a_digit/oe_recipe.py: the training
 digits' marks, the stroke and typed digits, the eight kinds' single-mark negatives, 8 epochs
 without augmentation) with a twelfth output, "digits that touch": build_touching.py's marks
-(cache/touching_s1.npz), label 11.
+(cache/touching_s1.npz, or those --touching names), label 11.
 
-    python benchmarks/touching/touch_recipe.py --seed 1 [--threads 2]
+    python benchmarks/touching/touch_recipe.py --seed 1 [--threads 2] [--touching touching_s1 touching_s2]
 
 Checkpoints in cache/touch12_sSEED/ (the same command resumes); the network is saved as
 cache/touch12_sSEED.keras and as a LiteRT file, cache/touch12_sSEED/model.tflite. `--width W`
 scales every convolution's filters by W (W=0.5: a quarter of the arithmetic), named
-touch12wW_sSEED.
+touch12wW_sSEED; with other --touching sets, touch12_t1_2_sSEED (their seeds).
 """
 
 import argparse
@@ -38,6 +38,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--width", type=float, default=1.0,
                         help="the convolutions' filters, as a share of the default network's")
+    parser.add_argument("--touching", nargs="+", default=["touching_s1"],
+                        help="build_touching.py's sets in cache/ to train the twelfth output on")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow's threads (0: all cores)")
     args = parser.parse_args()
     if args.width <= 0:
@@ -51,7 +53,8 @@ def main():
 
     x, y = training_images(KINDS, marks=True, extra_digits=EXTRA_DIGITS, single_mark_negatives=True)
     held_out = 60_000 - N_TRAIN  # the validation digits, last, where the recipe takes them from
-    touching = np.load(CACHE / "touching_s1.npz")["marks"][..., np.newaxis]
+    touching = np.concatenate([np.load(CACHE / f"{name}.npz")["marks"] for name in args.touching])
+    touching = touching[..., np.newaxis]
     x = np.concatenate([x[:-held_out], touching, x[-held_out:]])
     y = np.concatenate([y[:-held_out], np.full(len(touching), TOUCHING, y.dtype), y[-held_out:]])
     recipe = dataclasses.replace(mdr.RECIPE, seed=args.seed, epochs=args.epochs, augment=False,
@@ -61,7 +64,9 @@ def main():
     if args.width != 1:
         network = narrower(network, args.width, keras)
     network = mdr.compile_model(network, recipe)
-    name = f"touch12{'' if args.width == 1 else f'w{args.width:g}'}_s{args.seed}"
+    sets = "" if args.touching == ["touching_s1"] else "_t" + "_".join(
+        name.removeprefix("touching_s") for name in args.touching)
+    name = f"touch12{'' if args.width == 1 else f'w{args.width:g}'}{sets}_s{args.seed}"
     (CACHE / name).mkdir(exist_ok=True)
     started = time.time()
     mdr.train(network, x, y, recipe, work_dir=CACHE / name, verbose=2)
