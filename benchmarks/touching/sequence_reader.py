@@ -1,0 +1,252 @@
+"""A study: a network that reads a mark of two or three touching digits whole (a CTC reader, as
+keras.io's "OCR model for reading Captchas"), in place of the cut where it is sure, against the
+product's cut alone. Not in the product.
+
+The mark is scaled to digit height (20 px, as MNIST's box) in a 28 x 84 strip (`wide_mark`); a
+small CNN turns it into 21 columns, a bidirectional GRU reads them, and CTC (blank + ten digits)
+is its loss, so the digits need no fixed places. Trained on build_touching.py's renderings of the
+54,000 training digits (the product reads each picture; those it reads as one mark are kept).
+
+    python benchmarks/touching/sequence_reader.py build --count 45000 --seed 1   # cache/wide_s1.npz
+    python benchmarks/touching/sequence_reader.py train --seed 1 --epochs 10     # cache/ctc_s1.keras
+    python benchmarks/touching/sequence_reader.py measure --model cache/ctc_s1.keras --limit 600
+
+`measure` reads the benchmark's touching renderings of the first N validation digits (the
+study's dev set; measure.py's held-out rendering too) and pictures of five kinds the gate trained
+on, with no digit, through the product's own steps (pictures.digits_ink, the gate's judgement,
+touching.split_touching), each mark the gate sends to the cut also read by the sequence reader;
+the reader's digits replace the cut's where it reads two or more at a confidence (its greedy
+path's probability) of at least each threshold, or where its reading is likelier to it than the
+cut's by each margin (CTC's log-probability). Writes results/touching_sequence_reader.json.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent.parent), str(HERE), str(HERE.parent), str(HERE.parent / "not_a_digit")]
+from common import CACHE, N_TRAIN, mnist  # noqa: E402
+from measure import VARIED, encoded, varied_pair  # noqa: E402
+from mnist_digits import classifier, pictures, touching  # noqa: E402
+from renderings import DIGITS_PER_FILE, RENDERINGS  # noqa: E402
+
+HEIGHT, WIDTH = 28, 84
+STEPS = WIDTH // 4  # the columns CTC reads
+THRESHOLDS = [0.0, 0.5, 0.8, 0.9, 0.97]  # the reader's confidence (its greedy path's probability)
+MARGINS = [0.5, 1.0, 2.0]  # ...or how much likelier (log) than the cut's reading, at 0.5 or more
+TRAINED_KINDS = ["font_letters", "kana_kanji", "scribbles", "world_strokes", "pictograms"]
+
+
+def wide_mark(ink, soft):
+    """A mark's ink (pictures.digits_ink), strokes thickened as the product does, scaled to 20 px
+    tall (or to fit 80 px wide), centred in a 28 x 84 strip."""
+    ink = pictures.thicken_thin_strokes(ink)
+    rows, cols = np.nonzero(ink > 0.1 * ink.max())
+    ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    scale = min(20 / ink.shape[0], (WIDTH - 4) / ink.shape[1])
+    height, width = (max(1, round(n * scale)) for n in ink.shape)
+    mark = Image.fromarray(ink.astype(np.float32)).resize((width, height), Image.Resampling.BILINEAR)
+    mark = np.clip(np.asarray(mark), 0, 1)
+    if soft:
+        mark = pictures.sharpened(mark)
+    strip = np.zeros((HEIGHT, WIDTH), np.float32)
+    top, left = (HEIGHT - height) // 2, (WIDTH - width) // 2
+    strip[top:top + height, left:left + width] = mark
+    return strip
+
+
+def build(args):
+    from renderings import touching as render_touching
+    rng = np.random.default_rng(args.seed)
+    arrays = mnist()
+    x, y = arrays["x_train"][:N_TRAIN], arrays["y_train"][:N_TRAIN]
+    marks, holds = [], []
+    for index in range(args.count):
+        count, stroke = rng.integers(2, 4), bool(rng.integers(2))
+        chosen = rng.choice(len(x), count, replace=False)
+        image, fmt, options = render_touching(list(x[chosen]), 1_000_000 * args.seed + index, stroke)
+        inks, _, soft = pictures.digits_ink(pictures.decode_picture(encoded(image, fmt, options)))
+        if len(inks) == 1:
+            marks.append(wide_mark(inks[0], soft))
+            holds.append("".join(map(str, y[chosen])))
+    np.savez_compressed(CACHE / f"wide_s{args.seed}.npz", marks=np.array(marks, np.float32),
+                        holds=np.array(holds))
+    print(f"{len(marks)} marks of {args.count} pictures")
+
+
+def reader_network(keras):
+    layers = keras.layers
+
+    def conv(filters):
+        return [layers.Conv2D(filters, 3, padding="same", use_bias=False),
+                layers.BatchNormalization(), layers.ReLU()]
+
+    inputs = keras.Input((HEIGHT, WIDTH, 1))
+    augment = keras.Sequential([layers.RandomTranslation(0.08, 0.04, fill_mode="constant"),
+                                layers.RandomZoom(0.08, fill_mode="constant"),
+                                layers.RandomRotation(0.02, fill_mode="constant")])
+    hidden = augment(inputs)
+    for layer in [*conv(32), layers.MaxPooling2D(2), *conv(64), layers.MaxPooling2D(2),
+                  *conv(96), *conv(96), layers.Permute((2, 1, 3)),
+                  layers.Reshape((STEPS, HEIGHT // 4 * 96)), layers.Dropout(0.25),
+                  layers.Dense(128, activation="relu"),
+                  layers.Bidirectional(layers.GRU(64, return_sequences=True)),
+                  layers.Dense(11)]:  # logits: 0 is CTC's blank, 1-10 the digits 0-9
+        hidden = layer(hidden)
+    return keras.Model(inputs, hidden)
+
+
+def train(args):
+    import keras
+    import tensorflow as tf
+    from keras import ops
+    tf.config.threading.set_intra_op_parallelism_threads(2)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    keras.utils.set_random_seed(args.seed)
+    data = np.load(CACHE / "wide_s1.npz")
+    x = data["marks"][..., np.newaxis]
+    y = np.array([[int(c) + 1 for c in h] + [0] * (3 - len(h)) for h in data["holds"]], np.int32)
+    held = 2000
+
+    def ctc(y_true, y_pred):
+        y_true = ops.cast(y_true, "int32")
+        lengths = ops.sum(ops.cast(y_true > 0, "int32"), axis=1)
+        steps = ops.full((ops.shape(y_true)[0],), STEPS, dtype="int32")
+        return ops.ctc_loss(y_true, y_pred, lengths, steps, mask_index=0)
+
+    network = reader_network(keras)
+    network.compile(keras.optimizers.Adam(1e-3), loss=ctc)
+    network.fit(x[held:], y[held:], validation_data=(x[:held], y[:held]), epochs=args.epochs,
+                batch_size=64, verbose=2,
+                callbacks=[keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=1)])
+    network.save(CACHE / f"ctc_s{args.seed}.keras")
+    right = sum(greedy(logits)[0] == [v - 1 for v in target if v]
+                for logits, target in zip(network.predict(x[:held], verbose=0), y[:held]))
+    print(f"held-out marks read whole: {right / held:.1%}")
+
+
+def greedy(logits):
+    """(digits, confidence): CTC's greedy path (repeats merged, blanks dropped), its probability."""
+    probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+    probabilities /= probabilities.sum(-1, keepdims=True)
+    digits, previous = [], 0
+    for best in probabilities.argmax(-1):
+        if best not in (previous, 0):
+            digits.append(int(best) - 1)
+        previous = best
+    return digits, float(np.prod(probabilities.max(-1)))
+
+
+def measure(args):
+    import keras
+    import mnist_digit_recognition as mdr
+    from negatives import negative_pictures
+    arrays = mnist()
+    _, (x, y) = mdr.split_validation(arrays["x_train"], arrays["y_train"], 0.1)
+    classify, gate = classifier.load_classifier(), classifier.load_gate()
+    reader = keras.saving.load_model(args.model, compile=False)
+
+    def judge(marks):  # touching.splitter's
+        images = marks[..., np.newaxis]
+        probabilities, outputs = classify(images), gate.network(images)
+        not_digit = gate.no_digit_score(outputs)
+        no_digit = not_digit > gate.threshold
+        trying = no_digit & (outputs[:, touching.TOUCHING] > outputs[:, touching.NUM_CLASSES])
+        return (np.log(probabilities.max(axis=1)) + np.log1p(-np.minimum(not_digit, 1 - 1e-7)),
+                no_digit, trying)
+
+    def likelihood(logits, digits):
+        """log P(digits) under the reader (CTC: every alignment); -inf for a reading with no digit."""
+        if not digits or None in digits:
+            return -np.inf
+        target = np.array([[d + 1 for d in digits]], np.int32)
+        return -float(keras.ops.ctc_loss(target, logits[np.newaxis], np.array([len(digits)]),
+                                         np.array([STEPS]), mask_index=0)[0])
+
+    def marks_read(data):
+        """Per mark: (the product's digits, the reader's digits or None, its confidence, how much
+        likelier the reader finds its reading than the cut's)."""
+        try:
+            inks, _, soft = pictures.digits_ink(pictures.decode_picture(data))
+        except ValueError:
+            return []
+        if not inks:
+            return []
+        marks = np.stack([pictures.mnist_mark(ink, soft) for ink in inks])
+        found = []
+        for ink, mark, score, no_digit, trying in zip(inks, marks, *judge(marks)):
+            whole, confidence, gain = None, 0.0, 0.0
+            pieces = []
+            if trying:
+                logits = np.asarray(reader(wide_mark(ink, soft)[None, ..., None]))[0]
+                whole, confidence = greedy(logits)
+                pieces = touching.split_touching(ink, soft, judge, score)
+            cut = ([int(classify(m[None, ..., None]).argmax()) for _, m in pieces] if pieces else
+                   [None if no_digit else int(classify(mark[None, ..., None]).argmax())])
+            if trying and len(whole) >= 2:
+                gain = likelihood(logits, whole) - likelihood(logits, cut)
+            found.append((cut, whole, confidence, gain))
+        return found
+
+    def reading(found, rule):
+        """The digits read, each mark's the reader's where the rule ("sure T": its confidence at
+        least T; "likelier M": that at 0.5, and its reading likelier than the cut's by M, a cut to no
+        digit least likely) takes it, else the cut's."""
+        kind, value = rule.split()
+        return [digit for cut, whole, confidence, gain in found for digit in
+                (whole if kind != "cut" and whole is not None and len(whole) >= 2 and (
+                    confidence >= float(value) if kind == "sure" else
+                    confidence >= 0.5 and gain >= float(value))
+                 else cut)]
+
+    rules = ["cut alone"] + [f"sure {t}" for t in THRESHOLDS] + [f"likelier {m}" for m in MARGINS]
+
+    results = {"model": args.model, "limit": args.limit, "digits": "validation", "rows": {},
+               "negatives": {}}
+    for name in [*(n for n, (kind, _) in RENDERINGS.items() if kind == "touching"), VARIED]:
+        count, render = (2, varied_pair) if name == VARIED else (DIGITS_PER_FILE[name], RENDERINGS[name][1])
+        right = dict.fromkeys(rules, 0)
+        for index in range(args.limit):
+            digits = [x[(index + k) % len(x)] for k in range(count)]
+            found = marks_read(encoded(*render(digits[0], index, *digits[1:])))
+            want = [int(y[(index + k) % len(y)]) for k in range(count)]
+            for rule in rules:
+                right[rule] += reading(found, rule) == want
+        results["rows"][name] = {t: n / args.limit for t, n in right.items()}
+        print(name, results["rows"][name], flush=True)
+    for kind in TRAINED_KINDS:
+        found = [marks_read(data) for data, _, _ in negative_pictures(kind, args.negatives, 2)]
+        results["negatives"][kind] = {
+            rule: sum(all(d is None for d in reading(f, rule)) for f in found) / args.negatives
+            for rule in rules}
+        print(kind, results["negatives"][kind], flush=True)
+    out = HERE.parent / "results" / "touching_sequence_reader.json"
+    out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    command = commands.add_parser("build")
+    command.add_argument("--count", type=int, default=45000)
+    command.add_argument("--seed", type=int, default=1)
+    command = commands.add_parser("train")
+    command.add_argument("--seed", type=int, default=1)
+    command.add_argument("--epochs", type=int, default=10)
+    command = commands.add_parser("measure")
+    command.add_argument("--model", default=str(CACHE / "ctc_s1.keras"))
+    command.add_argument("--limit", type=int, default=600)
+    command.add_argument("--negatives", type=int, default=300)
+    args = parser.parse_args()
+    {"build": build, "train": train, "measure": measure}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
