@@ -185,7 +185,7 @@ def measure(args):
             whole, confidence, gain = None, 0.0, 0.0
             pieces = []
             if trying:
-                logits = np.asarray(reader(wide_mark(ink, soft)[None, ..., None]))[0]
+                logits = np.asarray(reader(wide_mark(ink, soft)[None, ..., None], training=False))[0]
                 whole, confidence = greedy(logits)
                 pieces = touching.split_touching(ink, soft, judge, score)
             cut = ([int(classify(m[None, ..., None]).argmax()) for _, m in pieces] if pieces else
