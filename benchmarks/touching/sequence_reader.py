@@ -110,7 +110,7 @@ def train(args):
     tf.config.threading.set_intra_op_parallelism_threads(2)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     keras.utils.set_random_seed(args.seed)
-    data = np.load(CACHE / "wide_s1.npz")
+    data = np.load(CACHE / f"{args.marks}.npz")
     x = data["marks"][..., np.newaxis]
     y = np.array([[int(c) + 1 for c in h] + [0] * (3 - len(h)) for h in data["holds"]], np.int32)
     held = 2000
@@ -240,6 +240,7 @@ def main():
     command = commands.add_parser("train")
     command.add_argument("--seed", type=int, default=1)
     command.add_argument("--epochs", type=int, default=10)
+    command.add_argument("--marks", default="wide_s1", help="build's marks in cache/ to train on")
     command = commands.add_parser("measure")
     command.add_argument("--model", default=str(CACHE / "ctc_s1.keras"))
     command.add_argument("--limit", type=int, default=600)
