@@ -30,23 +30,30 @@ def main():
     parser.add_argument("--count", type=int, default=12000)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    rng = np.random.default_rng(args.seed)
-    arrays = mnist()
-    x, y = arrays["x_train"][:N_TRAIN], arrays["y_train"][:N_TRAIN]
     marks, holds = [], []
-    for index in range(args.count):
-        count, stroke = rng.integers(2, 4), bool(rng.integers(2))
-        chosen = rng.choice(len(x), count, replace=False)
-        image, fmt, options = touching(list(x[chosen]), 1_000_000 * args.seed + index, stroke)
-        buffer = io.BytesIO()
-        image.save(buffer, fmt, **options)
-        found, _ = pictures.find_digits(pictures.decode_picture(buffer.getvalue()))
+    for grey, digits in touching_pictures(args.count, args.seed):
+        found, _ = pictures.find_digits(grey)
         if len(found) == 1:
             marks.append(found[0])
-            holds.append("".join(map(str, y[chosen])))
+            holds.append(digits)
     np.savez_compressed(CACHE / f"touching_s{args.seed}.npz", marks=np.array(marks, np.float32),
                         holds=np.array(holds))
     print(f"{len(marks)} marks of {args.count} pictures (the others read as several marks)")
+
+
+def touching_pictures(count, seed):
+    """`count` pictures of two or three training digits touching, as the product decodes them
+    (grey), each with the digits it holds ("926")."""
+    rng = np.random.default_rng(seed)
+    arrays = mnist()
+    x, y = arrays["x_train"][:N_TRAIN], arrays["y_train"][:N_TRAIN]
+    for index in range(count):
+        digits, stroke = rng.integers(2, 4), bool(rng.integers(2))
+        chosen = rng.choice(len(x), digits, replace=False)
+        image, fmt, options = touching(list(x[chosen]), 1_000_000 * seed + index, stroke)
+        buffer = io.BytesIO()
+        image.save(buffer, fmt, **options)
+        yield pictures.decode_picture(buffer.getvalue()), "".join(map(str, y[chosen]))
 
 
 if __name__ == "__main__":
