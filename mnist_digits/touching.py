@@ -35,11 +35,16 @@ def splitter(classify, gate):
     split_touching finds in it. None where there is no gate."""
     if gate is None:
         return None
+    judge = judge_for(classify, gate)
+    return lambda inks, marks, sizes, soft: split_doubtful(inks, marks, sizes, soft, judge)
+
+
+def judge_for(classify, gate):
+    """judge(marks) -> how surely each mark is one digit, as a log-probability (the digit's
+    probability and the gate's that it is a digit); whether the gate calls it no digit; whether
+    to try it as digits that touch."""
 
     def judge(marks):
-        """How surely each mark is one digit, as a log-probability (the digit's probability
-        and the gate's that it is a digit); whether the gate calls it no digit; whether to try
-        it as digits that touch."""
         images = marks[..., np.newaxis]
         probabilities, outputs = classify(images), gate.network(images)
         not_digit = gate.no_digit_score(outputs)
@@ -49,7 +54,7 @@ def splitter(classify, gate):
         return (np.log(probabilities.max(axis=1)) + np.log1p(-np.minimum(not_digit, 1 - 1e-7)),
                 no_digit, no_digit & touching)
 
-    return lambda inks, marks, sizes, soft: split_doubtful(inks, marks, sizes, soft, judge)
+    return judge
 
 
 def split_doubtful(inks, marks, sizes, soft, judge):

@@ -32,7 +32,7 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent.parent), str(HERE), str(HERE.parent), str(HERE.parent / "not_a_digit")]
-from common import CACHE, N_TRAIN, mnist  # noqa: E402
+from common import CACHE, mnist  # noqa: E402
 from measure import VARIED, encoded, varied_pair  # noqa: E402
 from mnist_digits import classifier, pictures, touching  # noqa: E402
 from renderings import DIGITS_PER_FILE, RENDERINGS  # noqa: E402
@@ -63,19 +63,13 @@ def wide_mark(ink, soft):
 
 
 def build(args):
-    from renderings import touching as render_touching
-    rng = np.random.default_rng(args.seed)
-    arrays = mnist()
-    x, y = arrays["x_train"][:N_TRAIN], arrays["y_train"][:N_TRAIN]
+    from build_touching import touching_pictures
     marks, holds = [], []
-    for index in range(args.count):
-        count, stroke = rng.integers(2, 4), bool(rng.integers(2))
-        chosen = rng.choice(len(x), count, replace=False)
-        image, fmt, options = render_touching(list(x[chosen]), 1_000_000 * args.seed + index, stroke)
-        inks, _, soft = pictures.digits_ink(pictures.decode_picture(encoded(image, fmt, options)))
+    for grey, digits in touching_pictures(args.count, args.seed):
+        inks, _, soft = pictures.digits_ink(grey)
         if len(inks) == 1:
             marks.append(wide_mark(inks[0], soft))
-            holds.append("".join(map(str, y[chosen])))
+            holds.append(digits)
     np.savez_compressed(CACHE / f"wide_s{args.seed}.npz", marks=np.array(marks, np.float32),
                         holds=np.array(holds))
     print(f"{len(marks)} marks of {args.count} pictures")
@@ -153,14 +147,7 @@ def measure(args):
     classify, gate = classifier.load_classifier(), classifier.load_gate()
     reader = keras.saving.load_model(args.model, compile=False)
 
-    def judge(marks):  # touching.splitter's
-        images = marks[..., np.newaxis]
-        probabilities, outputs = classify(images), gate.network(images)
-        not_digit = gate.no_digit_score(outputs)
-        no_digit = not_digit > gate.threshold
-        trying = no_digit & (outputs[:, touching.TOUCHING] > outputs[:, touching.NUM_CLASSES])
-        return (np.log(probabilities.max(axis=1)) + np.log1p(-np.minimum(not_digit, 1 - 1e-7)),
-                no_digit, trying)
+    judge = touching.judge_for(classify, gate)  # as the product's splitter judges
 
     def likelihood(logits, digits):
         """log P(digits) under the reader (CTC: every alignment); -inf for a reading with no digit."""
