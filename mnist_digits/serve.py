@@ -11,6 +11,7 @@ import ipaddress
 import json
 import math
 import os
+import queue
 import signal
 import socket
 import sys
@@ -63,21 +64,40 @@ def make_server(answer, host, port, health, log_requests=False):
 
 
 class Server(http.server.ThreadingHTTPServer):
-    """A thread per connection (Handler); the pictures read one at a time on a thread of their
-    own: the threads of one process reading several at once only take turns with Python's
-    interpreter lock, and cost about twice the CPU time (benchmarks/README.md). A large
-    picture also needs a few hundred MB for a moment: one at a time, no more."""
+    """A thread per connection (Handler), a thread an earlier connection left idle where there
+    is one; the pictures read one at a time on a thread of their own: the threads of one
+    process reading several at once only take turns with Python's interpreter lock, and cost
+    about twice the CPU time (benchmarks/README.md). A large picture also needs a few hundred
+    MB for a moment: one at a time, no more."""
 
-    daemon_threads = True
     request_queue_size = 64  # the default 5 drops connections when many clients arrive
 
     def __init__(self, address, answer, health, log_requests):
         self.answer, self.health, self.log_requests = answer, health, log_requests
         self.page = PAGE.read_bytes()
-        # Its thread starts with the first picture (serve_forever forks before any does).
+        # The threads start with the first connection (serve_forever forks before any does).
         self.reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="picture-reader")
+        self.connections, self.idle, self.connection_threads = queue.SimpleQueue(), \
+            threading.Semaphore(0), 0
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, Handler)  # binds: a port in use fails here, closing the server
+
+    def process_request(self, request, client_address):
+        """Handle a connection on an idle connection thread, or on a new one where none is
+        idle: starting and ending a thread costs about 0.3 ms of CPU, as much as a network
+        reading a picture (benchmarks/README.md)."""
+        if not self.idle.acquire(blocking=False):
+            threading.Thread(target=self.handle_connections, daemon=True,
+                             name=f"connection-{self.connection_threads}").start()
+            self.connection_threads += 1
+        self.connections.put((request, client_address))
+
+    def handle_connections(self):
+        """A connection thread's life: handle connections as they come (ThreadingMixIn's
+        process_request_thread closes each), until server_close."""
+        while (connection := self.connections.get()) is not None:
+            self.process_request_thread(*connection)
+            self.idle.release()
 
     def read_and_answer(self, body, content_type):
         """The answer to a POST /predict body: an image file's bytes, or JSON pixels."""
@@ -95,6 +115,8 @@ class Server(http.server.ThreadingHTTPServer):
 
     def server_close(self):
         super().server_close()
+        for _ in range(self.connection_threads):  # each ends after the connections before it
+            self.connections.put(None)
         self.reader.shutdown()
 
 
