@@ -132,10 +132,14 @@ def in_mnist_form(grey):
     if grey.shape != (MNIST_SIZE, MNIST_SIZE):
         return None
     ink = grey if np.median(grey) < 0.5 else 1 - grey
-    rows, cols = np.nonzero(ink)
-    if rows.size == 0 or not MNIST_BOX - 1 <= max(np.ptp(rows), np.ptp(cols)) + 1 <= MNIST_BOX:
+    rows, cols = ink.sum(axis=1, dtype=np.float64), ink.sum(axis=0, dtype=np.float64)
+    inked_rows, inked_cols = np.flatnonzero(rows), np.flatnonzero(cols)
+    if inked_rows.size == 0 or not MNIST_BOX - 1 <= max(np.ptp(inked_rows), np.ptp(inked_cols)) \
+            + 1 <= MNIST_BOX:
         return None
-    if max(abs(c - MNIST_SIZE / 2) for c in ndimage.center_of_mass(ink)) > MNIST_CENTRED:
+    places = np.arange(MNIST_SIZE)
+    centre = np.array([rows @ places, cols @ places]) / rows.sum()  # the centre of mass
+    if np.abs(centre - MNIST_SIZE / 2).max() > MNIST_CENTRED:
         return None
     levels = np.round(ink * 255)
     if np.abs(ink * 255 - levels).max() < 1e-3:  # 8 bits: inverting them left float noise

@@ -126,6 +126,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     methods = {"/": ("GET", "HEAD"), "/healthz": ("GET", "HEAD"), "/predict": ("POST",)}
     refusal = None  # why the request being answered is refused, for its log line
+    wbufsize = -1  # an answer's head and body sent together (reply flushes), not in two sends
     timeout = 30  # seconds a client may leave its connection silent, so none holds a thread
                   # for ever (each read has its own 30 s)
 
@@ -139,6 +140,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+        self.wfile.flush()  # before any body left unread is read (discard_body)
 
     def log_request(self, code="-", size="-"):
         """http.server's line, with the reason of a refusal: '"POST /predict HTTP/1.1" 400 -
