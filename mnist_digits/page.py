@@ -42,7 +42,7 @@ def sheet_in(glance):
     border = np.concatenate([light[0], light[-1], light[1:-1, 0], light[1:-1, -1]])
     if np.count_nonzero(~border) < ON_THE_BORDER * border.size:
         return None  # paper (or ruled lines, ink) all round: no surround
-    sheet = largest_piece(ndimage.binary_fill_holes(light))
+    sheet = largest_piece(holes_filled(light))
     if sheet is None or not (sheet & ~light).any():
         return None  # a light region with nothing written on it: a bold light stroke, no sheet
     centre, angle, half_sizes = smallest_rectangle(sheet)
@@ -70,6 +70,17 @@ def otsu_threshold(values, bins=64):
     above_mean = (total[-1] - total) / np.maximum(weight[-1] - weight, 1)
     between = weight * (weight[-1] - weight) * (below_mean - above_mean) ** 2
     return edges[1:][np.argmax(between)]
+
+
+def holes_filled(mask):
+    """The mask with its holes filled, as scipy's binary_fill_holes fills them (the background
+    4-connected to the picture's edge stays background), in a fraction of its time: one
+    labelling of the background, where binary_fill_holes grows the outside a pixel at a time."""
+    background, count = ndimage.label(~mask)  # 4-connected, as binary_fill_holes' default
+    outside = np.zeros(count + 1, bool)
+    outside[background[[0, -1], :]] = outside[background[:, [0, -1]]] = True
+    outside[0] = False  # the mask itself
+    return ~outside[background]
 
 
 def largest_piece(mask):
