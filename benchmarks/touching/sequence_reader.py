@@ -10,6 +10,8 @@ is its loss, so the digits need no fixed places. Trained on build_touching.py's 
     python benchmarks/touching/sequence_reader.py build --count 45000 --seed 1   # cache/wide_s1.npz
     python benchmarks/touching/sequence_reader.py train --seed 1 --epochs 10     # cache/ctc_s1.keras
     python benchmarks/touching/sequence_reader.py measure --model cache/ctc_s1.keras --limit 600
+    python benchmarks/touching/sequence_reader.py measure --model cache/ctc_s{1,2,3}.keras --save-as NAME
+    python benchmarks/touching/sequence_reader.py export --model cache/ctc_s1.keras  # LiteRT
 
 `measure` reads the benchmark's touching renderings of the first N validation digits (the
 study's dev set; measure.py's held-out rendering too) and pictures of five kinds the gate trained
@@ -145,7 +147,7 @@ def measure(args):
     arrays = mnist()
     _, (x, y) = mdr.split_validation(arrays["x_train"], arrays["y_train"], 0.1)
     classify, gate = classifier.load_classifier(), classifier.load_gate()
-    reader = keras.saving.load_model(args.model, compile=False)
+    readers = [keras.saving.load_model(model, compile=False) for model in args.model]
 
     judge = touching.judge_for(classify, gate)  # as the product's splitter judges
 
@@ -158,28 +160,30 @@ def measure(args):
                                          np.array([STEPS]), mask_index=0)[0])
 
     def marks_read(data):
-        """Per mark: (the product's digits, the reader's digits or None, its confidence, how much
-        likelier the reader finds its reading than the cut's)."""
+        """Per reader, per mark: (the product's digits, the reader's digits or None, its
+        confidence, how much likelier the reader finds its reading than the cut's). The cut is
+        made once for all the readers."""
         try:
             inks, _, soft = pictures.digits_ink(pictures.decode_picture(data))
         except ValueError:
-            return []
+            return [[] for _ in readers]
         if not inks:
-            return []
+            return [[] for _ in readers]
         marks = np.stack([pictures.mnist_mark(ink, soft) for ink in inks])
-        found = []
+        found = [[] for _ in readers]
         for ink, mark, score, no_digit, trying in zip(inks, marks, *judge(marks)):
-            whole, confidence, gain = None, 0.0, 0.0
-            pieces = []
-            if trying:
-                logits = np.asarray(reader(wide_mark(ink, soft)[None, ..., None], training=False))[0]
-                whole, confidence = greedy(logits)
-                pieces = touching.split_touching(ink, soft, judge, score)
+            pieces = touching.split_touching(ink, soft, judge, score) if trying else []
             cut = ([int(classify(m[None, ..., None]).argmax()) for _, m in pieces] if pieces else
                    [None if no_digit else int(classify(mark[None, ..., None]).argmax())])
-            if trying and len(whole) >= 2:
-                gain = likelihood(logits, whole) - likelihood(logits, cut)
-            found.append((cut, whole, confidence, gain))
+            for reader, reader_found in zip(readers, found):
+                whole, confidence, gain = None, 0.0, 0.0
+                if trying:
+                    logits = np.asarray(reader(wide_mark(ink, soft)[None, ..., None],
+                                               training=False))[0]
+                    whole, confidence = greedy(logits)
+                    if len(whole) >= 2:
+                        gain = likelihood(logits, whole) - likelihood(logits, cut)
+                reader_found.append((cut, whole, confidence, gain))
         return found
 
     def reading(found, rule):
@@ -195,27 +199,78 @@ def measure(args):
 
     rules = ["cut alone"] + [f"sure {t}" for t in THRESHOLDS] + [f"likelier {m}" for m in MARGINS]
 
-    results = {"model": args.model, "limit": args.limit, "digits": "validation", "rows": {},
-               "negatives": {}}
+    results = [{"model": model, "limit": args.limit, "digits": "validation", "rows": {},
+                "negatives": {}} for model in args.model]
     for name in [*(n for n, (kind, _) in RENDERINGS.items() if kind == "touching"), VARIED]:
         count, render = (2, varied_pair) if name == VARIED else (DIGITS_PER_FILE[name], RENDERINGS[name][1])
-        right = dict.fromkeys(rules, 0)
+        right = [dict.fromkeys(rules, 0) for _ in readers]
         for index in range(args.limit):
             digits = [x[(index + k) % len(x)] for k in range(count)]
             found = marks_read(encoded(*render(digits[0], index, *digits[1:])))
             want = [int(y[(index + k) % len(y)]) for k in range(count)]
-            for rule in rules:
-                right[rule] += reading(found, rule) == want
-        results["rows"][name] = {t: n / args.limit for t, n in right.items()}
-        print(name, results["rows"][name], flush=True)
+            for reader_right, reader_found in zip(right, found):
+                for rule in rules:
+                    reader_right[rule] += reading(reader_found, rule) == want
+        for result, reader_right in zip(results, right):
+            result["rows"][name] = {t: n / args.limit for t, n in reader_right.items()}
+            print(Path(result["model"]).stem, name, result["rows"][name], flush=True)
     for kind in TRAINED_KINDS:
         found = [marks_read(data) for data, _, _ in negative_pictures(kind, args.negatives, 2)]
-        results["negatives"][kind] = {
-            rule: sum(all(d is None for d in reading(f, rule)) for f in found) / args.negatives
-            for rule in rules}
-        print(kind, results["negatives"][kind], flush=True)
-    out = HERE.parent / "results" / "touching_sequence_reader.json"
-    out.write_text(json.dumps(results, indent=1) + "\n")
+        for result, reader_found in zip(results, zip(*found)):
+            result["negatives"][kind] = {
+                rule: sum(all(d is None for d in reading(f, rule)) for f in reader_found)
+                / args.negatives for rule in rules}
+            print(Path(result["model"]).stem, kind, result["negatives"][kind], flush=True)
+    out = HERE.parent / "results" / f"{args.save_as}.json"
+    out.write_text(json.dumps(results[0] if len(results) == 1 else results, indent=1) + "\n")
+
+
+def inference_network(reader, keras):
+    """The trained reader without its augmentation, its GRU unrolled over the STEPS columns: the
+    same logits, and a LiteRT export of plain operations (a GRU left rolled needs TensorFlow's
+    TensorList operations, which LiteRT's interpreter does not have)."""
+    inputs = keras.Input((HEIGHT, WIDTH, 1))
+    hidden = inputs
+    for layer in reader.layers[2:]:  # after the input and the augmentation
+        if isinstance(layer, keras.layers.Bidirectional):
+            config = layer.get_config()
+            for direction in ("layer", "backward_layer"):
+                if direction in config:
+                    config[direction]["config"]["unroll"] = True
+            unrolled = keras.layers.Bidirectional.from_config(config)
+            hidden = unrolled(hidden)
+            unrolled.set_weights(layer.get_weights())
+        else:
+            hidden = layer(hidden)
+    return keras.Model(inputs, hidden)
+
+
+def export(args):
+    """MODEL's inference network as a LiteRT file (MODEL with .tflite); prints how far its
+    logits are from the Keras reader's on the first 500 held-back marks, and its time a mark."""
+    import time
+
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+    network = inference_network(keras.saving.load_model(args.model, compile=False), keras)
+    path = Path(args.model).with_suffix(".tflite")
+    network.export(str(path), format="litert", verbose=False)
+    marks = np.load(CACHE / "wide_s1.npz")["marks"][:500, ..., np.newaxis]
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()
+    image_in, logits_out = (details[0]["index"] for details in
+                            (interpreter.get_input_details(), interpreter.get_output_details()))
+    logits = []
+    started = time.perf_counter()
+    for mark in marks:
+        interpreter.set_tensor(image_in, mark[np.newaxis])
+        interpreter.invoke()
+        logits.append(interpreter.get_tensor(logits_out)[0])
+    seconds = (time.perf_counter() - started) / len(marks)
+    keras_logits = network.predict(marks, verbose=0)
+    same = sum(greedy(a)[0] == greedy(b)[0] for a, b in zip(logits, keras_logits))
+    print(f"{path}: logits within {np.abs(np.array(logits) - keras_logits).max():.2g} of Keras', "
+          f"the same reading on {same} of {len(marks)} marks; {seconds * 1000:.2f} ms a mark")
 
 
 def main():
@@ -229,11 +284,16 @@ def main():
     command.add_argument("--epochs", type=int, default=10)
     command.add_argument("--marks", default="wide_s1", help="build's marks in cache/ to train on")
     command = commands.add_parser("measure")
-    command.add_argument("--model", default=str(CACHE / "ctc_s1.keras"))
+    command.add_argument("--model", nargs="+", default=[str(CACHE / "ctc_s1.keras")],
+                         help="one reader or several, each measured on the same cuts")
+    command.add_argument("--save-as", default="touching_sequence_reader",
+                         help="the results' name in benchmarks/results/")
     command.add_argument("--limit", type=int, default=600)
     command.add_argument("--negatives", type=int, default=300)
+    command = commands.add_parser("export")
+    command.add_argument("--model", default=str(CACHE / "ctc_s1.keras"))
     args = parser.parse_args()
-    {"build": build, "train": train, "measure": measure}[args.command](args)
+    {"build": build, "train": train, "measure": measure, "export": export}[args.command](args)
 
 
 if __name__ == "__main__":
