@@ -19,7 +19,9 @@ on, with no digit, through the product's own steps (pictures.digits_ink, the gat
 touching.split_touching), each mark the gate sends to the cut also read by the sequence reader;
 the reader's digits replace the cut's where it reads two or more at a confidence (its greedy
 path's probability) of at least each threshold, or where its reading is likelier to it than the
-cut's by each margin (CTC's log-probability). Writes results/touching_sequence_reader.json.
+cut's by each margin (CTC's log-probability); or ("also") that, and a mark the gate calls "not a
+digit" without trying it as touching digits read by the reader where it is sure of two or more.
+Writes results/touching_sequence_reader.json (or --save-as's name).
 """
 
 import argparse
@@ -43,6 +45,8 @@ HEIGHT, WIDTH = 28, 84
 STEPS = WIDTH // 4  # the columns CTC reads
 THRESHOLDS = [0.0, 0.5, 0.8, 0.9, 0.97]  # the reader's confidence (its greedy path's probability)
 MARGINS = [0.5, 1.0, 2.0]  # ...or how much likelier (log) than the cut's reading, at 0.5 or more
+ALSO = [0.9, 0.97, 0.99]  # "likelier 2.0", and marks the gate calls "not a digit" without trying
+                          # them as touching digits read where the reader is this sure of 2-3
 TRAINED_KINDS = ["font_letters", "kana_kanji", "scribbles", "world_strokes", "pictograms"]
 
 
@@ -177,27 +181,38 @@ def measure(args):
                    [None if no_digit else int(classify(mark[None, ..., None]).argmax())])
             for reader, reader_found in zip(readers, found):
                 whole, confidence, gain = None, 0.0, 0.0
-                if trying:
+                if trying or no_digit:
                     logits = np.asarray(reader(wide_mark(ink, soft)[None, ..., None],
                                                training=False))[0]
                     whole, confidence = greedy(logits)
-                    if len(whole) >= 2:
+                    if trying and len(whole) >= 2:
                         gain = likelihood(logits, whole) - likelihood(logits, cut)
-                reader_found.append((cut, whole, confidence, gain))
+                reader_found.append((cut, whole, confidence, gain, trying))
         return found
 
-    def reading(found, rule):
-        """The digits read, each mark's the reader's where the rule ("sure T": its confidence at
-        least T; "likelier M": that at 0.5, and its reading likelier than the cut's by M, a cut to no
-        digit least likely) takes it, else the cut's."""
+    def takes(rule, whole, confidence, gain, trying):
+        """Whether the rule takes the reader's reading of a mark: "sure T", a mark tried as
+        touching digits read at a confidence of T or more; "likelier M", one read at 0.5 or more
+        and likelier than the cut's reading by M (a cut to no digit least likely); "also T",
+        "likelier 2.0", and a mark the gate calls no digit without trying it read at T or more."""
         kind, value = rule.split()
-        return [digit for cut, whole, confidence, gain in found for digit in
-                (whole if kind != "cut" and whole is not None and len(whole) >= 2 and (
-                    confidence >= float(value) if kind == "sure" else
-                    confidence >= 0.5 and gain >= float(value))
-                 else cut)]
+        if kind == "cut" or whole is None or len(whole) < 2:
+            return False
+        if kind == "also" and not trying:
+            return confidence >= float(value)
+        if not trying:
+            return False
+        if kind == "sure":
+            return confidence >= float(value)
+        return confidence >= 0.5 and gain >= (2.0 if kind == "also" else float(value))
 
-    rules = ["cut alone"] + [f"sure {t}" for t in THRESHOLDS] + [f"likelier {m}" for m in MARGINS]
+    def reading(found, rule):
+        """The digits read: each mark's the reader's where the rule takes it, else the cut's."""
+        return [digit for cut, whole, confidence, gain, trying in found for digit in
+                (whole if takes(rule, whole, confidence, gain, trying) else cut)]
+
+    rules = ["cut alone"] + [f"sure {t}" for t in THRESHOLDS] + \
+        [f"likelier {m}" for m in MARGINS] + [f"also {t}" for t in ALSO]
 
     results = [{"model": model, "limit": args.limit, "digits": "validation", "rows": {},
                 "negatives": {}} for model in args.model]
@@ -214,7 +229,7 @@ def measure(args):
         for result, reader_right in zip(results, right):
             result["rows"][name] = {t: n / args.limit for t, n in reader_right.items()}
             print(Path(result["model"]).stem, name, result["rows"][name], flush=True)
-    for kind in TRAINED_KINDS:
+    for kind in args.kinds:
         found = [marks_read(data) for data, _, _ in negative_pictures(kind, args.negatives, 2)]
         for result, reader_found in zip(results, zip(*found)):
             result["negatives"][kind] = {
@@ -286,6 +301,9 @@ def main():
     command = commands.add_parser("measure")
     command.add_argument("--model", nargs="+", default=[str(CACHE / "ctc_s1.keras")],
                          help="one reader or several, each measured on the same cuts")
+    command.add_argument("--kinds", nargs="+", default=TRAINED_KINDS,
+                         help="negatives.py's kinds of pictures with no digit (default: five the "
+                              "gate trained on)")
     command.add_argument("--save-as", default="touching_sequence_reader",
                          help="the results' name in benchmarks/results/")
     command.add_argument("--limit", type=int, default=600)
