@@ -29,6 +29,7 @@ MAX_REQUEST_BYTES = 1_000_000
 # would lose the answer.
 DISCARDED_BYTES = 50_000_000
 PAGE = Path(__file__).parent / "serve_page.html"
+IDLE_THREAD_SECONDS = 30  # a connection thread that waits this long for a connection ends
 
 
 JSON_REQUEST = '{"pixels": 28 rows of 28 numbers from 0 to 255}'
@@ -94,8 +95,17 @@ class Server(http.server.ThreadingHTTPServer):
 
     def handle_connections(self):
         """A connection thread's life: handle connections as they come (ThreadingMixIn's
-        process_request_thread closes each), until server_close."""
-        while (connection := self.connections.get()) is not None:
+        process_request_thread closes each), until server_close, or until it has waited
+        IDLE_THREAD_SECONDS for one (so a burst of connections leaves no crowd of threads)."""
+        while True:
+            try:
+                connection = self.connections.get(timeout=IDLE_THREAD_SECONDS)
+            except queue.Empty:
+                if self.idle.acquire(blocking=False):  # no connection is on its way to it
+                    return
+                continue
+            if connection is None:
+                return
             self.process_request_thread(*connection)
             self.idle.release()
 
@@ -126,7 +136,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     methods = {"/": ("GET", "HEAD"), "/healthz": ("GET", "HEAD"), "/predict": ("POST",)}
     refusal = None  # why the request being answered is refused, for its log line
-    wbufsize = -1  # an answer's head and body sent together (reply flushes), not in two sends
+    wbufsize = -1  # an answer's head and body sent together (reply flushes), not apart
     timeout = 30  # seconds a client may leave its connection silent, so none holds a thread
                   # for ever (each read has its own 30 s)
 

@@ -364,6 +364,41 @@ def test_a_silent_connection_keeps_no_one_waiting(server):
         assert halfway.recv(100).startswith(b"HTTP/1.0 400 ")
 
 
+def connection_threads():
+    return [thread for thread in threading.enumerate() if thread.name.startswith("connection-")]
+
+
+def test_connection_threads_are_reused_and_end_when_idle(monkeypatch):
+    """A thread left idle by one connection takes the next (starting a thread costs about as
+    much CPU as a network reading a picture); after a burst, the idle threads end."""
+    monkeypatch.setattr(serve, "IDLE_THREAD_SECONDS", 0.5)
+    before = set(connection_threads())
+    server = serve.make_server(lambda grey: {"ink": float(grey.sum())}, "127.0.0.1", 0, HEALTH)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        for _ in range(20):  # one after another (the next may come before a thread is idle)
+            assert_still_serving(server)
+        assert server.connection_threads < 5  # not 20
+        started = server.connection_threads
+        burst = [socket.create_connection(("127.0.0.1", server.server_port)) for _ in range(8)]
+        deadline = time.monotonic() + 10
+        while server.connection_threads < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert 8 <= server.connection_threads <= started + 8  # a silent connection holds one
+        for connection in burst:
+            connection.close()
+        deadline = time.monotonic() + 10
+        while set(connection_threads()) - before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not set(connection_threads()) - before, "idle connection threads did not end"
+        assert_still_serving(server)  # a new thread for the next connection
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
 # --- A process per core ---------------------------------------------------------------------
 
 SERVE_IN_TWO_PROCESSES = """
