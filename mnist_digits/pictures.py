@@ -128,23 +128,20 @@ def in_mnist_form(grey):
     dark on white, its ink fitted to the 20x20 box (its longer side 19 or 20 pixels, as all of
     MNIST's 70,000 are) and its centre of mass within MNIST_CENTRED of the centre (MNIST's are
     within 0.52 pixels). An 8-bit picture's ink is then exactly the array of MNIST's pixels
-    (x / 255), whichever its polarity."""
+    (x / 255), whichever its polarity, and is measured as that."""
     if grey.shape != (MNIST_SIZE, MNIST_SIZE):
         return None
     ink = grey if np.median(grey) < 0.5 else 1 - grey
-    rows, cols = ink.sum(axis=1, dtype=np.float64), ink.sum(axis=0, dtype=np.float64)
-    inked_rows, inked_cols = np.flatnonzero(rows), np.flatnonzero(cols)
-    if inked_rows.size == 0 or not MNIST_BOX - 1 <= max(np.ptp(inked_rows), np.ptp(inked_cols)) \
-            + 1 <= MNIST_BOX:
-        return None
-    places = np.arange(MNIST_SIZE)
-    centre = np.array([rows @ places, cols @ places]) / rows.sum()  # the centre of mass
-    if np.abs(centre - MNIST_SIZE / 2).max() > MNIST_CENTRED:
-        return None
     levels = np.round(ink * 255)
     if np.abs(ink * 255 - levels).max() < 1e-3:  # 8 bits: inverting them left float noise
-        ink = levels.astype(np.float32) / 255
-    return ink.astype(np.float32)
+        ink = levels / 255
+    ink = ink.astype(np.float32)
+    rows, cols = ink.sum(axis=1, dtype=np.float64), ink.sum(axis=0, dtype=np.float64)
+    span = lambda sums: np.ptp(np.flatnonzero(sums)) + 1  # from the first inked line to the last
+    if not rows.any() or not MNIST_BOX - 1 <= max(span(rows), span(cols)) <= MNIST_BOX:
+        return None
+    centre = np.array([rows, cols]) @ np.arange(MNIST_SIZE) / rows.sum()  # the centre of mass
+    return None if np.abs(centre - MNIST_SIZE / 2).max() > MNIST_CENTRED else ink
 
 
 def reduce_to_work_size(grey):
@@ -193,9 +190,7 @@ def glance_at(grey):
 
 def reduced(grey, factor):
     """Each factor x factor block averaged (the picture unchanged when factor is 1)."""
-    if factor == 1:
-        return grey
-    return np.asarray(Image.fromarray(grey).reduce(factor))
+    return grey if factor == 1 else np.asarray(Image.fromarray(grey).reduce(factor))
 
 
 def pixel_places(shape, origin, factor, whole):
@@ -255,10 +250,8 @@ def ink_above_paper(picture, paper, places, light):
     """Ink over the paper (light ink, dark paper): around 0 where the paper shows, below it
     where its noise is. On light paper, as a fraction of the light the paper reflects (ink
     in the shade is as dark, against its paper, as ink in the light)."""
-    if np.ndim(paper) == 0:
-        level = paper
-    else:
-        level = sum(c * term for c, term in zip(paper, surface_terms(*places)))
+    level = paper if np.ndim(paper) == 0 else sum(c * term for c, term in
+                                                  zip(paper, surface_terms(*places)))
     ink = picture - level
     return (ink / np.maximum(1 - level, 0.2) if light else ink).astype(np.float32)
 
