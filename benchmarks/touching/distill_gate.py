@@ -73,7 +73,7 @@ def main():
     name = f"fast12_{'labels' if args.labels else 'distilled'}_s{args.seed}"
     loss = "sparse_categorical_crossentropy"
     if not args.labels:
-        targets = CACHE / "distill_targets.npy"
+        targets = CACHE / f"distill_targets_{len(x)}.npy"  # the teacher's outputs on these x
         if not targets.exists():
             teacher = keras.saving.load_model(TEACHER)
             np.save(targets, teacher.predict(x, batch_size=500, verbose=0).astype(np.float32))

@@ -262,7 +262,8 @@ def inference_network(reader, keras):
 
 def export(args):
     """MODEL's inference network as a LiteRT file (MODEL with .tflite); prints how far its
-    logits are from the Keras reader's on the first 500 held-back marks, and its time a mark."""
+    logits are from the Keras inference network's (the reader's own) on the first 500
+    held-back marks, and its time a mark."""
     import time
 
     import keras
