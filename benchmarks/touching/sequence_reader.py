@@ -144,6 +144,26 @@ def greedy(logits):
     return digits, float(np.prod(probabilities.max(-1)))
 
 
+def reader_logits(model, keras):
+    """logits(strip (28, 84)) -> (STEPS, 11): MODEL's LiteRT export (export's MODEL.tflite) where
+    there is one, as the product would run it, else the Keras reader."""
+    path = Path(model).with_suffix(".tflite")
+    if not path.exists():
+        reader = keras.saving.load_model(model, compile=False)
+        return lambda strip: np.asarray(reader(strip[None, ..., None], training=False))[0]
+    from ai_edge_litert.interpreter import Interpreter
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()
+    image_in, logits_out = (details[0]["index"] for details in
+                            (interpreter.get_input_details(), interpreter.get_output_details()))
+
+    def logits(strip):
+        interpreter.set_tensor(image_in, strip[None, ..., None])
+        interpreter.invoke()
+        return interpreter.get_tensor(logits_out)[0]
+    return logits
+
+
 def measure(args):
     import keras
     import mnist_digit_recognition as mdr
@@ -151,7 +171,7 @@ def measure(args):
     arrays = mnist()
     _, (x, y) = mdr.split_validation(arrays["x_train"], arrays["y_train"], 0.1)
     classify, gate = classifier.load_classifier(), classifier.load_gate()
-    readers = [keras.saving.load_model(model, compile=False) for model in args.model]
+    readers = [reader_logits(model, keras) for model in args.model]
 
     judge = touching.judge_for(classify, gate)  # as the product's splitter judges
 
@@ -182,8 +202,7 @@ def measure(args):
             for reader, reader_found in zip(readers, found):
                 whole, confidence, gain = None, 0.0, 0.0
                 if trying or no_digit:
-                    logits = np.asarray(reader(wide_mark(ink, soft)[None, ..., None],
-                                               training=False))[0]
+                    logits = reader(wide_mark(ink, soft))
                     whole, confidence = greedy(logits)
                     if trying and len(whole) >= 2:
                         gain = likelihood(logits, whole) - likelihood(logits, cut)
@@ -216,7 +235,8 @@ def measure(args):
 
     results = [{"model": model, "limit": args.limit, "digits": "validation", "rows": {},
                 "negatives": {}} for model in args.model]
-    for name in [*(n for n, (kind, _) in RENDERINGS.items() if kind == "touching"), VARIED]:
+    rows = [*(n for n, (kind, _) in RENDERINGS.items() if kind == "touching"), VARIED]
+    for name in rows if args.limit else []:  # --limit 0: only the pictures with no digit
         count, render = (2, varied_pair) if name == VARIED else (DIGITS_PER_FILE[name], RENDERINGS[name][1])
         right = [dict.fromkeys(rules, 0) for _ in readers]
         for index in range(args.limit):
@@ -307,7 +327,8 @@ def main():
                               "gate trained on)")
     command.add_argument("--save-as", default="touching_sequence_reader",
                          help="the results' name in benchmarks/results/")
-    command.add_argument("--limit", type=int, default=600)
+    command.add_argument("--limit", type=int, default=600,
+                         help="validation digits for each touching rendering (0: none)")
     command.add_argument("--negatives", type=int, default=300)
     command = commands.add_parser("export")
     command.add_argument("--model", default=str(CACHE / "ctc_s1.keras"))
