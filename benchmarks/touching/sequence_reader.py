@@ -45,6 +45,7 @@ HEIGHT, WIDTH = 28, 84
 STEPS = WIDTH // 4  # the columns CTC reads
 THRESHOLDS = [0.0, 0.5, 0.8, 0.9, 0.97]  # the reader's confidence (its greedy path's probability)
 MARGINS = [0.5, 1.0, 2.0]  # ...or how much likelier (log) than the cut's reading, at 0.5 or more
+REPLACE = [1.0, 2.0]  # "likelier M", only where the cut found digits (no "not a digit" undone)
 ALSO = [0.9, 0.97, 0.99]  # "likelier 2.0", and marks the gate calls "not a digit" without trying
                           # them as touching digits read where the reader is this sure of 2-3
 TRAINED_KINDS = ["font_letters", "kana_kanji", "scribbles", "world_strokes", "pictograms"]
@@ -226,16 +227,22 @@ def measure(args):
         return confidence >= 0.5 and gain >= (2.0 if kind == "also" else float(value))
 
     def reading(found, rule):
-        """The digits read: each mark's the reader's where the rule takes it, else the cut's."""
+        """The digits read: each mark's the reader's where the rule takes it ("replace M":
+        "likelier M" where the cut found digits), else the cut's."""
+        kind, value = rule.split()
         return [digit for cut, whole, confidence, gain, trying in found for digit in
-                (whole if takes(rule, whole, confidence, gain, trying) else cut)]
+                (whole if (None not in cut if kind == "replace" else True) and takes(
+                    f"likelier {value}" if kind == "replace" else rule, whole, confidence, gain,
+                    trying) else cut)]
 
     rules = ["cut alone"] + [f"sure {t}" for t in THRESHOLDS] + \
-        [f"likelier {m}" for m in MARGINS] + [f"also {t}" for t in ALSO]
+        [f"likelier {m}" for m in MARGINS] + [f"replace {m}" for m in REPLACE] + \
+        [f"also {t}" for t in ALSO]
 
     results = [{"model": model, "limit": args.limit, "digits": "validation", "rows": {},
                 "negatives": {}} for model in args.model]
     rows = [*(n for n, (kind, _) in RENDERINGS.items() if kind == "touching"), VARIED]
+    rows = [name for name in rows if not args.rows or any(part in name for part in args.rows)]
     for name in rows if args.limit else []:  # --limit 0: only the pictures with no digit
         count, render = (2, varied_pair) if name == VARIED else (DIGITS_PER_FILE[name], RENDERINGS[name][1])
         right = [dict.fromkeys(rules, 0) for _ in readers]
@@ -322,6 +329,8 @@ def main():
     command = commands.add_parser("measure")
     command.add_argument("--model", nargs="+", default=[str(CACHE / "ctc_s1.keras")],
                          help="one reader or several, each measured on the same cuts")
+    command.add_argument("--rows", nargs="+", help="only the renderings whose names hold one "
+                         "of these (default: all)")
     command.add_argument("--kinds", nargs="+", default=TRAINED_KINDS,
                          help="negatives.py's kinds of pictures with no digit (default: five the "
                               "gate trained on)")
