@@ -133,6 +133,28 @@ def train(args):
     print(f"held-out marks read whole: {right / held:.1%}")
 
 
+def ctc_log_likelihood(logits, labels, blank=0):
+    """log P(labels | logits) under CTC, over every alignment: logits (steps, classes), labels
+    class numbers (no blank). The forward algorithm in log space, in NumPy, as the product would
+    need it where LiteRT runs without TensorFlow (keras.ops.ctc_loss gives the same within
+    2.4e-05, float32's, on 300 random cases of 1-4 labels over 21 steps)."""
+    logits = np.asarray(logits, np.float64)
+    log_probabilities = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+    extended = [blank] + [x for label in labels for x in (label, blank)]  # blank, a, blank, b, ...
+    # a path may skip a blank between two different labels
+    skips = np.array([s >= 2 and extended[s] != blank and extended[s] != extended[s - 2]
+                      for s in range(len(extended))])
+    alpha = np.full(len(extended), -np.inf)
+    alpha[:2] = log_probabilities[0, extended[:2]]
+    for step in log_probabilities[1:]:
+        previous = alpha
+        alpha = previous.copy()
+        alpha[1:] = np.logaddexp(alpha[1:], previous[:-1])
+        alpha[2:][skips[2:]] = np.logaddexp(alpha[2:][skips[2:]], previous[:-2][skips[2:]])
+        alpha = alpha + step[extended]
+    return float(np.logaddexp(alpha[-1], alpha[-2]))
+
+
 def greedy(logits):
     """(digits, confidence): CTC's greedy path (repeats merged, blanks dropped), its probability."""
     probabilities = np.exp(logits - logits.max(-1, keepdims=True))
@@ -180,9 +202,7 @@ def measure(args):
         """log P(digits) under the reader (CTC: every alignment); -inf for a reading with no digit."""
         if not digits or None in digits:
             return -np.inf
-        target = np.array([[d + 1 for d in digits]], np.int32)
-        return -float(keras.ops.ctc_loss(target, logits[np.newaxis], np.array([len(digits)]),
-                                         np.array([STEPS]), mask_index=0)[0])
+        return ctc_log_likelihood(logits, [d + 1 for d in digits])
 
     def marks_read(data):
         """Per reader, per mark: (the product's digits, the reader's digits or None, its
