@@ -15,7 +15,6 @@ import argparse
 import dataclasses
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +22,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent.parent), str(HERE.parent / "not_a_digit")]
-from common import CACHE, MODEL, N_TRAIN, export_litert  # noqa: E402
-from oe_recipe import training_images  # noqa: E402
-from touch_recipe import EXTRA_DIGITS, KINDS, TOUCHING  # noqa: E402
+from common import CACHE, MODEL  # noqa: E402
+from touch_recipe import gate_training_images, train_and_save  # noqa: E402
 
 TEACHER = MODEL.parent / "not_a_digit" / "model.keras"  # the shipped gate
 
@@ -65,11 +63,7 @@ def main():
         tf.config.threading.set_inter_op_parallelism_threads(1)
     import mnist_digit_recognition as mdr
 
-    x, y = training_images(KINDS, marks=True, extra_digits=EXTRA_DIGITS, single_mark_negatives=True)
-    held_out = 60_000 - N_TRAIN
-    touching = np.load(CACHE / "touching_s1.npz")["marks"][..., np.newaxis]
-    x = np.concatenate([x[:-held_out], touching, x[-held_out:]])
-    y = np.concatenate([y[:-held_out], np.full(len(touching), TOUCHING, y.dtype), y[-held_out:]])
+    x, y, held_out = gate_training_images(["touching_s1"])
     name = f"fast12_{'labels' if args.labels else 'distilled'}_s{args.seed}"
     loss = "sparse_categorical_crossentropy"
     if not args.labels:
@@ -83,12 +77,7 @@ def main():
     keras.utils.set_random_seed(args.seed)
     network = fast_network(mdr, keras)
     network.compile(optimizer=keras.optimizers.Adam(), loss=loss)
-    (CACHE / name).mkdir(exist_ok=True)
-    started = time.time()
-    mdr.train(network, x, y, recipe, work_dir=CACHE / name, verbose=2)
-    print(f"trained in {time.time() - started:.0f} s on {len(x)} images", flush=True)
-    network.save(CACHE / f"{name}.keras")
-    export_litert(network, CACHE / name / "model.tflite")
+    train_and_save(mdr, network, x, y, recipe, name)
 
 
 if __name__ == "__main__":

@@ -230,14 +230,18 @@ def measure(args):
                 reader_found.append((cut, whole, confidence, gain, trying))
         return found
 
-    def takes(rule, whole, confidence, gain, trying):
+    def takes(rule, cut, whole, confidence, gain, trying):
         """Whether the rule takes the reader's reading of a mark: "sure T", a mark tried as
         touching digits read at a confidence of T or more; "likelier M", one read at 0.5 or more
-        and likelier than the cut's reading by M (a cut to no digit least likely); "also T",
-        "likelier 2.0", and a mark the gate calls no digit without trying it read at T or more."""
+        and likelier than the cut's reading by M (a cut to no digit least likely); "replace M",
+        "likelier M" where the cut found digits; "also T", "likelier 2.0", and a mark the gate
+        calls no digit without trying it read at T or more."""
         kind, value = rule.split()
         if kind == "cut" or whole is None or len(whole) < 2:
             return False
+        if kind == "replace":
+            return None not in cut and takes(f"likelier {value}", cut, whole, confidence, gain,
+                                             trying)
         if kind == "also" and not trying:
             return confidence >= float(value)
         if not trying:
@@ -247,13 +251,9 @@ def measure(args):
         return confidence >= 0.5 and gain >= (2.0 if kind == "also" else float(value))
 
     def reading(found, rule):
-        """The digits read: each mark's the reader's where the rule takes it ("replace M":
-        "likelier M" where the cut found digits), else the cut's."""
-        kind, value = rule.split()
-        return [digit for cut, whole, confidence, gain, trying in found for digit in
-                (whole if (None not in cut if kind == "replace" else True) and takes(
-                    f"likelier {value}" if kind == "replace" else rule, whole, confidence, gain,
-                    trying) else cut)]
+        """The digits read: each mark's the reader's where the rule takes it, else the cut's."""
+        return [digit for cut, *read in found for digit in
+                (read[0] if takes(rule, cut, *read) else cut)]
 
     rules = ["cut alone"] + [f"sure {t}" for t in THRESHOLDS] + \
         [f"likelier {m}" for m in MARGINS] + [f"replace {m}" for m in REPLACE] + \

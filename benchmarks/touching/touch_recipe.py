@@ -51,12 +51,7 @@ def main():
         tf.config.threading.set_inter_op_parallelism_threads(1)
     import mnist_digit_recognition as mdr
 
-    x, y = training_images(KINDS, marks=True, extra_digits=EXTRA_DIGITS, single_mark_negatives=True)
-    held_out = 60_000 - N_TRAIN  # the validation digits, last, where the recipe takes them from
-    touching = np.concatenate([np.load(CACHE / f"{name}.npz")["marks"] for name in args.touching])
-    touching = touching[..., np.newaxis]
-    x = np.concatenate([x[:-held_out], touching, x[-held_out:]])
-    y = np.concatenate([y[:-held_out], np.full(len(touching), TOUCHING, y.dtype), y[-held_out:]])
+    x, y, held_out = gate_training_images(args.touching)
     recipe = dataclasses.replace(mdr.RECIPE, seed=args.seed, epochs=args.epochs, augment=False,
                                  validation_split=held_out / len(x))
     keras.utils.set_random_seed(args.seed)
@@ -67,6 +62,26 @@ def main():
     sets = "" if args.touching == ["touching_s1"] else "_t" + "_".join(
         name.removeprefix("touching_s") for name in args.touching)
     name = f"touch12{'' if args.width == 1 else f'w{args.width:g}'}{sets}_s{args.seed}"
+    train_and_save(mdr, network, x, y, recipe, name)
+
+
+def gate_training_images(touching_sets):
+    """(x, y, held_out): the shipped gate's training images (training_images: the training
+    digits' marks, the extra digits, the kinds' single-mark negatives), build_touching.py's marks
+    of cache/SET.npz for each of touching_sets as label 11, then the held_out validation digits,
+    last, where the recipe takes them from."""
+    x, y = training_images(KINDS, marks=True, extra_digits=EXTRA_DIGITS, single_mark_negatives=True)
+    held_out = 60_000 - N_TRAIN
+    touching = np.concatenate([np.load(CACHE / f"{name}.npz")["marks"] for name in touching_sets])
+    touching = touching[..., np.newaxis]
+    x = np.concatenate([x[:-held_out], touching, x[-held_out:]])
+    y = np.concatenate([y[:-held_out], np.full(len(touching), TOUCHING, y.dtype), y[-held_out:]])
+    return x, y, held_out
+
+
+def train_and_save(mdr, network, x, y, recipe, name):
+    """mdr.train with checkpoints in cache/NAME/ (the same command resumes), then the network
+    as cache/NAME.keras and cache/NAME/model.tflite."""
     (CACHE / name).mkdir(exist_ok=True)
     started = time.time()
     mdr.train(network, x, y, recipe, work_dir=CACHE / name, verbose=2)
