@@ -5,7 +5,7 @@ import json
 import sys
 
 from . import figures, serve
-from .classifier import answer_file, load_classifier, load_gate, picture_answerer
+from .classifier import answer_file, load_classifier, load_gate, load_reader, picture_answerer
 from .cli import ArgumentParser, add_data_flag, add_model_dir_flag, print_table, whole_number
 from .errors import UsageError, UserError
 from .mnist_files import NUM_CLASSES
@@ -78,10 +78,11 @@ def redraw_reports(model_dir, results, x_test, y_test, probabilities):
 def run_predict(args):
     model_dir = resolve_model_dir(args.model_dir)
     classify, gate = load_classifier(model_dir), load_gate_or_warn(model_dir)
+    reader = load_reader(model_dir, when_needed=True)
     failed = 0
     for path in args.files:  # each answer as soon as it is known, in the order of the files
         try:
-            answer = answer_file(path, classify, gate)
+            answer = answer_file(path, classify, gate, reader)
         except UserError as error:
             failed += 1
             print(f"error: {error}", file=sys.stderr, flush=True)
@@ -125,9 +126,10 @@ def answer_text(path, answer):
 def run_serve(args):
     model_dir = resolve_model_dir(args.model_dir)
     classify, gate = load_classifier(model_dir), load_gate_or_warn(model_dir)
-    metadata = read_metadata(model_dir)
+    reader, metadata = load_reader(model_dir), read_metadata(model_dir)
     try:
-        server = serve.make_server(picture_answerer(classify, gate), args.host, args.port, {
+        answer = picture_answerer(classify, gate, reader)
+        server = serve.make_server(answer, args.host, args.port, {
             "status": "ok", "model": str(model_dir), "arch": metadata.get("model", {}).get("arch"),
             "test_accuracy": metadata.get("test_accuracy"),
             "says_not_a_digit": gate is not None}, log_requests=args.log_requests)

@@ -1,7 +1,8 @@
 """Classifying with a saved model: LiteRT's interpreter on model.tflite where it is installed
 (no TensorFlow to wait for), else model.keras on TensorFlow; arrays or people's pictures in,
 the answers `predict` and `serve` give out, with "not a digit" where the model directory's
-not_a_digit/ network says a mark holds none."""
+not_a_digit/ network says a mark holds none, and digits that touch read by not_a_digit/reader/
+where it reads them surer than the cut (touching)."""
 
 import json
 import os
@@ -14,8 +15,8 @@ from . import pictures, touching
 from .errors import UserError, first_line
 from .lazy import import_tensorflow_quietly, quiet_stderr
 from .mnist_files import IMAGE_SHAPE, NUM_CLASSES, normalize_images
-from .model_files import (DEFAULT_MODEL_DIR, NOT_A_DIGIT_DIR, check_saved_model, load_model,
-                          load_model_file)
+from .model_files import (DEFAULT_MODEL_DIR, NOT_A_DIGIT_DIR, READER_DIR, check_saved_model,
+                          load_model, load_model_file)
 
 EVAL_BATCH_SIZE = 500  # inference only: larger batches are faster and give the same numbers
 
@@ -64,6 +65,36 @@ def load_gate(model_dir=DEFAULT_MODEL_DIR):
     return Gate(network, threshold)
 
 
+# The reader's outputs at each of its steps: CTC's blank and the ten digits.
+READER_OUTPUTS = NUM_CLASSES + 1
+
+
+def load_reader(model_dir=DEFAULT_MODEL_DIR, when_needed=False):
+    """reader(strips (N, 28, 84, 1) float32) -> logits (N, 21, READER_OUTPUTS): the network of
+    MODEL_DIR/not_a_digit/reader/ that reads a mark of digits that touch whole (touching.Splitter).
+    None where there is no such folder. `when_needed`: loaded at its first call (most pictures
+    never need it)."""
+    folder = check_saved_model(model_dir) / NOT_A_DIGIT_DIR / READER_DIR
+    if not folder.is_dir():
+        return None
+    advice = (f"copy {NOT_A_DIGIT_DIR}/ again from the model it came with, or delete {folder} to "
+              "read digits that touch by cutting them only")
+
+    def load():
+        return load_network(folder, (READER_OUTPUTS,),
+                            lambda: load_model_file(folder / "model.keras", advice), advice)
+    if not when_needed:
+        return load()
+    loaded, lock = [], threading.Lock()
+
+    def reader(strips):
+        with lock:
+            if not loaded:
+                loaded.append(load())
+        return loaded[0](strips)
+    return reader
+
+
 def read_threshold(path, advice):
     """The "not a digit" threshold in settings.json: a number between 0 and 1."""
     try:
@@ -77,7 +108,8 @@ def read_threshold(path, advice):
 
 
 def load_network(folder, outputs, load_keras, advice):
-    """run(images (N, 28, 28, 1)) -> (N, outputs): folder/model.tflite on LiteRT's interpreter
+    """run(images (N, 28, 28, 1)) -> (N, outputs) (or (N, steps, outputs) for the reader's
+    strips): folder/model.tflite on LiteRT's interpreter
     where it is installed, else the Keras model load_keras() gives, on TensorFlow. A network
     that cannot be loaded, or gives a number of outputs not among `outputs`, is a UserError
     ending in `advice`."""
@@ -106,8 +138,8 @@ def load_network(folder, outputs, load_keras, advice):
             from None
     image_in = interpreter.get_input_details()[0]["index"]
     probabilities_out = interpreter.get_output_details()[0]
-    count = probabilities_out["shape"][-1]
-    check_outputs(count, outputs, folder / "model.tflite", advice)
+    shape = probabilities_out["shape"][1:]
+    check_outputs(shape[-1], outputs, folder / "model.tflite", advice)
 
     def run(images):
         probabilities = []
@@ -116,7 +148,7 @@ def load_network(folder, outputs, load_keras, advice):
                 interpreter.set_tensor(image_in, image[np.newaxis])
                 interpreter.invoke()
                 probabilities.append(interpreter.get_tensor(probabilities_out["index"])[0])
-        return np.array(probabilities).reshape(-1, count)
+        return np.array(probabilities).reshape(-1, *shape)
     return run
 
 
@@ -191,18 +223,22 @@ def not_a_digit(images, model_dir=DEFAULT_MODEL_DIR):
     return None if gate is None else gate(prepare_images(images))
 
 
-def answer_digits(classify, marks, main, gate=None):
+def answer_digits(classify, marks, main, gate=None, read=None):
     """What `predict --json` and the server answer for a picture whose marks, left to right,
     are `marks` (K, 28, 28): the number their digits make (a string: "7", "2026", "07"; null
     where a mark holds no digit); the main mark's digit (null where it is none), its closest
     digit and probabilities; where it holds several, each one's digit and probability. With
     `gate` (load_gate's), "not_a_digit" says whether the main mark holds no digit; without, it
-    is null."""
+    is null. `read`: the probabilities of marks already read (touching.Splitter's), by their
+    bytes; they are digits."""
     images = marks[..., np.newaxis]
     probabilities = classify(images)
-    closest = probabilities.argmax(axis=1)
     has_gate = gate is not None
     no_digit = gate(images) if has_gate else np.zeros(len(images), bool)
+    for index, mark in enumerate(marks):
+        if read and mark.tobytes() in read:
+            probabilities[index], no_digit[index] = read[mark.tobytes()], False
+    closest = probabilities.argmax(axis=1)
     digits = [None if none else int(digit) for digit, none in zip(closest, no_digit)]
     answer = {"number": None if no_digit.any() else "".join(map(str, closest)),
               "digit": digits[main],
@@ -216,19 +252,21 @@ def answer_digits(classify, marks, main, gate=None):
     return answer
 
 
-def answer_file(path, classify, gate=None):
+def answer_file(path, classify, gate=None, reader=None):
     """`predict`'s answer (answer_digits') for an image file: its marks found (read_picture,
-    digits that touch cut apart) and answered."""
+    digits that touch cut apart or read whole by `reader`, load_reader's) and answered."""
     classify, gate = for_one_picture(classify, gate)
-    digits, main = read_picture(path, touching.splitter(classify, gate))
-    return answer_digits(classify, digits, main, gate)
+    split = touching.splitter(classify, gate, reader)
+    digits, main = read_picture(path, split)
+    return answer_digits(classify, digits, main, gate, split and split.read)
 
 
-def picture_answerer(classify, gate=None):
-    """answer(grey) for the server: a grey picture's marks found (digits that touch cut apart)
-    and answered."""
+def picture_answerer(classify, gate=None, reader=None):
+    """answer(grey) for the server: a grey picture's marks found (digits that touch cut apart
+    or read whole) and answered."""
     def answer(grey):
         picture_classify, picture_gate = for_one_picture(classify, gate)
-        marks, main = pictures.find_digits(grey, touching.splitter(picture_classify, picture_gate))
-        return answer_digits(picture_classify, marks, main, picture_gate)
+        split = touching.splitter(picture_classify, picture_gate, reader)
+        marks, main = pictures.find_digits(grey, split)
+        return answer_digits(picture_classify, marks, main, picture_gate, split and split.read)
     return answer

@@ -21,6 +21,7 @@ DEFAULT_MODEL_DIR = "mnist_digit_recognition_model"
 # it does not read digits, so a newly trained model keeps the one of the model it replaces, else
 # the shipped model's.
 NOT_A_DIGIT_DIR = "not_a_digit"
+READER_DIR = "reader"  # in NOT_A_DIGIT_DIR: the network that reads digits that touch whole
 
 
 def is_model_dir(path):

@@ -2,12 +2,17 @@
 network calls no digit, and more likely digits that touch than something else, is cut along
 seams, paths down the ink that cross as little of it as they can, into the digits it holds.
 
-`splitter(classify, gate)`: the `split` that pictures.find_digits takes (None without a gate).
-A gate with no "digits that touch" output (an eleven-output not_a_digit/) splits nothing. NumPy
-only: the networks are called, not imported.
+Where the cut finds digits, a reader that reads the whole mark (not_a_digit/reader/: a small CNN
+and a GRU read a 28 x 84 strip, CTC's eleven outputs at each of 21 columns) may read it
+otherwise: its digits are taken where it finds them much likelier than the cut's (READER_GAIN).
+
+`splitter(classify, gate, reader)`: the `split` that pictures.find_digits takes (None without a
+gate). A gate with no "digits that touch" output (an eleven-output not_a_digit/) splits nothing.
+NumPy and Pillow only: the networks are called, not imported.
 """
 
 import numpy as np
+from PIL import Image
 
 from . import pictures
 from .mnist_files import NUM_CLASSES
@@ -27,16 +32,69 @@ PIECE_HEIGHT = 0.3  # ...and its height, at least
 # A chosen piece may reach past a seam by these shares of the mark's height (surest_reach).
 REACH = (0.04, 0.08, 0.12)
 TOUCHING = NUM_CLASSES + 1  # the gate's output "digits that touch" (NUM_CLASSES: "not a digit")
+# The reader's digits replace the cut's where it reads two or more, its surest path's probability
+# at least READER_SURE, and finds them e^READER_GAIN times likelier than the cut's (CTC: over
+# every alignment): benchmarks/touching/README.md, "The whole-mark reader".
+READER_SURE = 0.5
+READER_GAIN = 2.0
+STRIP_SHAPE = (28, 84)  # the reader's input: a mark 20 px tall (MNIST's digit box), centred
+STRIP_DIGIT_HEIGHT = 20
+STRIP_STEP = 4  # columns of the strip to each of the reader's 21 outputs
 
 
-def splitter(classify, gate):
+class Splitter:
     """split(inks, marks, sizes, soft) -> (marks, sizes), for pictures.find_digits: each mark the
     gate calls no digit, and digits that touch more than anything else, replaced by the digits
-    split_touching finds in it. None where there is no gate."""
-    if gate is None:
-        return None
-    judge = judge_for(classify, gate)
-    return lambda inks, marks, sizes, soft: split_doubtful(inks, marks, sizes, soft, judge)
+    split_touching finds in it, or the reader reads in it (read_whole). `read` holds the
+    probabilities (10,) of the digits the reader read, by their marks' bytes, for
+    classifier.answer_digits: the marks of those are the ink between the places it read them."""
+
+    def __init__(self, classify, gate, reader=None):
+        self.classify, self.reader, self.read = classify, reader, {}
+        self.judge = judge_for(classify, gate)
+
+    def __call__(self, inks, marks, sizes, soft):
+        scores, _, to_split = self.judge(np.stack(marks))
+        split_marks, split_sizes = [], []
+        for ink, mark, size, score, trying in zip(inks, marks, sizes, scores, to_split):
+            pieces = split_touching(ink, soft, self.judge, score) if trying else []
+            if pieces and self.reader is not None:
+                pieces = self.read_whole(ink, soft, pieces)
+            if pieces:
+                split_marks += [piece_mark for _, piece_mark in pieces]
+                split_sizes += [piece_size(piece, ink, size) for piece, _ in pieces]
+            else:
+                split_marks.append(mark)
+                split_sizes.append(size)
+        return split_marks, split_sizes
+
+    def read_whole(self, ink, soft, pieces):
+        """The cut's pieces ((ink, mark) pairs), or the reader's digits where it reads the whole
+        mark as two or more, surely (READER_SURE) and likelier than the cut's (READER_GAIN):
+        the ink cut half-way between the places it read them, each mark's probabilities kept
+        in self.read."""
+        strip, to_ink = wide_mark(ink, soft)
+        logits = self.reader(strip[np.newaxis, ..., np.newaxis])[0]
+        digits, sureness, places, probabilities = surest_path(logits)
+        cut = self.classify(np.stack([mark for _, mark in pieces])[..., np.newaxis]).argmax(axis=1)
+        if (len(digits) < 2 or sureness < READER_SURE or
+                ctc_log_likelihood(logits, [d + 1 for d in digits])
+                - ctc_log_likelihood(logits, [d + 1 for d in cut]) < READER_GAIN):
+            return pieces
+        centres = [to_ink(STRIP_STEP * (place + 0.5)) for place in places]
+        edges = [0, *(round((a + b) / 2) for a, b in zip(centres, centres[1:])), ink.shape[1]]
+        read = [cropped_ink(ink[:, left:right]) for left, right in zip(edges, edges[1:])]
+        if any(piece is None for piece in read):
+            return pieces
+        read = [(piece, pictures.mnist_mark(piece, soft)) for piece in read]
+        self.read.update((mark.tobytes(), p) for (_, mark), p in zip(read, probabilities))
+        return read
+
+
+def splitter(classify, gate, reader=None):
+    """A Splitter (classify, gate and reader: classifier's load_classifier, load_gate and
+    load_reader), or None where there is no gate."""
+    return None if gate is None else Splitter(classify, gate, reader)
 
 
 def judge_for(classify, gate):
@@ -55,22 +113,6 @@ def judge_for(classify, gate):
                 no_digit, no_digit & touching)
 
     return judge
-
-
-def split_doubtful(inks, marks, sizes, soft, judge):
-    """(marks, sizes) with each mark the judge says to try replaced by the digits it holds,
-    where split_touching finds them (piece_size)."""
-    scores, _, to_split = judge(np.stack(marks))
-    split_marks, split_sizes = [], []
-    for ink, mark, size, score, trying in zip(inks, marks, sizes, scores, to_split):
-        pieces = split_touching(ink, soft, judge, score) if trying else []
-        if pieces:
-            split_marks += [piece_mark for _, piece_mark in pieces]
-            split_sizes += [piece_size(piece, ink, size) for piece, _ in pieces]
-        else:
-            split_marks.append(mark)
-            split_sizes.append(size)
-    return split_marks, split_sizes
 
 
 def piece_size(piece, ink, size):
@@ -210,3 +252,64 @@ def seams(ink):
     unique = {tuple(path): path for path in paths}
     return sorted(unique.values(), key=np.mean)
 
+
+
+def wide_mark(ink, soft):
+    """A mark's ink (pictures.digits_ink), strokes thickened as for the digit network, scaled to
+    STRIP_DIGIT_HEIGHT (or to fit the strip's width), centred in a STRIP_SHAPE strip: the
+    reader's input; and to_ink(column of the strip) -> the ink's column."""
+    ink = pictures.thicken_thin_strokes(ink)
+    rows, cols = np.nonzero(ink > 0.1 * ink.max())
+    ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    strip_height, strip_width = STRIP_SHAPE
+    scale = min(STRIP_DIGIT_HEIGHT / ink.shape[0], (strip_width - 4) / ink.shape[1])
+    height, width = (max(1, round(n * scale)) for n in ink.shape)
+    mark = Image.fromarray(ink.astype(np.float32)).resize((width, height), Image.Resampling.BILINEAR)
+    mark = np.clip(np.asarray(mark), 0, 1)
+    if soft:
+        mark = pictures.sharpened(mark)
+    strip = np.zeros(STRIP_SHAPE, np.float32)
+    top, left = (strip_height - height) // 2, (strip_width - width) // 2
+    strip[top:top + height, left:left + width] = mark
+    return strip, lambda column: cols.min() + (column - left) / scale
+
+
+def surest_path(logits):
+    """CTC's surest path through the reader's logits (steps, 11; 0 the blank, 1-10 the digits),
+    its repeats merged and blanks left out: (digits, the path's probability, the step at which
+    each digit is surest, each digit's probabilities there over the ten digits (10,))."""
+    probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probabilities /= probabilities.sum(axis=-1, keepdims=True)
+    best = probabilities.argmax(axis=-1)
+    digits, places = [], []
+    for step, label in enumerate(best):
+        if label == 0:
+            continue
+        if step and label == best[step - 1]:  # the same digit, one step on
+            if probabilities[step, label] > probabilities[places[-1], label]:
+                places[-1] = step
+            continue
+        digits.append(int(label) - 1)
+        places.append(step)
+    digit_probabilities = [probabilities[step, 1:] / probabilities[step, 1:].sum() for step in places]
+    return digits, float(np.prod(probabilities.max(axis=-1))), places, digit_probabilities
+
+
+def ctc_log_likelihood(logits, labels, blank=0):
+    """log P(labels | logits) under CTC, over every alignment: logits (steps, classes), labels
+    class numbers (no blank). The forward algorithm in log space."""
+    logits = np.asarray(logits, np.float64)
+    log_probabilities = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+    extended = [blank] + [x for label in labels for x in (label, blank)]  # blank, a, blank, b, ...
+    # a path may skip a blank between two different labels
+    skips = np.array([s >= 2 and extended[s] != blank and extended[s] != extended[s - 2]
+                      for s in range(len(extended))])
+    alpha = np.full(len(extended), -np.inf)
+    alpha[:2] = log_probabilities[0, extended[:2]]
+    for step in log_probabilities[1:]:
+        previous = alpha
+        alpha = previous.copy()
+        alpha[1:] = np.logaddexp(alpha[1:], previous[:-1])
+        alpha[2:][skips[2:]] = np.logaddexp(alpha[2:][skips[2:]], previous[:-2][skips[2:]])
+        alpha = alpha + step[extended]
+    return float(np.logaddexp(alpha[-1], alpha[-2]))

@@ -178,6 +178,16 @@ def shipped_gate():
     return classifier.load_gate(SHIPPED)
 
 
+@pytest.fixture(scope="session")
+def shipped_reader():
+    """The shipped model's reader of digits that touch (classifier.load_reader), made once per
+    test process."""
+    if not (SHIPPED / model_files.NOT_A_DIGIT_DIR / model_files.READER_DIR).is_dir():
+        missing(f"the shipped model has no {model_files.NOT_A_DIGIT_DIR}/"
+                f"{model_files.READER_DIR}/ ({SHIPPED})")
+    return classifier.load_reader(SHIPPED)
+
+
 def slice_arrays(arrays, n_train, n_test):
     return {"x_train": arrays["x_train"][:n_train], "y_train": arrays["y_train"][:n_train],
             "x_test": arrays["x_test"][:n_test], "y_test": arrays["y_test"][:n_test]}

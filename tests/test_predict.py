@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import mnist_digit_recognition as mdr
+from benchmarks.renderings import RENDERINGS
 from mnist_digits import classifier, errors, figures, mnist_files, pictures
 from conftest import (LOGIT_TOLERANCE, PICTURE_FORMS, PROBABILITY_TOLERANCE, ROOT, SCRIPT, SHIPPED,
                       assert_one_line_error, enlarge, missing, our_stderr_lines, run_main,
@@ -277,14 +278,19 @@ print("exit", status, "tensorflow" in sys.modules, "keras" in sys.modules)
 def test_without_litert_predict_falls_back_to_keras_with_the_same_answers(test_digits,
                                                                           tmp_path):
     """LiteRT missing (made unimportable here), or a model directory without model.tflite:
-    TensorFlow runs model.keras (and not_a_digit/model.keras), and the answers are the same to
-    README's bound: the digits of 20 test digits, and an X that is none."""
+    TensorFlow runs model.keras (and not_a_digit/'s, and its reader/'s), and the answers are the
+    same to README's bound: the digits of 20 test digits, an X that is none, and three touching
+    digits the reader reads."""
     if importlib.util.find_spec("ai_edge_litert") is None:
         missing("needs ai-edge-litert (requirements.txt) to compare with")
     paths = [str(save_image(tmp_path / f"{i}.png", test_digits[0][i])) for i in range(20)]
     paths.append(str(ROOT / "samples" / "x.png"))
+    x = test_digits[0]
+    three, _, _ = RENDERINGS["three digits touching, boxes overlapping"][1](x[13], 13, x[14], x[15])
+    three.save(tmp_path / "three.png")
+    paths.append(str(tmp_path / "three.png"))
     no_tflite = tmp_path / "model"
-    for folder in (no_tflite, no_tflite / "not_a_digit"):  # the "not a digit" network's, too
+    for folder in (no_tflite, no_tflite / "not_a_digit", no_tflite / "not_a_digit" / "reader"):
         folder.mkdir()
         for name in ("model.keras", "settings.json"):
             shipped = SHIPPED / folder.relative_to(no_tflite) / name
@@ -302,13 +308,14 @@ mdr.main(["predict", "--json", *{paths!r}, "--model-dir", {str(no_tflite)!r}])
 """
     result = run_python(code, cwd=ROOT)
     lines = result.stdout.splitlines()
-    assert len(lines) == 64 and lines[42] == "True", result.stderr
+    assert len(lines) == 67 and lines[44] == "True", result.stderr
     litert, keras, keras_no_tflite = (
-        [json.loads(line) for line in part] for part in (lines[:21], lines[21:42], lines[43:]))
-    assert [(a["digit"], a["not_a_digit"]) for a in litert] \
-        == [(a["digit"], a["not_a_digit"]) for a in keras] \
-        == [(a["digit"], a["not_a_digit"]) for a in keras_no_tflite]
-    assert [a["not_a_digit"] for a in litert] == [False] * 20 + [True]
+        [json.loads(line) for line in part] for part in (lines[:22], lines[22:44], lines[45:]))
+    assert [(a["number"], a["digit"], a["not_a_digit"]) for a in litert] \
+        == [(a["number"], a["digit"], a["not_a_digit"]) for a in keras] \
+        == [(a["number"], a["digit"], a["not_a_digit"]) for a in keras_no_tflite]
+    assert [a["not_a_digit"] for a in litert] == [False] * 20 + [True, False]
+    assert litert[-1]["number"] == "".join(map(str, test_digits[1][13:16]))  # the reader's
     assert max(abs(p - q) for a, b in zip(litert, keras)
                for p, q in zip(a["probabilities"], b["probabilities"])) \
         <= PROBABILITY_TOLERANCE + 1e-6  # each rounded to 6 decimals

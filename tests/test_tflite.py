@@ -1,7 +1,8 @@
 """The shipped model.tflite gives the same digits as model.keras, and probabilities within
 README's bound (PROBABILITY_TOLERANCE), in a fresh process; so does the "not a digit" network in
-not_a_digit/, with the same decisions at its threshold. (tests/test_cli.py compares the
-model.tflite a training run has just written in the same way.)"""
+not_a_digit/, with the same decisions at its threshold, and the reader of digits that touch in
+not_a_digit/reader/, with the same readings. (tests/test_cli.py compares the model.tflite a
+training run has just written in the same way.)"""
 
 import importlib.util
 import json
@@ -12,7 +13,9 @@ import sys
 import numpy as np
 import pytest
 
+from benchmarks import renderings
 from conftest import PROBABILITY_TOLERANCE, ROOT, SHIPPED, missing
+from mnist_digits import pictures, touching
 from mnist_digits.classifier import Gate
 
 COMPARE = """
@@ -83,3 +86,49 @@ def test_the_not_a_digit_networks_tflite_decides_as_its_keras_model(data_dir):
     assert (said_keras == said_tflite)[clear].all()
     # No test digit is "not a digit"; of the digits inverted some are: both decisions are seen.
     assert not said_keras[:1000].any() and said_keras[1000:].any()
+
+
+READER_COMPARE = """
+import json, sys
+import keras
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+folder, strips = sys.argv[1], np.load(sys.argv[2])
+keras_logits = keras.models.load_model(f"{folder}/model.keras").predict(strips, verbose=0)
+interpreter = Interpreter(model_path=f"{folder}/model.tflite")
+runner = interpreter.get_signature_runner()
+(input_name,) = runner.get_input_details()
+outputs = [next(iter(runner(**{input_name: strip[np.newaxis]}).values()))[0] for strip in strips]
+print(json.dumps({"keras": keras_logits.tolist(), "tflite": np.stack(outputs).tolist()}))
+"""
+
+
+def test_the_readers_tflite_reads_as_its_keras_model(test_digits, tmp_path):
+    """The strips (touching.wide_mark) of 60 marks of two and three touching test digits, as
+    the benchmark renders them: the same surest path, and logits within 1e-3 (float32's
+    rounding through the GRU's 21 steps; 1.4e-05 measured on a Xeon)."""
+    folder = SHIPPED / "not_a_digit" / "reader"
+    if not (folder / "model.tflite").is_file():
+        missing(f"the shipped model has no not_a_digit/reader/ ({folder})")
+    if importlib.util.find_spec("ai_edge_litert") is None:
+        missing("needs ai-edge-litert (requirements-dev.txt) to run model.tflite")
+    x = test_digits[0]
+    strips = []
+    for name in ("two digits touching, boxes overlapping", "three digits joined by a stroke"):
+        render = renderings.RENDERINGS[name][1]
+        for index in range(30):
+            image, _, _ = render(x[index], index, x[index + 1], x[index + 2])
+            grey = np.asarray(image.convert("L"), np.float32) / 255
+            inks, _, soft = pictures.digits_ink(grey)
+            strips.append(touching.wide_mark(max(inks, key=lambda ink: ink.shape[1]), soft)[0])
+    np.save(tmp_path / "strips.npy", np.stack(strips)[..., np.newaxis])
+    result = subprocess.run([sys.executable, "-c", READER_COMPARE, str(folder),
+                             str(tmp_path / "strips.npy")], capture_output=True, text=True,
+                            cwd=ROOT, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr
+    compared = json.loads(result.stdout.strip().splitlines()[-1])
+    keras, tflite = np.array(compared["keras"]), np.array(compared["tflite"])
+    assert np.abs(keras - tflite).max() < 1e-3
+    paths = [[touching.surest_path(logits)[0] for logits in both] for both in (keras, tflite)]
+    assert paths[0] == paths[1] and sum(len(path) >= 2 for path in paths[0]) >= 40

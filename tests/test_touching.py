@@ -1,14 +1,18 @@
 """Digits that touch (mnist_digits/touching.py): a mark the shipped not_a_digit/ network calls
 digits that touch is cut into the digits it holds, as `predict` and `serve` read pictures; any
 other mark is read as before. The benchmark's touching renderings of a few test digits (its
-tables: benchmarks/pictures.py on all 10,000), and what the networks remember (classifier)."""
+tables: benchmarks/pictures.py on all 10,000), and what the networks remember (classifier).
+Where the cut finds digits, the reader (not_a_digit/reader/) may read the whole mark instead."""
 
+import itertools
 import json
 
 import numpy as np
 import pytest
 
 from benchmarks import renderings
+import shutil
+
 from conftest import SHIPPED, run_main
 from mnist_digits import classifier, pictures, touching
 from mnist_digits.classifier import Gate, picture_answerer
@@ -59,6 +63,51 @@ def test_the_server_reads_three_digits_joined_by_a_stroke(shipped_classifier, sh
     answer = picture_answerer(shipped_classifier, shipped_gate)
     numbers = [answer(grey)["number"] for grey in rendered(name, x)]
     assert np.mean([n == e for n, e in zip(numbers, expected_numbers(name, y))]) >= 0.7, numbers
+
+
+def test_the_reader_reads_three_touching_digits_the_cut_misreads(tmp_path, test_digits, capsys,
+                                                                 shipped_reader):
+    """Measured on the first 40 test digits: 35 right with the reader, 31 without it (a copy of
+    the model without not_a_digit/reader/); the reader changed 4 answers, all to the right
+    number. Its digits' probabilities are its own (touching.surest_path's)."""
+    name = "three digits touching, boxes overlapping"
+    x, y = test_digits[0][:40], test_digits[1][:40]
+    files = rendered(name, x, tmp_path)
+    without = tmp_path / "without_reader"
+    shutil.copytree(SHIPPED, without, ignore=shutil.ignore_patterns("reader", "saved_model"))
+    said = {}
+    for model_dir in (SHIPPED, without):
+        status, out, err = run_main(capsys, "predict", "--json", *files, "--model-dir", model_dir)
+        assert status == 0 and not err
+        said[model_dir] = [json.loads(line) for line in out]
+    expected = expected_numbers(name, y)
+    right = {model_dir: np.array([a["number"] == e for a, e in zip(answers, expected)])
+             for model_dir, answers in said.items()}
+    assert right[SHIPPED].sum() >= right[without].sum() + 3
+    changed = [i for i, (a, b) in enumerate(zip(said[SHIPPED], said[without])) if a != b]
+    assert right[SHIPPED][changed].mean() >= 0.75, changed
+    assert all(len(said[SHIPPED][i]["digits"]) == 3 for i in changed)
+
+
+def test_a_damaged_reader_is_one_clear_line_where_a_picture_needs_it(tmp_path, test_digits,
+                                                                    capsys):
+    """predict loads the reader at the first picture that needs it: a single digit is read as
+    ever; three touching digits get one line naming the reader's file and what to do, exit status
+    1."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(SHIPPED, model_dir, ignore=shutil.ignore_patterns("saved_model"))
+    for name in ("model.tflite", "model.keras"):  # a failed copy, git-LFS pointers
+        (model_dir / "not_a_digit" / "reader" / name).write_bytes(b"version https://git-lfs\n")
+    one = rendered("28 px dark on white", test_digits[0][:1], tmp_path)
+    (tmp_path / "three").mkdir()
+    three = rendered("three digits touching, boxes overlapping", test_digits[0][:16],
+                     tmp_path / "three")[13]  # one the cut finds digits in
+    status, out, err = run_main(capsys, "predict", *one, "--model-dir", model_dir)
+    assert status == 0 and out[0].startswith(f"{one[0]}: {test_digits[1][0]} (") and not err
+    status, out, err = run_main(capsys, "predict", three, "--model-dir", model_dir)
+    assert status == 1 and not out and len(err) == 1, err
+    for words in ("reader/model.", "cannot be loaded", "delete"):
+        assert words in err[0], err[0]
 
 
 def test_a_mark_read_as_a_digit_is_never_cut(shipped_classifier, shipped_gate, test_digits):
@@ -155,8 +204,45 @@ def test_the_server_reads_each_mark_once_a_picture_and_again_for_the_next(
     pytest.fail("none of 10 pictures of two touching digits was cut (83% are, on 300)")
 
 
-def test_without_a_gate_there_is_no_split(shipped_classifier):
+def test_without_a_gate_there_is_no_split(shipped_classifier, shipped_reader):
     assert touching.splitter(shipped_classifier, None) is None
+    assert touching.splitter(shipped_classifier, None, shipped_reader) is None
+
+
+def brute_force_likelihood(logits, labels):
+    """P(labels) under CTC by adding up every path through the steps that collapses to them
+    (repeats merged, then blanks, 0, left out)."""
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    total = 0.0
+    for path in itertools.product(range(logits.shape[1]), repeat=len(logits)):
+        collapsed = [label for i, label in enumerate(path) if label and (i == 0 or label != path[i - 1])]
+        if collapsed == list(labels):
+            total += np.prod(probabilities[np.arange(len(path)), path])
+    return total
+
+
+@pytest.mark.parametrize("labels", [[1], [2, 1], [1, 1], [2, 2, 1], [1, 2, 1, 2]])
+def test_ctcs_likelihood_adds_up_every_path_to_the_labels(labels):
+    """The forward algorithm (touching.ctc_log_likelihood) against every path written out: 6
+    steps of 3 classes (0 the blank); a label repeated needs a blank between."""
+    logits = np.random.default_rng(len(labels) * 7 + sum(labels)).normal(0, 2, (6, 3))
+    assert np.exp(touching.ctc_log_likelihood(logits, labels)) == \
+        pytest.approx(brute_force_likelihood(logits, labels), rel=1e-9)
+
+
+def test_the_surest_path_merges_repeats_and_drops_blanks():
+    """Blank, 2, 2, blank, 2, 7, 7, blank: the digits 2, 2 and 7, each at the step where it is
+    surest, its probabilities those of that step over the ten digits."""
+    best = [0, 3, 3, 0, 3, 8, 8, 0]
+    logits = np.full((8, 11), -5.0)
+    logits[np.arange(8), best] = 5.0
+    logits[2, 3] = 6.0  # the first 2 is surer at its second step
+    logits[6, 4] = 0.0  # a 3 somewhat likely at the second 7's step
+    digits, sureness, places, probabilities = touching.surest_path(logits)
+    assert digits == [2, 2, 7] and places == [2, 4, 5]
+    assert 0 < sureness < 1 and len(probabilities) == 3
+    for digit, p in zip(digits, probabilities):
+        assert p.shape == (10,) and p.argmax() == digit and p.sum() == pytest.approx(1)
 
 
 def test_a_network_remembers_the_images_of_one_picture_and_gives_the_same_outputs(test_digits):

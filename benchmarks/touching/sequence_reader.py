@@ -2,7 +2,7 @@
 keras.io's "OCR model for reading Captchas"), in place of the cut where it is sure, against the
 product's cut alone. Not in the product.
 
-The mark is scaled to digit height (20 px, as MNIST's box) in a 28 x 84 strip (`wide_mark`); a
+The mark is scaled to digit height (20 px, as MNIST's box) in a 28 x 84 strip (touching.wide_mark); a
 small CNN turns it into 21 columns, a bidirectional GRU reads them, and CTC (blank + ten digits)
 is its loss, so the digits need no fixed places. Trained on build_touching.py's renderings of the
 54,000 training digits (the product reads each picture; those it reads as one mark are kept).
@@ -12,6 +12,7 @@ is its loss, so the digits need no fixed places. Trained on build_touching.py's 
     python benchmarks/touching/sequence_reader.py measure --model cache/ctc_s1.keras --limit 600
     python benchmarks/touching/sequence_reader.py measure --model cache/ctc_s{1,2,3}.keras --save-as NAME
     python benchmarks/touching/sequence_reader.py export --model cache/ctc_s1.keras  # LiteRT
+    python benchmarks/touching/sequence_reader.py export --model cache/ctc_s1.keras --ship
 
 `measure` reads the benchmark's touching renderings of the first N validation digits (the
 study's dev set; measure.py's held-out rendering too) and pictures of five kinds the gate trained
@@ -31,7 +32,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = Path(__file__).resolve().parent
@@ -41,7 +41,8 @@ from measure import VARIED, encoded, varied_pair  # noqa: E402
 from mnist_digits import classifier, pictures, touching  # noqa: E402
 from renderings import DIGITS_PER_FILE, RENDERINGS  # noqa: E402
 
-HEIGHT, WIDTH = 28, 84
+HEIGHT, WIDTH = touching.STRIP_SHAPE
+ctc_log_likelihood = touching.ctc_log_likelihood
 STEPS = WIDTH // 4  # the columns CTC reads
 THRESHOLDS = [0.0, 0.5, 0.8, 0.9, 0.97]  # the reader's confidence (its greedy path's probability)
 MARGINS = [0.5, 1.0, 2.0]  # ...or how much likelier (log) than the cut's reading, at 0.5 or more
@@ -51,31 +52,13 @@ ALSO = [0.9, 0.97, 0.99]  # "likelier 2.0", and marks the gate calls "not a digi
 TRAINED_KINDS = ["font_letters", "kana_kanji", "scribbles", "world_strokes", "pictograms"]
 
 
-def wide_mark(ink, soft):
-    """A mark's ink (pictures.digits_ink), strokes thickened as the product does, scaled to 20 px
-    tall (or to fit 80 px wide), centred in a 28 x 84 strip."""
-    ink = pictures.thicken_thin_strokes(ink)
-    rows, cols = np.nonzero(ink > 0.1 * ink.max())
-    ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-    scale = min(20 / ink.shape[0], (WIDTH - 4) / ink.shape[1])
-    height, width = (max(1, round(n * scale)) for n in ink.shape)
-    mark = Image.fromarray(ink.astype(np.float32)).resize((width, height), Image.Resampling.BILINEAR)
-    mark = np.clip(np.asarray(mark), 0, 1)
-    if soft:
-        mark = pictures.sharpened(mark)
-    strip = np.zeros((HEIGHT, WIDTH), np.float32)
-    top, left = (HEIGHT - height) // 2, (WIDTH - width) // 2
-    strip[top:top + height, left:left + width] = mark
-    return strip
-
-
 def build(args):
     from build_touching import touching_pictures
     marks, holds = [], []
     for grey, digits in touching_pictures(args.count, args.seed):
         inks, _, soft = pictures.digits_ink(grey)
         if len(inks) == 1:
-            marks.append(wide_mark(inks[0], soft))
+            marks.append(touching.wide_mark(inks[0], soft)[0])
             holds.append(digits)
     np.savez_compressed(CACHE / f"wide_s{args.seed}.npz", marks=np.array(marks, np.float32),
                         holds=np.array(holds))
@@ -133,38 +116,9 @@ def train(args):
     print(f"held-out marks read whole: {right / held:.1%}")
 
 
-def ctc_log_likelihood(logits, labels, blank=0):
-    """log P(labels | logits) under CTC, over every alignment: logits (steps, classes), labels
-    class numbers (no blank). The forward algorithm in log space, in NumPy, as the product would
-    need it where LiteRT runs without TensorFlow (keras.ops.ctc_loss gives the same within
-    2.4e-05, float32's, on 300 random cases of 1-4 labels over 21 steps)."""
-    logits = np.asarray(logits, np.float64)
-    log_probabilities = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
-    extended = [blank] + [x for label in labels for x in (label, blank)]  # blank, a, blank, b, ...
-    # a path may skip a blank between two different labels
-    skips = np.array([s >= 2 and extended[s] != blank and extended[s] != extended[s - 2]
-                      for s in range(len(extended))])
-    alpha = np.full(len(extended), -np.inf)
-    alpha[:2] = log_probabilities[0, extended[:2]]
-    for step in log_probabilities[1:]:
-        previous = alpha
-        alpha = previous.copy()
-        alpha[1:] = np.logaddexp(alpha[1:], previous[:-1])
-        alpha[2:][skips[2:]] = np.logaddexp(alpha[2:][skips[2:]], previous[:-2][skips[2:]])
-        alpha = alpha + step[extended]
-    return float(np.logaddexp(alpha[-1], alpha[-2]))
-
-
 def greedy(logits):
     """(digits, confidence): CTC's greedy path (repeats merged, blanks dropped), its probability."""
-    probabilities = np.exp(logits - logits.max(-1, keepdims=True))
-    probabilities /= probabilities.sum(-1, keepdims=True)
-    digits, previous = [], 0
-    for best in probabilities.argmax(-1):
-        if best not in (previous, 0):
-            digits.append(int(best) - 1)
-        previous = best
-    return digits, float(np.prod(probabilities.max(-1)))
+    return touching.surest_path(logits)[:2]
 
 
 def reader_logits(model, keras):
@@ -223,7 +177,7 @@ def measure(args):
             for reader, reader_found in zip(readers, found):
                 whole, confidence, gain = None, 0.0, 0.0
                 if trying or no_digit:
-                    logits = reader(wide_mark(ink, soft))
+                    logits = reader(touching.wide_mark(ink, soft)[0])
                     whole, confidence = greedy(logits)
                     if trying and len(whole) >= 2:
                         gain = likelihood(logits, whole) - likelihood(logits, cut)
@@ -308,15 +262,21 @@ def inference_network(reader, keras):
 
 
 def export(args):
-    """MODEL's inference network as a LiteRT file (MODEL with .tflite); prints how far its
-    logits are from the Keras inference network's (the reader's own) on the first 500
-    held-back marks, and its time a mark."""
+    """MODEL's inference network as a LiteRT file (MODEL with .tflite; with --ship, as
+    model.keras and model.tflite in the shipped model's not_a_digit/reader/, where the product
+    reads it); prints how far its logits are from the Keras inference network's (the reader's
+    own) on the first 500 held-back marks, and its time a mark."""
     import time
 
     import keras
     from ai_edge_litert.interpreter import Interpreter
     network = inference_network(keras.saving.load_model(args.model, compile=False), keras)
     path = Path(args.model).with_suffix(".tflite")
+    if args.ship:
+        folder = HERE.parent.parent / "mnist_digit_recognition_model" / "not_a_digit" / "reader"
+        folder.mkdir(exist_ok=True)
+        network.save(folder / "model.keras")
+        path = folder / "model.tflite"
     network.export(str(path), format="litert", verbose=False)
     marks = np.load(CACHE / "wide_s1.npz")["marks"][:500, ..., np.newaxis]
     interpreter = Interpreter(model_path=str(path), num_threads=1)
@@ -361,6 +321,7 @@ def main():
     command.add_argument("--negatives", type=int, default=300)
     command = commands.add_parser("export")
     command.add_argument("--model", default=str(CACHE / "ctc_s1.keras"))
+    command.add_argument("--ship", action="store_true", help="into the shipped model")
     args = parser.parse_args()
     {"build": build, "train": train, "measure": measure, "export": export}[args.command](args)
 
