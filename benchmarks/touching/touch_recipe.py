@@ -40,6 +40,9 @@ def main():
                         help="the convolutions' filters, as a share of the default network's")
     parser.add_argument("--touching", nargs="+", default=["touching_s1"],
                         help="build_touching.py's sets in cache/ to train the twelfth output on")
+    parser.add_argument("--share", type=int, default=0,
+                        help="the shipped classifier's first SHARE layers (6: its first three "
+                             "convolutions and their batch norms), frozen, in place of the gate's")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow's threads (0: all cores)")
     args = parser.parse_args()
     if args.width <= 0:
@@ -58,10 +61,13 @@ def main():
     network = eleven_class_network(mdr, keras, outputs=12)
     if args.width != 1:
         network = narrower(network, args.width, keras)
+    if args.share:
+        network = sharing_trunk(network, args.share, mdr, keras)
     network = mdr.compile_model(network, recipe)
     sets = "" if args.touching == ["touching_s1"] else "_t" + "_".join(
         name.removeprefix("touching_s") for name in args.touching)
-    name = f"touch12{'' if args.width == 1 else f'w{args.width:g}'}{sets}_s{args.seed}"
+    shared = f"share{args.share}" if args.share else ""
+    name = f"touch12{'' if args.width == 1 else f'w{args.width:g}'}{shared}{sets}_s{args.seed}"
     train_and_save(mdr, network, x, y, recipe, name)
 
 
@@ -88,6 +94,18 @@ def train_and_save(mdr, network, x, y, recipe, name):
     print(f"trained in {time.time() - started:.0f} s on {len(x)} images", flush=True)
     network.save(CACHE / f"{name}.keras")
     export_litert(network, CACHE / name / "model.tflite")
+
+
+def sharing_trunk(network, count, mdr, keras):
+    """The network with its first `count` layers the shipped classifier's, frozen (a frozen
+    BatchNormalization runs in inference mode): run beside the classifier, the gate would need
+    only its own layers' arithmetic."""
+    classifier = mdr.load_model(str(HERE.parent.parent / "mnist_digit_recognition_model"))
+    trunk = classifier.layers[:count]
+    for layer in trunk:
+        layer.trainable = False
+    return keras.Sequential([keras.Input(mdr.IMAGE_SHAPE), *trunk, *network.layers[count:]],
+                            name=network.name)
 
 
 def narrower(network, width, keras):
