@@ -8,7 +8,9 @@ without augmentation) with a twelfth output, "digits that touch": build_touching
 Checkpoints in cache/touch12_sSEED/ (the same command resumes); the network is saved as
 cache/touch12_sSEED.keras and as a LiteRT file, cache/touch12_sSEED/model.tflite. `--width W`
 scales every convolution's filters by W (W=0.5: a quarter of the arithmetic), named
-touch12wW_sSEED; with other --touching sets, touch12_t1_2_sSEED (their seeds).
+touch12wW_sSEED; `--share N` puts the shipped digit network's first N layers, frozen, in place of
+the network's own (6: its first three convolutions), named touch12shareN_sSEED; with other
+--touching sets, touch12_t1_2_sSEED (their seeds).
 """
 
 import argparse
