@@ -78,7 +78,7 @@ def redraw_reports(model_dir, results, x_test, y_test, probabilities):
 def run_predict(args):
     model_dir = resolve_model_dir(args.model_dir)
     classify, gate = load_classifier(model_dir), load_gate_or_warn(model_dir)
-    reader = load_reader(model_dir, when_needed=True)
+    reader = None if gate is None else load_reader(model_dir, when_needed=True)
     failed = 0
     for path in args.files:  # each answer as soon as it is known, in the order of the files
         try:
@@ -126,7 +126,8 @@ def answer_text(path, answer):
 def run_serve(args):
     model_dir = resolve_model_dir(args.model_dir)
     classify, gate = load_classifier(model_dir), load_gate_or_warn(model_dir)
-    reader, metadata = load_reader(model_dir), read_metadata(model_dir)
+    reader = None if gate is None else load_reader(model_dir)
+    metadata = read_metadata(model_dir)
     try:
         answer = picture_answerer(classify, gate, reader)
         server = serve.make_server(answer, args.host, args.port, {

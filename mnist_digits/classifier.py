@@ -65,15 +65,17 @@ def load_gate(model_dir=DEFAULT_MODEL_DIR):
     return Gate(network, threshold)
 
 
-# The reader's outputs at each of its steps: CTC's blank and the ten digits.
+# The reader's outputs at each of its steps (a step to touching.STRIP_STEP columns of its strip):
+# CTC's blank and the ten digits.
 READER_OUTPUTS = NUM_CLASSES + 1
+READER_STEPS = touching.STRIP_SHAPE[1] // touching.STRIP_STEP
 
 
 def load_reader(model_dir=DEFAULT_MODEL_DIR, when_needed=False):
     """reader(strips (N, 28, 84, 1) float32) -> logits (N, 21, READER_OUTPUTS): the network of
     MODEL_DIR/not_a_digit/reader/ that reads a mark of digits that touch whole (touching.Splitter).
     None where there is no such folder. `when_needed`: loaded at its first call (most pictures
-    never need it)."""
+    never need it); a reader that cannot be loaded fails each call with the same UserError."""
     folder = check_saved_model(model_dir) / NOT_A_DIGIT_DIR / READER_DIR
     if not folder.is_dir():
         return None
@@ -81,17 +83,30 @@ def load_reader(model_dir=DEFAULT_MODEL_DIR, when_needed=False):
               "read digits that touch by cutting them only")
 
     def load():
-        return load_network(folder, (READER_OUTPUTS,),
-                            lambda: load_model_file(folder / "model.keras", advice), advice)
+        reader = load_network(folder, (READER_OUTPUTS,),
+                              lambda: load_model_file(folder / "model.keras", advice), advice)
+        try:
+            shape = reader(np.zeros((1, *touching.STRIP_SHAPE, 1), np.float32)).shape
+        except Exception as error:  # a network made for other pictures
+            shape = first_line(error)
+        if shape != (1, READER_STEPS, READER_OUTPUTS):
+            raise UserError(f"{folder} holds no reader of {touching.STRIP_SHAPE} strips (it gives "
+                            f"{shape}, not (1, {READER_STEPS}, {READER_OUTPUTS})): {advice}")
+        return reader
     if not when_needed:
         return load()
-    loaded, lock = [], threading.Lock()
+    loaded, lock = {}, threading.Lock()
 
     def reader(strips):
         with lock:
             if not loaded:
-                loaded.append(load())
-        return loaded[0](strips)
+                try:
+                    loaded["reader"] = load()
+                except UserError as error:
+                    loaded["error"] = error
+        if "error" in loaded:
+            raise loaded["error"]
+        return loaded["reader"](strips)
     return reader
 
 
@@ -108,11 +123,10 @@ def read_threshold(path, advice):
 
 
 def load_network(folder, outputs, load_keras, advice):
-    """run(images (N, 28, 28, 1)) -> (N, outputs) (or (N, steps, outputs) for the reader's
-    strips): folder/model.tflite on LiteRT's interpreter
-    where it is installed, else the Keras model load_keras() gives, on TensorFlow. A network
-    that cannot be loaded, or gives a number of outputs not among `outputs`, is a UserError
-    ending in `advice`."""
+    """run(images (N, 28, 28, 1), or the reader's strips) -> (N, outputs) (the reader's: (N,
+    steps, outputs)): folder/model.tflite on LiteRT's interpreter where it is installed, else
+    the Keras model load_keras() gives, on TensorFlow. A network that cannot be loaded, or
+    gives a number of outputs not among `outputs`, is a UserError ending in `advice`."""
     lock = threading.Lock()  # one call at a time: an interpreter is not thread-safe
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -137,18 +151,18 @@ def load_network(folder, outputs, load_keras, advice):
         raise UserError(f"{folder / 'model.tflite'} cannot be loaded ({reason}): {advice}") \
             from None
     image_in = interpreter.get_input_details()[0]["index"]
-    probabilities_out = interpreter.get_output_details()[0]
-    shape = probabilities_out["shape"][1:]
+    outputs_out = interpreter.get_output_details()[0]
+    shape = outputs_out["shape"][1:]
     check_outputs(shape[-1], outputs, folder / "model.tflite", advice)
 
     def run(images):
-        probabilities = []
+        found = []
         with lock:
             for image in np.asarray(images, np.float32):
                 interpreter.set_tensor(image_in, image[np.newaxis])
                 interpreter.invoke()
-                probabilities.append(interpreter.get_tensor(probabilities_out["index"])[0])
-        return np.array(probabilities).reshape(-1, *shape)
+                found.append(interpreter.get_tensor(outputs_out["index"])[0])
+        return np.array(found).reshape(-1, *shape)
     return run
 
 
@@ -229,15 +243,14 @@ def answer_digits(classify, marks, main, gate=None, read=None):
     where a mark holds no digit); the main mark's digit (null where it is none), its closest
     digit and probabilities; where it holds several, each one's digit and probability. With
     `gate` (load_gate's), "not_a_digit" says whether the main mark holds no digit; without, it
-    is null. `read`: the probabilities of marks already read (touching.Splitter's), by their
-    bytes; they are digits."""
+    is null. `read`: {a mark's index: its probabilities} for marks already read as digits
+    (touching.Splitter's)."""
     images = marks[..., np.newaxis]
-    probabilities = classify(images)
+    probabilities = np.array(classify(images))
     has_gate = gate is not None
-    no_digit = gate(images) if has_gate else np.zeros(len(images), bool)
-    for index, mark in enumerate(marks):
-        if read and mark.tobytes() in read:
-            probabilities[index], no_digit[index] = read[mark.tobytes()], False
+    no_digit = np.array(gate(images)) if has_gate else np.zeros(len(images), bool)
+    for index, read_probabilities in (read or {}).items():
+        probabilities[index], no_digit[index] = read_probabilities, False
     closest = probabilities.argmax(axis=1)
     digits = [None if none else int(digit) for digit, none in zip(closest, no_digit)]
     answer = {"number": None if no_digit.any() else "".join(map(str, closest)),
@@ -258,7 +271,7 @@ def answer_file(path, classify, gate=None, reader=None):
     classify, gate = for_one_picture(classify, gate)
     split = touching.splitter(classify, gate, reader)
     digits, main = read_picture(path, split)
-    return answer_digits(classify, digits, main, gate, split and split.read)
+    return answer_digits(classify, digits, main, gate, split.read if split else None)
 
 
 def picture_answerer(classify, gate=None, reader=None):
@@ -268,5 +281,6 @@ def picture_answerer(classify, gate=None, reader=None):
         picture_classify, picture_gate = for_one_picture(classify, gate)
         split = touching.splitter(picture_classify, picture_gate, reader)
         marks, main = pictures.find_digits(grey, split)
-        return answer_digits(picture_classify, marks, main, picture_gate, split and split.read)
+        return answer_digits(picture_classify, marks, main, picture_gate,
+                              split.read if split else None)
     return answer

@@ -45,9 +45,9 @@ STRIP_STEP = 4  # columns of the strip to each of the reader's 21 outputs
 class Splitter:
     """split(inks, marks, sizes, soft) -> (marks, sizes), for pictures.find_digits: each mark the
     gate calls no digit, and digits that touch more than anything else, replaced by the digits
-    split_touching finds in it, or the reader reads in it (read_whole). `read` holds the
-    probabilities (10,) of the digits the reader read, by their marks' bytes, for
-    classifier.answer_digits: the marks of those are the ink between the places it read them."""
+    split_touching finds in it, or those the reader reads in it (read_whole). `read`: {the
+    index of a mark in the marks returned: its probabilities (10,)} for the digits the reader
+    read, which classifier.answer_digits takes in place of the networks' reading."""
 
     def __init__(self, classify, gate, reader=None):
         self.classify, self.reader, self.read = classify, reader, {}
@@ -59,7 +59,8 @@ class Splitter:
         for ink, mark, size, score, trying in zip(inks, marks, sizes, scores, to_split):
             pieces = split_touching(ink, soft, self.judge, score) if trying else []
             if pieces and self.reader is not None:
-                pieces = self.read_whole(ink, soft, pieces)
+                pieces, read = self.read_whole(ink, soft, pieces)
+                self.read.update((len(split_marks) + i, p) for i, p in enumerate(read or []))
             if pieces:
                 split_marks += [piece_mark for _, piece_mark in pieces]
                 split_sizes += [piece_size(piece, ink, size) for piece, _ in pieces]
@@ -69,26 +70,29 @@ class Splitter:
         return split_marks, split_sizes
 
     def read_whole(self, ink, soft, pieces):
-        """The cut's pieces ((ink, mark) pairs), or the reader's digits where it reads the whole
-        mark as two or more, surely (READER_SURE) and likelier than the cut's (READER_GAIN):
-        the ink cut half-way between the places it read them, each mark's probabilities kept
-        in self.read."""
+        """(pieces, None): the cut's pieces ((ink, mark) pairs), as they are; or (the reader's
+        pieces, their probabilities), where it reads the whole mark as two or more digits,
+        surely (READER_SURE) and likelier than the cut's digits (READER_GAIN). Its pieces are
+        the ink cut half-way between the places it read its digits at: they give the digits'
+        sizes (pictures.main_index), not their reading. Where one of them holds no ink, the
+        cut's pieces."""
         strip, to_ink = wide_mark(ink, soft)
         logits = self.reader(strip[np.newaxis, ..., np.newaxis])[0]
         digits, sureness, places, probabilities = surest_path(logits)
+        if len(digits) < 2 or sureness < READER_SURE:
+            return pieces, None
         cut = self.classify(np.stack([mark for _, mark in pieces])[..., np.newaxis]).argmax(axis=1)
-        if (len(digits) < 2 or sureness < READER_SURE or
-                ctc_log_likelihood(logits, [d + 1 for d in digits])
-                - ctc_log_likelihood(logits, [d + 1 for d in cut]) < READER_GAIN):
-            return pieces
+        gain = (ctc_log_likelihood(logits, [digit + 1 for digit in digits])
+                - ctc_log_likelihood(logits, [digit + 1 for digit in cut]))
+        if gain < READER_GAIN:
+            return pieces, None
         centres = [to_ink(STRIP_STEP * (place + 0.5)) for place in places]
-        edges = [0, *(round((a + b) / 2) for a, b in zip(centres, centres[1:])), ink.shape[1]]
-        read = [cropped_ink(ink[:, left:right]) for left, right in zip(edges, edges[1:])]
-        if any(piece is None for piece in read):
-            return pieces
-        read = [(piece, pictures.mnist_mark(piece, soft)) for piece in read]
-        self.read.update((mark.tobytes(), p) for (_, mark), p in zip(read, probabilities))
-        return read
+        halfway = [round((a + b) / 2) for a, b in zip(centres, centres[1:])]
+        edges = np.clip([0, *halfway, ink.shape[1]], 0, ink.shape[1])
+        inks = [cropped_ink(ink[:, left:right]) for left, right in zip(edges, edges[1:])]
+        if any(piece is None for piece in inks):
+            return pieces, None
+        return [(piece, pictures.mnist_mark(piece, soft)) for piece in inks], probabilities
 
 
 def splitter(classify, gate, reader=None):
@@ -253,14 +257,14 @@ def seams(ink):
     return sorted(unique.values(), key=np.mean)
 
 
-
 def wide_mark(ink, soft):
     """A mark's ink (pictures.digits_ink), strokes thickened as for the digit network, scaled to
     STRIP_DIGIT_HEIGHT (or to fit the strip's width), centred in a STRIP_SHAPE strip: the
     reader's input; and to_ink(column of the strip) -> the ink's column."""
-    ink = pictures.thicken_thin_strokes(ink)
-    rows, cols = np.nonzero(ink > 0.1 * ink.max())
-    ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    thickened = pictures.thicken_thin_strokes(ink)
+    pad = (thickened.shape[1] - ink.shape[1]) // 2  # thickening pads the ink on every side
+    rows, cols = np.nonzero(thickened > 0.1 * thickened.max())
+    ink = thickened[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
     strip_height, strip_width = STRIP_SHAPE
     scale = min(STRIP_DIGIT_HEIGHT / ink.shape[0], (strip_width - 4) / ink.shape[1])
     height, width = (max(1, round(n * scale)) for n in ink.shape)
@@ -271,7 +275,7 @@ def wide_mark(ink, soft):
     strip = np.zeros(STRIP_SHAPE, np.float32)
     top, left = (strip_height - height) // 2, (strip_width - width) // 2
     strip[top:top + height, left:left + width] = mark
-    return strip, lambda column: cols.min() + (column - left) / scale
+    return strip, lambda column: cols.min() - pad + (column - left) / scale
 
 
 def surest_path(logits):

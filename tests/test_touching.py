@@ -6,13 +6,12 @@ Where the cut finds digits, the reader (not_a_digit/reader/) may read the whole 
 
 import itertools
 import json
+import shutil
 
 import numpy as np
 import pytest
 
 from benchmarks import renderings
-import shutil
-
 from conftest import SHIPPED, run_main
 from mnist_digits import classifier, pictures, touching
 from mnist_digits.classifier import Gate, picture_answerer
@@ -66,10 +65,11 @@ def test_the_server_reads_three_digits_joined_by_a_stroke(shipped_classifier, sh
 
 
 def test_the_reader_reads_three_touching_digits_the_cut_misreads(tmp_path, test_digits, capsys,
-                                                                 shipped_reader):
+                                                                 shipped_classifier,
+                                                                 shipped_gate, shipped_reader):
     """Measured on the first 40 test digits: 35 right with the reader, 31 without it (a copy of
     the model without not_a_digit/reader/); the reader changed 4 answers, all to the right
-    number. Its digits' probabilities are its own (touching.surest_path's)."""
+    number. Its digits' probabilities are its own (touching.Splitter's `read`)."""
     name = "three digits touching, boxes overlapping"
     x, y = test_digits[0][:40], test_digits[1][:40]
     files = rendered(name, x, tmp_path)
@@ -87,27 +87,142 @@ def test_the_reader_reads_three_touching_digits_the_cut_misreads(tmp_path, test_
     changed = [i for i, (a, b) in enumerate(zip(said[SHIPPED], said[without])) if a != b]
     assert right[SHIPPED][changed].mean() >= 0.75, changed
     assert all(len(said[SHIPPED][i]["digits"]) == 3 for i in changed)
+    for i in changed:
+        split = touching.splitter(shipped_classifier, shipped_gate, shipped_reader)
+        pictures.find_digits(pictures.decode_picture(files[i].read_bytes()), split)
+        assert sorted(split.read) == [0, 1, 2]
+        assert said[SHIPPED][i]["digit_probabilities"] == \
+            [round(float(split.read[k].max()), 6) for k in range(3)]
 
 
-def test_a_damaged_reader_is_one_clear_line_where_a_picture_needs_it(tmp_path, test_digits,
-                                                                    capsys):
+def cut_short(folder):
+    for name in ("model.tflite", "model.keras"):  # a failed copy, git-LFS pointers
+        (folder / name).write_bytes(b"version https://git-lfs\n")
+
+
+def the_gates_network(folder):
+    for name in ("model.tflite", "model.keras"):
+        shutil.copy(SHIPPED / "not_a_digit" / name, folder / name)
+
+
+def a_network_of_28_px_digits(folder):
+    """Eleven outputs, as the reader's, but for 28 x 28 images (model.keras only)."""
+    import keras
+    (folder / "model.tflite").unlink()
+    keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                      keras.layers.Dense(11)]).save(folder / "model.keras")
+
+
+@pytest.mark.parametrize("damage, words", [
+    (cut_short, "cannot be loaded"),
+    (the_gates_network, "gives 12 outputs, not the 11 expected"),
+    (a_network_of_28_px_digits, "holds no reader of (28, 84) strips"),
+], ids=["cut short", "the gate's network", "a network of 28 px digits"])
+def test_a_damaged_reader_is_one_clear_line_where_a_picture_needs_it(damage, words, tmp_path,
+                                                                    test_digits, capsys):
     """predict loads the reader at the first picture that needs it: a single digit is read as
-    ever; three touching digits get one line naming the reader's file and what to do, exit status
-    1."""
+    ever; three touching digits get one line naming the reader and what to do, exit status 1."""
     model_dir = tmp_path / "model"
     shutil.copytree(SHIPPED, model_dir, ignore=shutil.ignore_patterns("saved_model"))
-    for name in ("model.tflite", "model.keras"):  # a failed copy, git-LFS pointers
-        (model_dir / "not_a_digit" / "reader" / name).write_bytes(b"version https://git-lfs\n")
+    damage(model_dir / "not_a_digit" / "reader")
     one = rendered("28 px dark on white", test_digits[0][:1], tmp_path)
     (tmp_path / "three").mkdir()
     three = rendered("three digits touching, boxes overlapping", test_digits[0][:16],
                      tmp_path / "three")[13]  # one the cut finds digits in
     status, out, err = run_main(capsys, "predict", *one, "--model-dir", model_dir)
     assert status == 0 and out[0].startswith(f"{one[0]}: {test_digits[1][0]} (") and not err
-    status, out, err = run_main(capsys, "predict", three, "--model-dir", model_dir)
-    assert status == 1 and not out and len(err) == 1, err
-    for words in ("reader/model.", "cannot be loaded", "delete"):
-        assert words in err[0], err[0]
+    status, out, err = run_main(capsys, "predict", three, three, "--model-dir", model_dir)
+    assert status == 1 and not out and len(err) == 2 and err[0] == err[1], err  # once a picture
+    for part in (words, "reader", "delete"):
+        assert part in err[0], err[0]
+
+
+def path_logits(*runs, sure=10.0):
+    """The reader's logits (21 steps, 11) whose surest path is `runs`: (class, steps) pairs, 0
+    the blank, 1-10 the digits 0-9; each step's class `sure` above the other ten."""
+    path = [label for label, steps in runs for _ in range(steps)]
+    assert len(path) == 21
+    logits = np.zeros((21, 11))
+    logits[np.arange(21), path] = sure
+    return logits
+
+
+def two_blocks():
+    """A mark's ink, 40 x 80: two blocks, columns 5-29 and 45-74, nothing between."""
+    ink = np.zeros((40, 80), np.float32)
+    ink[5:35, 5:30] = 1
+    ink[5:35, 45:75] = 1
+    return ink
+
+
+def reading_of(logits, cut_digits, ink=None):
+    """Splitter.read_whole on two_blocks() (or `ink`) cut into its two blocks read as
+    `cut_digits`, the reader giving `logits`."""
+    ink = two_blocks() if ink is None else ink
+    pieces = [(ink[5:35, 5:30], np.full((28, 28), 0.1, np.float32)),
+              (ink[5:35, 45:75], np.full((28, 28), 0.2, np.float32))]
+    split = touching.Splitter.__new__(touching.Splitter)
+    split.classify = lambda images: np.eye(10, dtype=np.float32)[cut_digits][:len(images)]
+    split.reader = lambda strips: logits[np.newaxis]
+    return pieces, split.read_whole(ink, False, pieces)
+
+
+def test_the_readers_digits_are_taken_where_it_is_sure_and_finds_them_likelier(monkeypatch):
+    """READER_SURE and READER_GAIN decide (a reader and a cut made up, so the numbers are
+    exact): the reader's 4, 2 against the cut's 1, 7; not where the cut read 4, 2 too, where the
+    reader reads one digit, or where its path is unsure; at READER_GAIN just above the gain, not."""
+    blank, four, two = 0, 5, 3  # CTC's classes: 0 the blank, digit d is d + 1
+    logits = path_logits((blank, 5), (four, 3), (blank, 5), (two, 3), (blank, 5))
+    pieces, (taken, probabilities) = reading_of(logits, [1, 7])
+    assert taken is not pieces and len(taken) == 2
+    assert [p.argmax() for p in probabilities] == [4, 2]
+    # cut half-way between the places read (steps 5 and 13: the strip's columns 22 and 54, the
+    # ink's 11 and 59: its inked columns 5-74 fill 47 of the strip's from its column 18)
+    assert np.array_equal(taken[0][0], two_blocks()[5:35, 5:30])
+    assert np.array_equal(taken[1][0], two_blocks()[5:35, 45:75])
+    for cut, reader_logits in (([4, 2], logits),
+                               ([1, 7], path_logits((blank, 8), (four, 5), (blank, 8))),
+                               ([1, 7], path_logits((blank, 5), (four, 3), (blank, 5), (two, 3),
+                                                    (blank, 5), sure=2.0))):
+        pieces, reading = reading_of(reader_logits, cut)
+        assert reading == (pieces, None)
+    gain = (touching.ctc_log_likelihood(logits, [5, 3])
+            - touching.ctc_log_likelihood(logits, [2, 8]))
+    monkeypatch.setattr(touching, "READER_GAIN", gain + 0.01)
+    pieces, reading = reading_of(logits, [1, 7])
+    assert reading == (pieces, None)
+    monkeypatch.setattr(touching, "READER_GAIN", gain - 0.01)
+    assert reading_of(logits, [1, 7])[1][1] is not None
+
+
+def test_where_a_readers_piece_would_hold_no_ink_the_cut_stands():
+    """Three digits read at steps 7, 9 and 11 (the ink's columns 23, 35 and 47): pieces cut at
+    29 and 41, the middle one the first block's last column; at steps 8, 9 and 10 (29, 35, 41),
+    cut at 32 and 38, the middle piece would hold no ink: the cut's pieces stand."""
+    blank, one, two, three = 0, 2, 3, 4
+    spaced = path_logits((blank, 7), (one, 1), (blank, 1), (two, 1), (blank, 1), (three, 1),
+                         (blank, 9))
+    pieces, (taken, probabilities) = reading_of(spaced, [1, 7])
+    assert [p.argmax() for p in probabilities] == [1, 2, 3]
+    assert [piece.shape[1] for piece, _ in taken] == [24, 1, 30]
+    close = path_logits((blank, 8), (one, 1), (two, 1), (three, 1), (blank, 10))
+    pieces, reading = reading_of(close, [1, 7])
+    assert reading == (pieces, None)
+
+
+def test_the_strips_columns_lead_back_to_the_inks_where_strokes_are_thickened():
+    """A mark of thin strokes is thickened (and padded) before it is scaled into the strip:
+    to_ink still gives the columns of the ink as it was, thickened strokes' edges just outside
+    the thin ones."""
+    ink = np.zeros((60, 200), np.float32)
+    for column in (20, 100, 178):
+        ink[5:55, column:column + 2] = 1
+    assert pictures.thicken_thin_strokes(ink).shape[1] > ink.shape[1]  # padded
+    strip, to_ink = touching.wide_mark(ink, False)
+    columns = np.flatnonzero(strip.max(axis=0) > 0)
+    first, last = to_ink(columns[0]), to_ink(columns[-1] + 1)
+    assert 0 <= first < 20 and 180 < last <= 200
+    assert to_ink((columns[0] + columns[-1] + 1) / 2) == pytest.approx(100, abs=2)
 
 
 def test_a_mark_read_as_a_digit_is_never_cut(shipped_classifier, shipped_gate, test_digits):

@@ -1,6 +1,7 @@
 """A study: a network that reads a mark of two or three touching digits whole (a CTC reader, as
 keras.io's "OCR model for reading Captchas"), in place of the cut where it is sure, against the
-product's cut alone. Not in the product.
+cut alone. Its seed 1 is the product's reader (`export --ship`: the shipped model's
+not_a_digit/reader/), taken by the rule "replace 2.0" (touching.Splitter.read_whole).
 
 The mark is scaled to digit height (20 px, as MNIST's box) in a 28 x 84 strip (touching.wide_mark); a
 small CNN turns it into 21 columns, a bidirectional GRU reads them, and CTC (blank + ten digits)
@@ -43,7 +44,7 @@ from renderings import DIGITS_PER_FILE, RENDERINGS  # noqa: E402
 
 HEIGHT, WIDTH = touching.STRIP_SHAPE
 ctc_log_likelihood = touching.ctc_log_likelihood
-STEPS = WIDTH // 4  # the columns CTC reads
+STEPS = WIDTH // touching.STRIP_STEP  # the columns CTC reads
 THRESHOLDS = [0.0, 0.5, 0.8, 0.9, 0.97]  # the reader's confidence (its greedy path's probability)
 MARGINS = [0.5, 1.0, 2.0]  # ...or how much likelier (log) than the cut's reading, at 0.5 or more
 REPLACE = [1.0, 2.0]  # "likelier M", only where the cut found digits (no "not a digit" undone)
@@ -123,7 +124,7 @@ def greedy(logits):
 
 def reader_logits(model, keras):
     """logits(strip (28, 84)) -> (STEPS, 11): MODEL's LiteRT export (export's MODEL.tflite) where
-    there is one, as the product would run it, else the Keras reader."""
+    there is one, as the product runs its reader, else the Keras reader."""
     path = Path(model).with_suffix(".tflite")
     if not path.exists():
         reader = keras.saving.load_model(model, compile=False)
