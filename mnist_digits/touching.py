@@ -34,7 +34,7 @@ REACH = (0.04, 0.08, 0.12)
 TOUCHING = NUM_CLASSES + 1  # the gate's output "digits that touch" (NUM_CLASSES: "not a digit")
 # The reader's digits replace the cut's where it reads two or more, its surest path's probability
 # at least READER_SURE, and finds them e^READER_GAIN times likelier than the cut's (CTC: over
-# every alignment): benchmarks/touching/README.md, "The whole-mark reader".
+# every alignment): benchmarks/touching/README.md, "A reader of the whole mark".
 READER_SURE = 0.5
 READER_GAIN = 2.0
 STRIP_SHAPE = (28, 84)  # the reader's input: a mark 20 px tall (MNIST's digit box), centred
