@@ -65,10 +65,7 @@ def load_gate(model_dir=DEFAULT_MODEL_DIR):
     return Gate(network, threshold)
 
 
-# The reader's outputs at each of its steps (a step to touching.STRIP_STEP columns of its strip):
-# CTC's blank and the ten digits.
-READER_OUTPUTS = NUM_CLASSES + 1
-READER_STEPS = touching.STRIP_SHAPE[1] // touching.STRIP_STEP
+READER_OUTPUTS = NUM_CLASSES + 1  # at each of the reader's steps: CTC's blank, the ten digits
 
 
 def load_reader(model_dir=DEFAULT_MODEL_DIR, when_needed=False):
@@ -89,9 +86,10 @@ def load_reader(model_dir=DEFAULT_MODEL_DIR, when_needed=False):
             shape = reader(np.zeros((1, *touching.STRIP_SHAPE, 1), np.float32)).shape
         except Exception as error:  # a network made for other pictures
             shape = first_line(error)
-        if shape != (1, READER_STEPS, READER_OUTPUTS):
+        expected = (1, touching.STRIP_STEPS, READER_OUTPUTS)
+        if shape != expected:
             raise UserError(f"{folder} holds no reader of {touching.STRIP_SHAPE} strips (it gives "
-                            f"{shape}, not (1, {READER_STEPS}, {READER_OUTPUTS})): {advice}")
+                            f"{shape}, not {expected}): {advice}")
         return reader
     if not when_needed:
         return load()

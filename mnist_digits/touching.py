@@ -39,7 +39,8 @@ READER_SURE = 0.5
 READER_GAIN = 2.0
 STRIP_SHAPE = (28, 84)  # the reader's input: a mark 20 px tall (MNIST's digit box), centred
 STRIP_DIGIT_HEIGHT = 20
-STRIP_STEP = 4  # columns of the strip to each of the reader's 21 outputs
+STRIP_STEP = 4  # columns of the strip to each of the reader's steps (outputs along it)
+STRIP_STEPS = STRIP_SHAPE[1] // STRIP_STEP
 
 
 class Splitter:
@@ -59,8 +60,9 @@ class Splitter:
         for ink, mark, size, score, trying in zip(inks, marks, sizes, scores, to_split):
             pieces = split_touching(ink, soft, self.judge, score) if trying else []
             if pieces and self.reader is not None:
-                pieces, read = self.read_whole(ink, soft, pieces)
-                self.read.update((len(split_marks) + i, p) for i, p in enumerate(read or []))
+                pieces, probabilities = self.read_whole(ink, soft, pieces)
+                if probabilities is not None:  # the reader's digits, at these places
+                    self.read.update(enumerate(probabilities, start=len(split_marks)))
             if pieces:
                 split_marks += [piece_mark for _, piece_mark in pieces]
                 split_sizes += [piece_size(piece, ink, size) for piece, _ in pieces]

@@ -161,9 +161,8 @@ def reading_of(logits, cut_digits, ink=None):
     ink = two_blocks() if ink is None else ink
     pieces = [(ink[5:35, 5:30], np.full((28, 28), 0.1, np.float32)),
               (ink[5:35, 45:75], np.full((28, 28), 0.2, np.float32))]
-    split = touching.Splitter.__new__(touching.Splitter)
-    split.classify = lambda images: np.eye(10, dtype=np.float32)[cut_digits][:len(images)]
-    split.reader = lambda strips: logits[np.newaxis]
+    split = touching.Splitter(lambda images: np.eye(10, dtype=np.float32)[cut_digits][:len(images)],
+                              Gate(None, 0.5), lambda strips: logits[np.newaxis])
     return pieces, split.read_whole(ink, False, pieces)
 
 

@@ -1,5 +1,6 @@
 """Measure the product's touching split (mnist_digits/touching.py: the cut, and where the model
-directory has one the reader of the whole mark) against the same reading without it: the benchmark's touching renderings of the first N test digits
+directory has one the reader of the whole mark) against the same reading without it: the
+benchmark's touching renderings of the first N test digits
 (benchmarks/renderings.py), a fifth touching rendering drawn otherwise (varied_pair), and
 pictures with no digit the "not a digit" network never trained on (benchmarks/not_a_digit/
 negatives.py, seed 2: letters drawn as strokes, doodles, words).
@@ -30,8 +31,8 @@ ROOT = HERE.parent.parent
 sys.path[:0] = [str(ROOT), str(HERE), str(HERE.parent), str(HERE.parent / "not_a_digit")]
 from common import CACHE  # noqa: E402
 from mnist_digits import mnist_files, pictures  # noqa: E402
-from mnist_digits.classifier import (Gate, answer_digits, load_classifier, load_gate, load_reader,  # noqa: E402
-                                     load_network, picture_answerer)
+from mnist_digits.classifier import (Gate, answer_digits, load_classifier, load_gate,  # noqa: E402
+                                     load_network, load_reader, picture_answerer)
 from negatives import negative_pictures  # noqa: E402
 from renderings import DIGITS_PER_FILE, RENDERINGS  # noqa: E402
 

@@ -44,7 +44,7 @@ from renderings import DIGITS_PER_FILE, RENDERINGS  # noqa: E402
 
 HEIGHT, WIDTH = touching.STRIP_SHAPE
 ctc_log_likelihood = touching.ctc_log_likelihood
-STEPS = WIDTH // touching.STRIP_STEP  # the columns CTC reads
+STEPS = touching.STRIP_STEPS  # the columns CTC reads
 THRESHOLDS = [0.0, 0.5, 0.8, 0.9, 0.97]  # the reader's confidence (its greedy path's probability)
 MARGINS = [0.5, 1.0, 2.0]  # ...or how much likelier (log) than the cut's reading, at 0.5 or more
 REPLACE = [1.0, 2.0]  # "likelier M", only where the cut found digits (no "not a digit" undone)
