@@ -1,6 +1,6 @@
 """Digits that touch ("2026" written quickly, its 2 and 0 joined): a mark the not_a_digit/
-network calls no digit, and more likely digits that touch than something else, is cut along
-seams, paths down the ink that cross as little of it as they can, into the digits it holds.
+network may take for digits that touch (TOUCHING_SHARE) is cut along seams, paths down the ink
+that cross as little of it as they can, into the digits it holds.
 
 Where the cut finds digits, a reader that reads the whole mark (not_a_digit/reader/: a small CNN
 and a GRU read a 28 x 84 strip, CTC's eleven outputs at each of 21 columns) may read it
@@ -32,6 +32,11 @@ PIECE_HEIGHT = 0.3  # ...and its height, at least
 # A chosen piece may reach past a seam by these shares of the mark's height (surest_reach).
 REACH = (0.04, 0.08, 0.12)
 TOUCHING = NUM_CLASSES + 1  # the gate's output "digits that touch" (NUM_CLASSES: "not a digit")
+# A mark is tried as digits that touch where the gate calls it no digit and its "digits that
+# touch" is at least this share of its "not a digit", or where "digits that touch" is the gate's
+# largest output (a mark it still calls a digit, below its threshold): the cut keeps only pieces
+# that read surely as digits (benchmarks/touching/README.md, "Which marks are tried").
+TOUCHING_SHARE = 0.25
 # The reader's digits replace the cut's where it reads two or more, its surest path's probability
 # at least READER_SURE, and finds them e^READER_GAIN times likelier than the cut's (CTC: over
 # every alignment): benchmarks/touching/README.md, "A reader of the whole mark".
@@ -106,17 +111,20 @@ def splitter(classify, gate, reader=None):
 def judge_for(classify, gate):
     """judge(marks) -> how surely each mark is one digit, as a log-probability (the digit's
     probability and the gate's that it is a digit); whether the gate calls it no digit; whether
-    to try it as digits that touch."""
+    to try it as digits that touch (TOUCHING_SHARE)."""
 
     def judge(marks):
         images = marks[..., np.newaxis]
         probabilities, outputs = classify(images), gate.network(images)
         not_digit = gate.no_digit_score(outputs)
         no_digit = not_digit > gate.threshold
-        touching = (outputs[:, TOUCHING] > outputs[:, NUM_CLASSES] if outputs.shape[1] > TOUCHING
-                    else np.zeros(len(marks), bool))
+        if outputs.shape[1] > TOUCHING:
+            trying = ((no_digit & (outputs[:, TOUCHING] >= TOUCHING_SHARE * outputs[:, NUM_CLASSES]))
+                      | (outputs.argmax(axis=1) == TOUCHING))
+        else:
+            trying = np.zeros(len(marks), bool)
         return (np.log(probabilities.max(axis=1)) + np.log1p(-np.minimum(not_digit, 1 - 1e-7)),
-                no_digit, no_digit & touching)
+                no_digit, trying)
 
     return judge
 
