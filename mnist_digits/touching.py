@@ -50,7 +50,7 @@ STRIP_STEPS = STRIP_SHAPE[1] // STRIP_STEP
 
 class Splitter:
     """split(inks, marks, sizes, soft) -> (marks, sizes), for pictures.find_digits: each mark the
-    gate calls no digit, and digits that touch more than anything else, replaced by the digits
+    gate may take for digits that touch (judge_for, TOUCHING_SHARE) replaced by the digits
     split_touching finds in it, or those the reader reads in it (read_whole). `read`: {the
     index of a mark in the marks returned: its probabilities (10,)} for the digits the reader
     read, which classifier.answer_digits takes in place of the networks' reading."""
