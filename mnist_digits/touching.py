@@ -32,10 +32,9 @@ PIECE_HEIGHT = 0.3  # ...and its height, at least
 # A chosen piece may reach past a seam by these shares of the mark's height (surest_reach).
 REACH = (0.04, 0.08, 0.12)
 TOUCHING = NUM_CLASSES + 1  # the gate's output "digits that touch" (NUM_CLASSES: "not a digit")
-# A mark is tried as digits that touch where the gate calls it no digit and its "digits that
-# touch" is at least this share of its "not a digit", or where "digits that touch" is the gate's
-# largest output (a mark it still calls a digit, below its threshold): the cut keeps only pieces
-# that read surely as digits (benchmarks/touching/README.md, "Which marks are tried").
+# A mark the gate calls no digit is tried as digits that touch where its "digits that touch" is
+# at least this share of its "not a digit": the cut keeps only pieces that read surely as digits
+# (benchmarks/touching/README.md, "Which marks are tried"). A mark it calls a digit never is.
 TOUCHING_SHARE = 0.25
 # The reader's digits replace the cut's where it reads two or more, its surest path's probability
 # at least READER_SURE, and finds them e^READER_GAIN times likelier than the cut's (CTC: over
@@ -118,13 +117,10 @@ def judge_for(classify, gate):
         probabilities, outputs = classify(images), gate.network(images)
         not_digit = gate.no_digit_score(outputs)
         no_digit = not_digit > gate.threshold
-        if outputs.shape[1] > TOUCHING:
-            trying = ((no_digit & (outputs[:, TOUCHING] >= TOUCHING_SHARE * outputs[:, NUM_CLASSES]))
-                      | (outputs.argmax(axis=1) == TOUCHING))
-        else:
-            trying = np.zeros(len(marks), bool)
+        touching = (outputs[:, TOUCHING] >= TOUCHING_SHARE * outputs[:, NUM_CLASSES]
+                    if outputs.shape[1] > TOUCHING else np.zeros(len(marks), bool))
         return (np.log(probabilities.max(axis=1)) + np.log1p(-np.minimum(not_digit, 1 - 1e-7)),
-                no_digit, trying)
+                no_digit, no_digit & touching)
 
     return judge
 

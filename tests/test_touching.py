@@ -225,31 +225,27 @@ def test_the_strips_columns_lead_back_to_the_inks_where_strokes_are_thickened():
 
 
 def test_a_mark_read_as_a_digit_is_never_cut(shipped_classifier, shipped_gate, test_digits):
-    """...unless "digits that touch" is the gate's largest output for it."""
     split = touching.splitter(shipped_classifier, shipped_gate)
     checked = 0
     for name in ("112 px thick marker", "two digits side by side", "56 px blurred 2 px"):
         for grey in rendered(name, test_digits[0][:30]):
             as_before, main_before = pictures.find_digits(grey)
-            outputs = shipped_gate.network(as_before[..., np.newaxis])
-            if shipped_gate(as_before[..., np.newaxis]).any() or \
-                    (outputs.argmax(axis=1) == touching.TOUCHING).any():
-                continue  # a mark that may be cut: not this test's case
+            if shipped_gate(as_before[..., np.newaxis]).any():
+                continue  # a mark the gate rejects may be cut: not this test's case
             marks, main = pictures.find_digits(grey, split)
             assert main == main_before and np.array_equal(marks, as_before), name
             checked += 1
     assert checked >= 80
 
 
-# Pictures of two test digits touching (their index) whose mark the gate calls a digit with
-# "digits that touch" its largest output (189, 203, 239), or calls no digit with "digits that
-# touch" under "not a digit" but over TOUCHING_SHARE of it: before TOUCHING_SHARE, never tried.
-TRIED_SINCE_TOUCHING_SHARE = [36, 59, 159, 189, 203, 239, 249, 292]
+# Pictures of two test digits touching (their index) whose mark the gate calls no digit with
+# "digits that touch" under "not a digit" but over TOUCHING_SHARE of it: tried only since then.
+TRIED_SINCE_TOUCHING_SHARE = [36, 59, 159, 249, 263, 292]
 
 
 def test_marks_the_gate_finds_likely_enough_digits_that_touch_are_tried(
         full_arrays, shipped_classifier, shipped_gate, shipped_reader):
-    """Measured: 7 of the 8 read right (263, 79, is read 71)."""
+    """Measured: 5 of the 6 read right (263, 79, is read 71)."""
     x, y = full_arrays["x_test"], full_arrays["y_test"]
     render = renderings.RENDERINGS["two digits touching, boxes overlapping"][1]
     judge = touching.judge_for(shipped_classifier, shipped_gate)
@@ -258,12 +254,11 @@ def test_marks_the_gate_finds_likely_enough_digits_that_touch_are_tried(
     for index in TRIED_SINCE_TOUCHING_SHARE:
         grey = np.asarray(render(x[index], index, x[index + 1])[0].convert("L"), np.float32) / 255
         marks, _ = pictures.find_digits(grey)
-        outputs = shipped_gate.network(marks[..., np.newaxis])
+        outputs = shipped_gate.network(marks[..., np.newaxis])[0]
         assert len(marks) == 1 and judge(marks)[2][0], index
-        assert outputs[0].argmax() == touching.TOUCHING or \
-            outputs[0, touching.TOUCHING] <= outputs[0, touching.NUM_CLASSES], index
+        assert outputs[touching.TOUCHING] < outputs[touching.NUM_CLASSES], index
         right += answer(grey)["number"] == f"{y[index]}{y[index + 1]}"
-    assert right >= 6
+    assert right >= 4
 
 
 def test_a_network_without_the_touching_output_cuts_nothing(shipped_classifier, shipped_gate,
