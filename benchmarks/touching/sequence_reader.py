@@ -10,6 +10,8 @@ is its loss, so the digits need no fixed places. Trained on build_touching.py's 
 
     python benchmarks/touching/sequence_reader.py build --count 45000 --seed 1   # cache/wide_s1.npz
     python benchmarks/touching/sequence_reader.py train --seed 1 --epochs 10     # cache/ctc_s1.keras
+    python benchmarks/touching/sequence_reader.py build --count 90000 --seed 2   # cache/wide_s2.npz
+    python benchmarks/touching/sequence_reader.py train --marks wide_s1 wide_s2 --epochs 8 --name ctcbig
     python benchmarks/touching/sequence_reader.py measure --model cache/ctc_s1.keras --limit 600
     python benchmarks/touching/sequence_reader.py measure --model cache/ctc_s{1,2,3}.keras --save-as NAME
     python benchmarks/touching/sequence_reader.py export --model cache/ctc_s1.keras  # LiteRT
@@ -95,9 +97,10 @@ def train(args):
     tf.config.threading.set_intra_op_parallelism_threads(2)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     keras.utils.set_random_seed(args.seed)
-    data = np.load(CACHE / f"{args.marks}.npz")
-    x = data["marks"][..., np.newaxis]
-    y = np.array([[int(c) + 1 for c in h] + [0] * (3 - len(h)) for h in data["holds"]], np.int32)
+    data = [np.load(CACHE / f"{name}.npz") for name in args.marks]
+    x = np.concatenate([part["marks"] for part in data])[..., np.newaxis]
+    y = np.array([[int(c) + 1 for c in h] + [0] * (3 - len(h)) for part in data
+                  for h in part["holds"]], np.int32)
     held = 2000
 
     def ctc(y_true, y_pred):
@@ -111,7 +114,7 @@ def train(args):
     network.fit(x[held:], y[held:], validation_data=(x[:held], y[:held]), epochs=args.epochs,
                 batch_size=64, verbose=2,
                 callbacks=[keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=1)])
-    network.save(CACHE / f"ctc_s{args.seed}.keras")
+    network.save(CACHE / f"{args.name}_s{args.seed}.keras")
     right = sum(greedy(logits)[0] == [v - 1 for v in target if v]
                 for logits, target in zip(network.predict(x[:held], verbose=0), y[:held]))
     print(f"held-out marks read whole: {right / held:.1%}")
@@ -306,7 +309,9 @@ def main():
     command = commands.add_parser("train")
     command.add_argument("--seed", type=int, default=1)
     command.add_argument("--epochs", type=int, default=10)
-    command.add_argument("--marks", default="wide_s1", help="build's marks in cache/ to train on")
+    command.add_argument("--marks", nargs="+", default=["wide_s1"],
+                         help="build's marks in cache/ to train on (the first's first 2,000 held back)")
+    command.add_argument("--name", default="ctc", help="saved as cache/NAME_sSEED.keras")
     command = commands.add_parser("measure")
     command.add_argument("--model", nargs="+", default=[str(CACHE / "ctc_s1.keras")],
                          help="one reader or several, each measured on the same cuts")
