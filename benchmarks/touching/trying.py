@@ -15,7 +15,6 @@ Writes results/touching_trying.json (each rule's figures merged into what is the
 """
 
 import argparse
-import io
 import json
 import os
 import sys
@@ -29,29 +28,31 @@ sys.path[:0] = [str(HERE.parent.parent), str(HERE.parent), str(HERE.parent / "no
 from common import mnist  # noqa: E402
 from mnist_digits import classifier, pictures, touching  # noqa: E402
 from mnist_digits.touching import NUM_CLASSES, TOUCHING  # noqa: E402
+from measure import encoded  # noqa: E402
 from negatives import negative_pictures  # noqa: E402
 from renderings import DIGITS_PER_FILE, RENDERINGS  # noqa: E402
+from sequence_reader import TRAINED_KINDS  # noqa: E402
 
-TRAINED_KINDS = ["font_letters", "kana_kanji", "scribbles", "world_strokes", "pictograms"]
+PRODUCT_JUDGE_FOR = touching.judge_for
 RESULTS = HERE.parent / "results" / "touching_trying.json"
 
 
 def judge_for_rule(rule):
-    """touching.judge_for, trying the marks `rule` tries."""
+    """touching.judge_for (the product's, its scores and no_digit as they are), trying the marks
+    `rule` tries."""
     share, top = float(rule.split("b")[-1]), rule.startswith("t1")
 
     def judge_for(classify, gate):
-        def judge(marks):
-            images = marks[..., np.newaxis]
-            probabilities, outputs = classify(images), gate.network(images)
-            not_digit = gate.no_digit_score(outputs)
-            no_digit = not_digit > gate.threshold
+        judge = PRODUCT_JUDGE_FOR(classify, gate)
+
+        def judged(marks):
+            scores, no_digit, _ = judge(marks)
+            outputs = gate.network(marks[..., np.newaxis])  # remembered for the picture: not rerun
             trying = no_digit & (outputs[:, TOUCHING] >= share * outputs[:, NUM_CLASSES])
             if top:
                 trying |= outputs.argmax(axis=1) == TOUCHING
-            return (np.log(probabilities.max(axis=1)) + np.log1p(-np.minimum(not_digit, 1 - 1e-7)),
-                    no_digit, trying)
-        return judge
+            return scores, no_digit, trying
+        return judged
     return judge_for
 
 
@@ -68,20 +69,13 @@ def main():
     _, (x, y) = mdr.split_validation(arrays["x_train"], arrays["y_train"], 0.1)
     classify, gate, reader = (classifier.load_classifier(), classifier.load_gate(),
                               classifier.load_reader())
-    product_judge_for = touching.judge_for
 
     def answer(rule, grey):
         touching.judge_for = judge_for_rule(rule)
         try:
             return classifier.picture_answerer(classify, gate, reader)(grey)
         finally:
-            touching.judge_for = product_judge_for
-
-    def decoded(picture):
-        image, fmt, options = picture
-        buffer = io.BytesIO()
-        image.save(buffer, fmt, **options)
-        return pictures.decode_picture(buffer.getvalue())
+            touching.judge_for = PRODUCT_JUDGE_FOR
 
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for rule in args.rules:
@@ -93,7 +87,7 @@ def main():
         for index in range(args.limit):
             digits = [x[(index + k) % len(x)] for k in range(count)]
             want = "".join(str(int(y[(index + k) % len(y)])) for k in range(count))
-            grey = decoded(render(digits[0], index, *digits[1:]))
+            grey = pictures.decode_picture(encoded(*render(digits[0], index, *digits[1:])))
             for rule in args.rules:
                 right[rule] += answer(rule, grey)["number"] == want
         for rule in args.rules:
