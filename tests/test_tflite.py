@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from benchmarks import renderings
 from conftest import PROBABILITY_TOLERANCE, READER_LOGIT_TOLERANCE, ROOT, SHIPPED, missing
