@@ -4,7 +4,8 @@ that cross as little of it as they can, into the digits it holds.
 
 Where the cut finds digits, a reader that reads the whole mark (not_a_digit/reader/: a small CNN
 and a GRU read a 28 x 84 strip, CTC's eleven outputs at each of 21 columns) may read it
-otherwise: its digits are taken where it finds them much likelier than the cut's (READER_GAIN).
+otherwise: its digits are taken where both networks together find them likelier than the cut's
+(READER_GAIN).
 
 `splitter(classify, gate, reader)`: the `split` that pictures.find_digits takes (None without a
 gate). A gate with no "digits that touch" output (an eleven-output not_a_digit/) splits nothing.
@@ -36,11 +37,10 @@ TOUCHING = NUM_CLASSES + 1  # the gate's output "digits that touch" (NUM_CLASSES
 # at least this share of its "not a digit": the cut keeps only pieces that read surely as digits
 # (benchmarks/touching/README.md, "Which marks are tried"). A mark it calls a digit never is.
 TOUCHING_SHARE = 0.25
-# The reader's digits replace the cut's where it reads two or more, its surest path's probability
-# at least READER_SURE, and finds them e^READER_GAIN times likelier than the cut's (CTC: over
-# every alignment): benchmarks/touching/README.md, "A reader of the whole mark".
-READER_SURE = 0.5
-READER_GAIN = 2.0
+# The reader's digits replace the cut's where it reads two or more and they are e^READER_GAIN
+# times likelier than the cut's to both networks (Splitter.weigh): benchmarks/touching/README.md,
+# "Both networks weigh each reading".
+READER_GAIN = 1.0
 STRIP_SHAPE = (28, 84)  # the reader's input: a mark 20 px tall (MNIST's digit box), centred
 STRIP_DIGIT_HEIGHT = 20
 STRIP_STEP = 4  # columns of the strip to each of the reader's steps (outputs along it)
@@ -77,28 +77,45 @@ class Splitter:
 
     def read_whole(self, ink, soft, pieces):
         """(pieces, None): the cut's pieces ((ink, mark) pairs), as they are; or (the reader's
-        pieces, their probabilities), where it reads the whole mark as two or more digits,
-        surely (READER_SURE) and likelier than the cut's digits (READER_GAIN). Its pieces are
-        the ink cut half-way between the places it read its digits at: they give the digits'
-        sizes (pictures.main_index), not their reading. Where one of them holds no ink, the
+        pieces, their probabilities), where it reads the whole mark as two or more digits that
+        both networks find likelier than the cut's (READER_GAIN). Its pieces are the ink cut
+        half-way between the places it read its digits at: the digit network weighs them, and
+        they give the digits' sizes (pictures.main_index). Where one of them holds no ink, the
         cut's pieces."""
         strip, to_ink = wide_mark(ink, soft)
         logits = self.reader(strip[np.newaxis, ..., np.newaxis])[0]
-        digits, sureness, places, probabilities = surest_path(logits)
-        if len(digits) < 2 or sureness < READER_SURE:
+        digits, _, places, probabilities = surest_path(logits)
+        if len(digits) < 2:
             return pieces, None
-        cut = self.classify(np.stack([mark for _, mark in pieces])[..., np.newaxis]).argmax(axis=1)
-        gain = (ctc_log_likelihood(logits, [digit + 1 for digit in digits])
-                - ctc_log_likelihood(logits, [digit + 1 for digit in cut]))
-        if gain < READER_GAIN:
+        read = pieces_between(ink, soft, [to_ink(STRIP_STEP * (place + 0.5)) for place in places])
+        if read is None:
             return pieces, None
-        centres = [to_ink(STRIP_STEP * (place + 0.5)) for place in places]
-        halfway = [round((a + b) / 2) for a, b in zip(centres, centres[1:])]
-        edges = np.clip([0, *halfway, ink.shape[1]], 0, ink.shape[1])
-        inks = [cropped_ink(ink[:, left:right]) for left, right in zip(edges, edges[1:])]
-        if any(piece is None for piece in inks):
+        if self.weigh(logits, read, digits) - self.weigh(logits, pieces) < READER_GAIN:
             return pieces, None
-        return [(piece, pictures.mnist_mark(piece, soft)) for piece in inks], probabilities
+        return read, probabilities
+
+    def weigh(self, logits, pieces, digits=None):
+        """How likely a reading of a mark is to both networks, as a log-probability: the
+        reader's (CTC, over every alignment: `logits`) plus the digit network's for each piece
+        (an (ink, mark) pair) to hold its digit; `digits`, or where None the digit network's
+        own reading of each piece."""
+        probabilities = self.classify(np.stack([mark for _, mark in pieces])[..., np.newaxis])
+        if digits is None:
+            digits = probabilities.argmax(axis=1)
+        pieces_read = probabilities[np.arange(len(pieces)), digits]
+        return (ctc_log_likelihood(logits, [digit + 1 for digit in digits])
+                + np.log(np.maximum(pieces_read, np.finfo(np.float32).tiny)).sum())
+
+
+def pieces_between(ink, soft, centres):
+    """A mark's ink cut half-way between the digits' centres (its columns), as (ink, mark)
+    pairs; None where a piece would hold no ink."""
+    halfway = [round((a + b) / 2) for a, b in zip(centres, centres[1:])]
+    edges = np.clip([0, *halfway, ink.shape[1]], 0, ink.shape[1])
+    inks = [cropped_ink(ink[:, left:right]) for left, right in zip(edges, edges[1:])]
+    if any(piece is None for piece in inks):
+        return None
+    return [(piece, pictures.mnist_mark(piece, soft)) for piece in inks]
 
 
 def splitter(classify, gate, reader=None):

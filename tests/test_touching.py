@@ -155,43 +155,64 @@ def two_blocks():
     return ink
 
 
-def reading_of(logits, cut_digits, ink=None):
+def digit_network(cut_digits, reader_view):
+    """The digit network made up: the cut's two marks (0.1 and 0.2 throughout, reading_of's)
+    read surely as `cut_digits`; any other mark (one of the reader's pieces) read with the
+    probabilities `reader_view` (10,)."""
+    def classify(images):
+        cut = np.eye(10, dtype=np.float32)[cut_digits]
+        return np.array([cut[round(10 * image.flat[0]) - 1] if image.flat[0] > 0 else reader_view
+                         for image in images], np.float32)
+    return classify
+
+
+def sure_of(*digits):
+    """Probabilities (10,) of the digit network sure (0.9 between them) of `digits`."""
+    view = np.full(10, 0.1 / (10 - len(digits)), np.float32)
+    view[list(digits)] = 0.9 / len(digits)
+    return view
+
+
+def reading_of(logits, cut_digits, reader_view=None, ink=None):
     """Splitter.read_whole on two_blocks() (or `ink`) cut into its two blocks read as
-    `cut_digits`, the reader giving `logits`."""
+    `cut_digits`, the reader giving `logits`, the digit network reading the reader's pieces
+    as `reader_view` (default: no opinion, a tenth each)."""
     ink = two_blocks() if ink is None else ink
     pieces = [(ink[5:35, 5:30], np.full((28, 28), 0.1, np.float32)),
               (ink[5:35, 45:75], np.full((28, 28), 0.2, np.float32))]
-    split = touching.Splitter(lambda images: np.eye(10, dtype=np.float32)[cut_digits][:len(images)],
-                              Gate(None, 0.5), lambda strips: logits[np.newaxis])
+    view = np.full(10, 0.1, np.float32) if reader_view is None else reader_view
+    split = touching.Splitter(digit_network(cut_digits, view), Gate(None, 0.5),
+                              lambda strips: logits[np.newaxis])
     return pieces, split.read_whole(ink, False, pieces)
 
 
-def test_the_readers_digits_are_taken_where_it_is_sure_and_finds_them_likelier(monkeypatch):
-    """READER_SURE and READER_GAIN decide (a reader and a cut made up, so the numbers are
-    exact): the reader's 4, 2 against the cut's 1, 7; not where the cut read 4, 2 too, where the
-    reader reads one digit, or where its path is unsure; at READER_GAIN just above the gain, not."""
+def test_the_readers_digits_are_taken_where_both_networks_find_them_likelier(monkeypatch):
+    """READER_GAIN decides on the reader's log-likelihood and the digit network's together (a
+    reader and a digit network made up, so the numbers are exact): the reader's 4, 2 against the
+    cut's 1, 7; not where the cut read 4, 2 too, where the reader reads one digit, or where the
+    digit network reads the reader's pieces as 1 and 7; at READER_GAIN just above the gain, not."""
     blank, four, two = 0, 5, 3  # CTC's classes: 0 the blank, digit d is d + 1
     logits = path_logits((blank, 5), (four, 3), (blank, 5), (two, 3), (blank, 5))
-    pieces, (taken, probabilities) = reading_of(logits, [1, 7])
+    pieces, (taken, probabilities) = reading_of(logits, [1, 7], sure_of(4, 2))
     assert taken is not pieces and len(taken) == 2
     assert [p.argmax() for p in probabilities] == [4, 2]
     # cut half-way between the places read (steps 5 and 13: the strip's columns 22 and 54, the
     # ink's 11 and 59: its inked columns 5-74 fill 47 of the strip's from its column 18)
     assert np.array_equal(taken[0][0], two_blocks()[5:35, 5:30])
     assert np.array_equal(taken[1][0], two_blocks()[5:35, 45:75])
-    for cut, reader_logits in (([4, 2], logits),
-                               ([1, 7], path_logits((blank, 8), (four, 5), (blank, 8))),
-                               ([1, 7], path_logits((blank, 5), (four, 3), (blank, 5), (two, 3),
-                                                    (blank, 5), sure=2.0))):
-        pieces, reading = reading_of(reader_logits, cut)
+    for cut, reader_logits, view in (
+            ([4, 2], logits, sure_of(4, 2)),
+            ([1, 7], path_logits((blank, 8), (four, 5), (blank, 8)), sure_of(4)),
+            ([1, 7], logits, np.eye(10, dtype=np.float32)[7])):  # 4 and 2 impossible to it
+        pieces, reading = reading_of(reader_logits, cut, view)
         assert reading == (pieces, None)
-    gain = (touching.ctc_log_likelihood(logits, [5, 3])
+    gain = (touching.ctc_log_likelihood(logits, [5, 3]) + 2 * np.log(sure_of(4, 2)[4])
             - touching.ctc_log_likelihood(logits, [2, 8]))
     monkeypatch.setattr(touching, "READER_GAIN", gain + 0.01)
-    pieces, reading = reading_of(logits, [1, 7])
+    pieces, reading = reading_of(logits, [1, 7], sure_of(4, 2))
     assert reading == (pieces, None)
     monkeypatch.setattr(touching, "READER_GAIN", gain - 0.01)
-    assert reading_of(logits, [1, 7])[1][1] is not None
+    assert reading_of(logits, [1, 7], sure_of(4, 2))[1][1] is not None
 
 
 def test_where_a_readers_piece_would_hold_no_ink_the_cut_stands():
@@ -201,11 +222,11 @@ def test_where_a_readers_piece_would_hold_no_ink_the_cut_stands():
     blank, one, two, three = 0, 2, 3, 4
     spaced = path_logits((blank, 7), (one, 1), (blank, 1), (two, 1), (blank, 1), (three, 1),
                          (blank, 9))
-    pieces, (taken, probabilities) = reading_of(spaced, [1, 7])
+    pieces, (taken, probabilities) = reading_of(spaced, [1, 7], sure_of(1, 2, 3))
     assert [p.argmax() for p in probabilities] == [1, 2, 3]
     assert [piece.shape[1] for piece, _ in taken] == [24, 1, 30]
     close = path_logits((blank, 8), (one, 1), (two, 1), (three, 1), (blank, 10))
-    pieces, reading = reading_of(close, [1, 7])
+    pieces, reading = reading_of(close, [1, 7], sure_of(1, 2, 3))
     assert reading == (pieces, None)
 
 
