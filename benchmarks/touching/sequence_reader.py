@@ -1,7 +1,8 @@
 """A study: a network that reads a mark of two or three touching digits whole (a CTC reader, as
 keras.io's "OCR model for reading Captchas"), in place of the cut where it is sure, against the
 cut alone. Its seed 1 is the product's reader (`export --ship`: the shipped model's
-not_a_digit/reader/), taken by the rule "replace 2.0" (touching.Splitter.read_whole).
+not_a_digit/reader/), taken by the rule "replace 2.0" until 61d14a5, now where both networks find
+its reading likelier (touching.Splitter.read_whole; weighing.py beside this file).
 
 The mark is scaled to digit height (20 px, as MNIST's box) in a 28 x 84 strip (touching.wide_mark); a
 small CNN turns it into 21 columns, a bidirectional GRU reads them, and CTC (blank + ten digits)
