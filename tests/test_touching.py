@@ -173,15 +173,14 @@ def sure_of(*digits):
     return view
 
 
-def reading_of(logits, cut_digits, reader_view=None, ink=None):
+def reading_of(logits, cut_digits, reader_view, ink=None):
     """Splitter.read_whole on two_blocks() (or `ink`) cut into its two blocks read as
     `cut_digits`, the reader giving `logits`, the digit network reading the reader's pieces
-    as `reader_view` (default: no opinion, a tenth each)."""
+    as `reader_view`."""
     ink = two_blocks() if ink is None else ink
     pieces = [(ink[5:35, 5:30], np.full((28, 28), 0.1, np.float32)),
               (ink[5:35, 45:75], np.full((28, 28), 0.2, np.float32))]
-    view = np.full(10, 0.1, np.float32) if reader_view is None else reader_view
-    split = touching.Splitter(digit_network(cut_digits, view), Gate(None, 0.5),
+    split = touching.Splitter(digit_network(cut_digits, reader_view), Gate(None, 0.5),
                               lambda strips: logits[np.newaxis])
     return pieces, split.read_whole(ink, False, pieces)
 
@@ -190,7 +189,7 @@ def test_the_readers_digits_are_taken_where_both_networks_find_them_likelier(mon
     """READER_GAIN decides on the reader's log-likelihood and the digit network's together (a
     reader and a digit network made up, so the numbers are exact): the reader's 4, 2 against the
     cut's 1, 7; not where the cut read 4, 2 too, where the reader reads one digit, or where the
-    digit network reads the reader's pieces as 1 and 7; at READER_GAIN just above the gain, not."""
+    digit network finds no 4 or 2 in the reader's pieces; at READER_GAIN just above the gain, not."""
     blank, four, two = 0, 5, 3  # CTC's classes: 0 the blank, digit d is d + 1
     logits = path_logits((blank, 5), (four, 3), (blank, 5), (two, 3), (blank, 5))
     pieces, (taken, probabilities) = reading_of(logits, [1, 7], sure_of(4, 2))
@@ -205,12 +204,12 @@ def test_the_readers_digits_are_taken_where_both_networks_find_them_likelier(mon
             ([1, 7], path_logits((blank, 8), (four, 5), (blank, 8)), sure_of(4)),
             ([1, 7], logits, np.eye(10, dtype=np.float32)[7])):  # 4 and 2 impossible to it
         pieces, reading = reading_of(reader_logits, cut, view)
-        assert reading == (pieces, None)
+        assert reading[0] is pieces and reading[1] is None
     gain = (touching.ctc_log_likelihood(logits, [5, 3]) + 2 * np.log(sure_of(4, 2)[4])
             - touching.ctc_log_likelihood(logits, [2, 8]))
     monkeypatch.setattr(touching, "READER_GAIN", gain + 0.01)
     pieces, reading = reading_of(logits, [1, 7], sure_of(4, 2))
-    assert reading == (pieces, None)
+    assert reading[0] is pieces and reading[1] is None
     monkeypatch.setattr(touching, "READER_GAIN", gain - 0.01)
     assert reading_of(logits, [1, 7], sure_of(4, 2))[1][1] is not None
 
@@ -227,7 +226,7 @@ def test_where_a_readers_piece_would_hold_no_ink_the_cut_stands():
     assert [piece.shape[1] for piece, _ in taken] == [24, 1, 30]
     close = path_logits((blank, 8), (one, 1), (two, 1), (three, 1), (blank, 10))
     pieces, reading = reading_of(close, [1, 7], sure_of(1, 2, 3))
-    assert reading == (pieces, None)
+    assert reading[0] is pieces and reading[1] is None
 
 
 def test_the_strips_columns_lead_back_to_the_inks_where_strokes_are_thickened():
