@@ -87,12 +87,13 @@ class Splitter:
         digits, _, places, probabilities = surest_path(logits)
         if len(digits) < 2:
             return pieces, None
-        read = pieces_between(ink, soft, [to_ink(STRIP_STEP * (place + 0.5)) for place in places])
-        if read is None:
+        reader_pieces = pieces_between(ink, soft, [to_ink(STRIP_STEP * (place + 0.5))
+                                                   for place in places])
+        if reader_pieces is None:
             return pieces, None
-        if self.weigh(logits, read, digits) - self.weigh(logits, pieces) < READER_GAIN:
+        if self.weigh(logits, reader_pieces, digits) - self.weigh(logits, pieces) < READER_GAIN:
             return pieces, None
-        return read, probabilities
+        return reader_pieces, probabilities
 
     def weigh(self, logits, pieces, digits=None):
         """How likely a reading of a mark is to both networks, as a log-probability: the
@@ -102,9 +103,9 @@ class Splitter:
         probabilities = self.classify(np.stack([mark for _, mark in pieces])[..., np.newaxis])
         if digits is None:
             digits = probabilities.argmax(axis=1)
-        pieces_read = probabilities[np.arange(len(pieces)), digits]
-        return (ctc_log_likelihood(logits, [digit + 1 for digit in digits])
-                + np.log(np.maximum(pieces_read, np.finfo(np.float32).tiny)).sum())
+        chances = probabilities[np.arange(len(pieces)), digits]
+        return float(ctc_log_likelihood(logits, [digit + 1 for digit in digits])
+                     + np.log(np.maximum(chances, np.finfo(np.float32).tiny)).sum())
 
 
 def pieces_between(ink, soft, centres):

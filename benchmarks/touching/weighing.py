@@ -10,7 +10,7 @@ product's rule, touching.Splitter.read_whole: M = READER_GAIN, W = 1, S = 0).
 Each picture is read once through the product's own steps (classifier.picture_answerer, the
 shipped networks); each such mark's readings are recorded and every rule applied to them. The
 touching renderings of the first N validation digits (the study's dev set). Pictures with no
-digit are not read: no rule changes them (each chooses between digits the cut found).
+digit are left out: every rule chooses between two readings in digits, so none changes them.
 
     python benchmarks/touching/weighing.py --limit 600
 
