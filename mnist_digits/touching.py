@@ -78,34 +78,45 @@ class Splitter:
     def read_whole(self, ink, soft, pieces):
         """(pieces, None): the cut's pieces ((ink, mark) pairs), as they are; or (the reader's
         pieces, their probabilities), where it reads the whole mark as two or more digits that
-        both networks find likelier than the cut's (READER_GAIN). Its pieces are the ink cut
-        half-way between the places it read its digits at: the digit network weighs them, and
-        they give the digits' sizes (pictures.main_index). Where one of them holds no ink, the
-        cut's pieces."""
-        strip, to_ink = wide_mark(ink, soft)
-        logits = self.reader(strip[np.newaxis, ..., np.newaxis])[0]
-        digits, _, places, probabilities = surest_path(logits)
-        if len(digits) < 2:
-            return pieces, None
-        reader_pieces = pieces_between(ink, soft, [to_ink(STRIP_STEP * (place + 0.5))
-                                                   for place in places])
+        both networks find likelier than the cut's (READER_GAIN). Where one of its pieces would
+        hold no ink, the cut's pieces."""
+        logits, digits, probabilities, reader_pieces = self.reader_reading(ink, soft)
         if reader_pieces is None:
             return pieces, None
         if self.weigh(logits, reader_pieces, digits) - self.weigh(logits, pieces) < READER_GAIN:
             return pieces, None
         return reader_pieces, probabilities
 
+    def reader_reading(self, ink, soft):
+        """The reader's reading of a mark's ink: (its logits, the digits of its surest path, each
+        one's probabilities over the ten digits, its pieces). The pieces are the ink cut half-way
+        between the places it read its digits at: the digit network weighs them, and they give
+        the digits' sizes (pictures.main_index); None where it reads fewer than two digits or a
+        piece would hold no ink."""
+        strip, to_ink = wide_mark(ink, soft)
+        logits = self.reader(strip[np.newaxis, ..., np.newaxis])[0]
+        digits, _, places, probabilities = surest_path(logits)
+        if len(digits) < 2:
+            return logits, digits, probabilities, None
+        centres = [to_ink(STRIP_STEP * (place + 0.5)) for place in places]
+        return logits, digits, probabilities, pieces_between(ink, soft, centres)
+
     def weigh(self, logits, pieces, digits=None):
         """How likely a reading of a mark is to both networks, as a log-probability: the
-        reader's (CTC, over every alignment: `logits`) plus the digit network's for each piece
-        (an (ink, mark) pair) to hold its digit; `digits`, or where None the digit network's
-        own reading of each piece."""
+        reader's (CTC, over every alignment: `logits`) plus the digit network's
+        (pieces_log_likelihood) for its pieces to hold `digits`, or where None the digit
+        network's own reading of each piece."""
+        digits, by_digit_network = self.pieces_log_likelihood(pieces, digits)
+        return float(ctc_log_likelihood(logits, [digit + 1 for digit in digits]) + by_digit_network)
+
+    def pieces_log_likelihood(self, pieces, digits=None):
+        """(digits, the digit network's log-probability that each piece, an (ink, mark) pair,
+        holds its digit, summed); `digits`, or where None the network's own reading of each."""
         probabilities = self.classify(np.stack([mark for _, mark in pieces])[..., np.newaxis])
         if digits is None:
             digits = probabilities.argmax(axis=1)
         chances = probabilities[np.arange(len(pieces)), digits]
-        return float(ctc_log_likelihood(logits, [digit + 1 for digit in digits])
-                     + np.log(np.maximum(chances, np.finfo(np.float32).tiny)).sum())
+        return digits, np.log(np.maximum(chances, np.finfo(np.float32).tiny)).sum()
 
 
 def pieces_between(ink, soft, centres):

@@ -24,8 +24,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent.parent), str(HERE.parent), str(HERE.parent / "not_a_digit")]
@@ -42,7 +40,8 @@ RULES = (["replace 1.0", "replace 2.0", "replace 3.0"]
 
 class Recording(touching.Splitter):
     """The product's Splitter, recording for each mark the cut found digits in: where its
-    digits land among the picture's, both readings and what each rule weighs them by."""
+    digits land among the picture's, both readings and what each rule weighs them by (from the
+    reader's reading the product made, not read again)."""
 
     def __init__(self, classify, gate, reader=None):
         super().__init__(classify, gate, reader)
@@ -52,26 +51,22 @@ class Recording(touching.Splitter):
         self.inks, self.marks_read = [id(ink) for ink in inks], []
         return super().__call__(inks, marks, sizes, soft)
 
+    def reader_reading(self, ink, soft):
+        self.reading = super().reader_reading(ink, soft)
+        return self.reading
+
     def read_whole(self, ink, soft, pieces):
         taken, probabilities = super().read_whole(ink, soft, pieces)
-        strip, to_ink = touching.wide_mark(ink, soft)
-        logits = self.reader(strip[np.newaxis, ..., np.newaxis])[0]
-        digits, sureness, places, _ = touching.surest_path(logits)
-        cut_probabilities = self.classify(np.stack([m for _, m in pieces])[..., np.newaxis])
-        cut = [int(d) for d in cut_probabilities.argmax(axis=1)]
+        logits, digits, _, reader_pieces = self.reading
+        cut, cut_digits = self.pieces_log_likelihood(pieces)
+        cut = [int(digit) for digit in cut]
         mark = {"index": self.inks.index(id(ink)), "count": len(taken), "cut": cut,
-                "reader": digits, "sureness": sureness,
+                "reader": digits, "sureness": touching.surest_path(logits)[1],
                 "cut_reader": touching.ctc_log_likelihood(logits, [d + 1 for d in cut]),
-                "cut_digits": float(np.log(cut_probabilities.max(axis=1)).sum())}
-        read = (touching.pieces_between(ink, soft, [to_ink(touching.STRIP_STEP * (p + 0.5))
-                                                     for p in places])
-                if len(digits) >= 2 else None)
-        if read is not None:
-            probabilities_read = self.classify(np.stack([m for _, m in read])[..., np.newaxis])
-            chance = probabilities_read[np.arange(len(digits)), digits]
+                "cut_digits": float(cut_digits)}
+        if reader_pieces is not None:
             mark.update(reader_reader=touching.ctc_log_likelihood(logits, [d + 1 for d in digits]),
-                        reader_digits=float(np.log(np.maximum(
-                            chance, np.finfo(np.float32).tiny)).sum()))
+                        reader_digits=float(self.pieces_log_likelihood(reader_pieces, digits)[1]))
         self.marks_read.append(mark)
         return taken, probabilities
 
