@@ -1,0 +1,209 @@
+"""A study: which marks the product leaves whole (never tried, or tried and not cut) the reader
+(not_a_digit/reader/) should read too. For each such mark the reader's reading is recorded,
+weighed by both networks (touching.Splitter.weigh) against the mark read as one digit, and
+every rule applied: "dS gG", a mark the gate calls a digit whose "not a digit" and "digits that
+touch" add up to S or more (the product's rule: S = touching.DOUBTFUL, G = READER_GAIN); "nS
+gG", those and also every mark the gate calls no digit; "... p", each of the reader's pieces a
+digit to the gate too. A rule takes the reader's digits where it reads two or more and both
+networks find them e^G likelier than the one digit.
+
+Each picture is read once through the product's own steps (classifier.picture_answerer, the
+shipped networks) with no mark doubted (DOUBTFUL above 1), and where the product's rule would
+read a mark, again as the product reads it, to check that the rule's figure is the product's.
+The touching renderings and the other renderings of the first N validation digits, and NEG
+pictures with no digit of each of the five kinds the gate trained on (negatives.py, seed 2: the
+share answered all "not a digit").
+
+    python benchmarks/touching/doubting.py --limit 600 --singles 500 --negatives 300
+
+Writes results/touching_doubting.json.
+"""
+
+import argparse
+import itertools
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent.parent), str(HERE.parent), str(HERE.parent / "not_a_digit")]
+from common import mnist  # noqa: E402
+from measure import encoded  # noqa: E402
+from mnist_digits import classifier, pictures, touching  # noqa: E402
+from negatives import negative_pictures  # noqa: E402
+from renderings import DIGITS_PER_FILE, RENDERINGS  # noqa: E402
+from sequence_reader import TRAINED_KINDS  # noqa: E402
+
+RESULTS = HERE.parent / "results" / "touching_doubting.json"
+PRODUCT_DOUBTFUL = touching.DOUBTFUL
+RULES = ([f"d{s} g{g}" for s, g in itertools.product((0.005, 0.02, 0.05, 0.1, 0.2), (0, 1, 2, 4))]
+         + [f"n{s} g{g}{p}" for s, g, p in itertools.product((0.05,), (1, 4, 8), ("", " p"))])
+PRODUCT_RULE = f"d{PRODUCT_DOUBTFUL} g{touching.READER_GAIN:g}"
+
+
+class Recording(touching.Splitter):
+    """The product's Splitter, recording for each mark it leaves whole where it lands among the
+    picture's marks, the gate's view of it, and both networks' weights of the reader's reading
+    and of the mark as one digit."""
+
+    whole = ()  # until called (a picture already in MNIST's form never calls it)
+
+    def __call__(self, inks, marks, sizes, soft):
+        split_marks, split_sizes = super().__call__(inks, marks, sizes, soft)
+        self.whole = []
+        images = np.stack(marks)
+        _, no_digit, _ = self.judge(images)
+        doubt = self.gate.no_digit_score(self.gate.network(images[..., np.newaxis]))
+        places = [id(mark) for mark in split_marks]
+        for ink, mark, none, score in zip(inks, marks, no_digit, doubt):
+            if id(mark) not in places:
+                continue  # cut into digits
+            logits, digits, _, reader_pieces = self.reader_reading(ink, soft)
+            record = {"place": places.index(id(mark)), "no_digit": bool(none),
+                      "doubt": float(score), "reader": digits,
+                      "one_digit": self.weigh(logits, [(ink, mark)])}
+            if reader_pieces is not None:
+                _, pieces_none, _ = self.judge(np.stack([piece for _, piece in reader_pieces]))
+                record.update(reading=self.weigh(logits, reader_pieces, digits),
+                              pieces_digits=not pieces_none.any())
+            self.whole.append(record)
+        return split_marks, split_sizes
+
+
+def takes_reader(rule, mark):
+    """Whether `rule` takes the reader's reading of a recorded mark."""
+    if "reading" not in mark:
+        return False
+    scope, gain, *pieces = rule.split()
+    if mark["no_digit"] and scope[0] == "d":
+        return False
+    if not mark["no_digit"] and mark["doubt"] < float(scope[1:]):
+        return False
+    if pieces and not mark["pieces_digits"]:
+        return False
+    return mark["reading"] - mark["one_digit"] >= float(gain[1:])
+
+
+def digits_under(rule, digits, whole):
+    """The picture's digits (None for a mark that holds none) as the rule reads them: the
+    product's, with no mark doubted, each recorded mark's replaced by the reader's where the
+    rule takes them."""
+    digits, shift = list(digits), 0
+    for mark in whole:
+        if takes_reader(rule, mark):
+            place = mark["place"] + shift
+            digits[place:place + 1] = mark["reader"]
+            shift += len(mark["reader"]) - 1
+    return digits
+
+
+def number(digits):
+    return None if None in digits else "".join(map(str, digits))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--limit", type=int, default=600, help="pictures a touching rendering")
+    parser.add_argument("--singles", type=int, default=500, help="pictures a rendering of "
+                        "single digits (and of two digits side by side)")
+    parser.add_argument("--negatives", type=int, default=300, help="pictures a kind")
+    args = parser.parse_args()
+    import mnist_digit_recognition as mdr
+    arrays = mnist()
+    _, (x, y) = mdr.split_validation(arrays["x_train"], arrays["y_train"], 0.1)
+    classify, gate, reader = (classifier.load_classifier(), classifier.load_gate(),
+                              classifier.load_reader())
+    splitters = []
+    product_splitter = touching.splitter
+    def recording_splitter(*networks):
+        splitters.append(Recording(*networks))
+        return splitters[-1]
+    touching.splitter = recording_splitter
+    recording = classifier.picture_answerer(classify, gate, reader)
+    product = classifier.picture_answerer(classify, gate, reader)
+    results = {"limit": args.limit, "singles": args.singles, "negatives": args.negatives,
+               "product_rule": PRODUCT_RULE, "product_differs": 0, "rows": {}}
+
+    def read(data, want):
+        """{rule: whether it reads the picture right (all "not a digit" where want is None)},
+        {rule: whether it answers the picture otherwise than with no mark doubted}."""
+        splitters.clear()
+        try:
+            grey = pictures.decode_picture(data)
+            touching.DOUBTFUL = 2.0  # no mark doubted
+            found = recording(grey)
+        except ValueError:  # blank: no digit either
+            return {rule: want is None for rule in ["before", *RULES]}, {}
+        finally:
+            touching.DOUBTFUL = PRODUCT_DOUBTFUL
+        before = found.get("digits") or [found["digit"]]
+        whole = splitters[-1].whole
+        readings = {rule: digits_under(rule, before, whole) for rule in RULES}
+        readings["before"] = before
+        if any(takes_reader(PRODUCT_RULE, mark) for mark in whole):
+            touching.splitter = product_splitter
+            try:
+                results["product_differs"] += product(grey)["number"] != number(
+                    readings[PRODUCT_RULE])
+            finally:
+                touching.splitter = recording_splitter
+        right = {rule: all(d is None for d in digits) if want is None else number(digits) == want
+                 for rule, digits in readings.items()}
+        changed = {rule: digits != before for rule, digits in readings.items()}
+        return right, changed
+
+    for name, (kind, render) in RENDERINGS.items():
+        count, limit = DIGITS_PER_FILE.get(name, 1), args.limit if kind == "touching" else args.singles
+        right, changed = dict.fromkeys(["before", *RULES], 0), dict.fromkeys(RULES, 0)
+        for index in range(limit):
+            digits = [x[(index + k) % len(x)] for k in range(count)]
+            want = "".join(str(int(y[(index + k) % len(y)])) for k in range(count))
+            picture_right, picture_changed = read(
+                encoded(*render(digits[0], index, *digits[1:])), want)
+            for rule in right:
+                right[rule] += picture_right[rule]
+            for rule in changed:
+                changed[rule] += picture_changed.get(rule, False)
+        results["rows"][name] = {"kind": kind, "pictures": limit,
+                                 "right": {rule: n / limit for rule, n in right.items()},
+                                 "answered_otherwise": changed}
+        print(f"{name}: before {right['before'] / limit:.2%}, {PRODUCT_RULE} "
+              f"{right[PRODUCT_RULE] / limit:.2%} ({changed[PRODUCT_RULE]} answered otherwise)",
+              flush=True)
+    for kind in TRAINED_KINDS:
+        none = dict.fromkeys(["before", *RULES], 0)
+        for data, _, _ in negative_pictures(kind, args.negatives, 2):
+            picture_right, _ = read(data, None)
+            for rule in none:
+                none[rule] += picture_right[rule]
+        results["rows"][kind] = {"kind": "negatives", "pictures": args.negatives,
+                                 "right": {rule: n / args.negatives for rule, n in none.items()}}
+        print(f"{kind}: all \"not a digit\" before {none['before'] / args.negatives:.2%}, "
+              f"{PRODUCT_RULE} {none[PRODUCT_RULE] / args.negatives:.2%}", flush=True)
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"pictures the product answers otherwise than {PRODUCT_RULE} says: "
+          f"{results['product_differs']}")
+    print_table(results)
+
+
+def print_table(results):
+    """Each rule: the four touching rows, single-digit pictures answered otherwise, and the
+    trained kinds' pictures all "not a digit" (the mean of the five kinds)."""
+    rows = results["rows"]
+    touching_rows = [name for name, row in rows.items() if row["kind"] == "touching"]
+    for rule in ["before", *RULES]:
+        touching_figures = " / ".join(f"{rows[name]['right'][rule]:.2%}" for name in touching_rows)
+        otherwise = sum(row.get("answered_otherwise", {}).get(rule, 0) for row in rows.values()
+                        if row["kind"] not in ("touching", "negatives"))
+        negatives = [row["right"][rule] for row in rows.values() if row["kind"] == "negatives"]
+        print(f"{rule:12s} {touching_figures} | single digits answered otherwise {otherwise} | "
+              f"trained kinds \"not a digit\" {math.fsum(negatives) / max(1, len(negatives)):.2%}")
+
+
+if __name__ == "__main__":
+    main()
