@@ -5,8 +5,7 @@ that cross as little of it as they can, into the digits it holds.
 Where the cut finds digits, a reader that reads the whole mark (not_a_digit/reader/: a small CNN
 and a GRU read a 28 x 84 strip, CTC's eleven outputs at each of 21 columns) may read it
 otherwise: its digits are taken where both networks together find them likelier than the cut's
-(READER_GAIN). So too in a mark the gate calls one digit but doubts (DOUBTFUL): the reader's
-digits are taken where both networks find them likelier than that one digit.
+(READER_GAIN).
 
 `splitter(classify, gate, reader)`: the `split` that pictures.find_digits takes (None without a
 gate). A gate with no "digits that touch" output (an eleven-output not_a_digit/) splits nothing.
@@ -42,10 +41,6 @@ TOUCHING_SHARE = 0.25
 # times likelier than the cut's to both networks (Splitter.weigh): benchmarks/touching/README.md,
 # "Both networks weigh each reading".
 READER_GAIN = 1.0
-# A mark the gate calls a digit is read by the reader too where its "not a digit" and "digits
-# that touch" add up to at least this (0.3% of the validation digits' marks): its digits are
-# taken as above, weighed against the mark read as one digit ("A mark the gate doubts").
-DOUBTFUL = 0.05
 STRIP_SHAPE = (28, 84)  # the reader's input: a mark 20 px tall (MNIST's digit box), centred
 STRIP_DIGIT_HEIGHT = 20
 STRIP_STEP = 4  # columns of the strip to each of the reader's steps (outputs along it)
@@ -55,30 +50,24 @@ STRIP_STEPS = STRIP_SHAPE[1] // STRIP_STEP
 class Splitter:
     """split(inks, marks, sizes, soft) -> (marks, sizes), for pictures.find_digits: each mark the
     gate may take for digits that touch (judge_for, TOUCHING_SHARE) replaced by the digits
-    split_touching finds in it, or those the reader reads in it (read_whole); and each mark the
-    gate calls a digit but doubts (DOUBTFUL) by those the reader reads in it. `read`: {the
+    split_touching finds in it, or those the reader reads in it (read_whole). `read`: {the
     index of a mark in the marks returned: its probabilities (10,)} for the digits the reader
     read, which classifier.answer_digits takes in place of the networks' reading."""
 
     def __init__(self, classify, gate, reader=None):
-        self.classify, self.gate, self.reader, self.read = classify, gate, reader, {}
+        self.classify, self.reader, self.read = classify, reader, {}
         self.judge = judge_for(classify, gate)
 
     def __call__(self, inks, marks, sizes, soft):
-        images = np.stack(marks)
-        scores, no_digit, to_split = self.judge(images)
-        doubtful = ~no_digit & (self.gate.no_digit_score(self.gate.network(images[..., np.newaxis]))
-                                >= DOUBTFUL)
+        scores, _, to_split = self.judge(np.stack(marks))
         split_marks, split_sizes = [], []
-        for ink, mark, size, score, trying, doubted in zip(inks, marks, sizes, scores, to_split,
-                                                           doubtful):
+        for ink, mark, size, score, trying in zip(inks, marks, sizes, scores, to_split):
             pieces = split_touching(ink, soft, self.judge, score) if trying else []
-            if self.reader is not None and (pieces or doubted):
-                # the cut's digits, or the mark as one digit, against the reader's reading
-                pieces, probabilities = self.read_whole(ink, soft, pieces or [(ink, mark)])
+            if pieces and self.reader is not None:
+                pieces, probabilities = self.read_whole(ink, soft, pieces)
                 if probabilities is not None:  # the reader's digits, at these places
                     self.read.update(enumerate(probabilities, start=len(split_marks)))
-            if len(pieces) > 1:
+            if pieces:
                 split_marks += [piece_mark for _, piece_mark in pieces]
                 split_sizes += [piece_size(piece, ink, size) for piece, _ in pieces]
             else:
@@ -87,10 +76,10 @@ class Splitter:
         return split_marks, split_sizes
 
     def read_whole(self, ink, soft, pieces):
-        """(pieces, None): the cut's pieces ((ink, mark) pairs; or the whole mark as one), as
-        they are; or (the reader's pieces, their probabilities), where it reads the whole mark
-        as two or more digits that both networks find likelier than the pieces' (READER_GAIN).
-        Where one of its pieces would hold no ink, the pieces given."""
+        """(pieces, None): the cut's pieces ((ink, mark) pairs), as they are; or (the reader's
+        pieces, their probabilities), where it reads the whole mark as two or more digits that
+        both networks find likelier than the cut's (READER_GAIN). Where one of its pieces would
+        hold no ink, the cut's pieces."""
         logits, digits, probabilities, reader_pieces = self.reader_reading(ink, soft)
         if reader_pieces is None:
             return pieces, None

@@ -214,37 +214,6 @@ def test_the_readers_digits_are_taken_where_both_networks_find_them_likelier(mon
     assert reading_of(logits, [1, 7], sure_of(4, 2))[1][1] is not None
 
 
-def test_a_mark_the_gate_doubts_is_read_as_the_readers_digits_where_both_networks_agree():
-    """A mark the gate calls one digit, a 7, its "not a digit" and "digits that touch" 0.3
-    together (networks made up): read as the reader's 4, 2 where the digit network finds them
-    in the reader's pieces; the 7 stands where it finds no 4 or 2 there, and where the gate
-    doubts less than DOUBTFUL the reader is not asked."""
-    blank, four, two = 0, 5, 3
-    logits = path_logits((blank, 5), (four, 3), (blank, 5), (two, 3), (blank, 5))
-    ink, mark, size = two_blocks(), np.full((28, 28), 0.1, np.float32), (30, 1500)
-    asked = []
-
-    def reader(strips):
-        asked.append(len(strips))
-        return logits[np.newaxis]
-
-    def split(doubt, reader_view):
-        outputs = np.zeros(12, np.float32)
-        outputs[[7, 10, 11]] = 1 - doubt, doubt / 2, doubt / 2
-        gate = Gate(lambda images: np.tile(outputs, (len(images), 1)), 0.5)
-        splitter = touching.Splitter(digit_network([7], reader_view), gate, reader)
-        return (*splitter([ink], [mark], [size], False), splitter.read)
-
-    marks, sizes, read = split(0.3, sure_of(4, 2))
-    assert len(marks) == 2 and [p.argmax() for p in read.values()] == [4, 2] and asked == [1]
-    for doubt, view, asks in ((0.3, np.eye(10, dtype=np.float32)[7], 1),
-                              (0.9 * touching.DOUBTFUL, sure_of(4, 2), 0)):
-        asked.clear()
-        marks, sizes, read = split(doubt, view)
-        assert len(marks) == 1 and marks[0] is mark and sizes == [size] and read == {}
-        assert len(asked) == asks
-
-
 def test_where_a_readers_piece_would_hold_no_ink_the_cut_stands():
     """Three digits read at steps 7, 9 and 11 (the ink's columns 23, 35 and 47): pieces cut at
     29 and 41, the middle one the first block's last column; at steps 8, 9 and 10 (29, 35, 41),
@@ -310,29 +279,6 @@ def test_marks_the_gate_finds_likely_enough_digits_that_touch_are_tried(
         assert outputs[touching.TOUCHING] < outputs[touching.NUM_CLASSES], index
         right += answer(grey)["number"] == f"{y[index]}{y[index + 1]}"
     assert right >= 4
-
-
-# Pictures of two test digits touching (their index) whose one mark the gate calls a digit but
-# doubts (DOUBTFUL): read as one digit until the reader read such marks too.
-DOUBTED = [93, 189, 195, 203, 239, 250, 313, 345]
-
-
-def test_marks_the_gate_doubts_are_read_by_the_reader(full_arrays, shipped_classifier,
-                                                     shipped_gate, shipped_reader):
-    """Measured: 7 of the 8 read right (345, 10, is read 0); without the reader, each one digit."""
-    x, y = full_arrays["x_test"], full_arrays["y_test"]
-    render = renderings.RENDERINGS["two digits touching, boxes overlapping"][1]
-    answer = picture_answerer(shipped_classifier, shipped_gate, shipped_reader)
-    cut_only = picture_answerer(shipped_classifier, shipped_gate)
-    right = 0
-    for index in DOUBTED:
-        grey = np.asarray(render(x[index], index, x[index + 1])[0].convert("L"), np.float32) / 255
-        marks, _ = pictures.find_digits(grey)
-        score = shipped_gate.no_digit_score(shipped_gate.network(marks[..., np.newaxis]))
-        assert len(marks) == 1 and touching.DOUBTFUL <= score[0] <= shipped_gate.threshold, index
-        assert len(cut_only(grey)["number"]) == 1, index
-        right += answer(grey)["number"] == f"{y[index]}{y[index + 1]}"
-    assert right >= 6
 
 
 def test_a_network_without_the_touching_output_cuts_nothing(shipped_classifier, shipped_gate,

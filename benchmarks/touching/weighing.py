@@ -57,8 +57,6 @@ class Recording(touching.Splitter):
 
     def read_whole(self, ink, soft, pieces):
         taken, probabilities = super().read_whole(ink, soft, pieces)
-        if len(pieces) < 2:  # a mark the gate doubts, read as one digit or as the reader's
-            return taken, probabilities  # digits as the product reads it, under every rule
         logits, digits, _, reader_pieces = self.reading
         cut, cut_digits = self.pieces_log_likelihood(pieces)
         cut = [int(digit) for digit in cut]
