@@ -1,12 +1,12 @@
-"""A study: which marks the product leaves whole (never tried, or tried and not cut) the reader
-(not_a_digit/reader/) should read too. For each such mark the reader's reading is recorded,
-weighed by both networks (touching.Splitter.weigh) against the mark read as one digit, and
-every rule applied: "dS gG", a mark the gate calls a digit whose "not a digit" and "digits that
-touch" add up to S or more (the gate doubts it); "nS gG", those and also every mark the gate
-calls no digit; "... p", each of the reader's pieces a digit to the gate too. A rule takes the
-reader's digits where it reads two or more and both networks find them e^G likelier than the
-one digit (as touching.READER_GAIN does for the cut's digits). Not kept in the product: it reads
-single digits as two (touching/README.md, "A mark the gate doubts").
+"""A study (not kept): which marks the product leaves whole (never tried, or tried and not cut)
+the reader (not_a_digit/reader/) should read too. For each such mark the reader's reading is
+recorded, weighed by both networks (touching.Splitter.weigh) against the mark read as one
+digit, and every rule applied: "dS gG", a mark the gate calls a digit whose "not a digit" and
+"digits that touch" add up to S or more (the gate doubts it); "nS gG", those and also every mark
+the gate calls no digit; "... p", each of the reader's pieces a digit to the gate too. A rule
+takes the reader's digits where it reads two or more and both networks find them e^G likelier
+than the one digit (as touching.READER_GAIN does for the cut's digits). Not kept in the
+product: it reads single digits as two (touching/README.md, "A mark the gate doubts").
 
 Each picture is read once through the product's own steps (classifier.picture_answerer, the
 shipped networks). The touching renderings of the first LIMIT validation digits, the other
@@ -95,8 +95,7 @@ def takes_reader(rule, mark):
 
 def digits_under(rule, digits, whole):
     """The picture's digits (None for a mark that holds none) as the rule reads them: the
-    product's, with no mark doubted, each recorded mark's replaced by the reader's where the
-    rule takes them."""
+    product's, each recorded mark's replaced by the reader's where the rule takes them."""
     digits, shift = list(digits), 0
     for mark in whole:
         if takes_reader(rule, mark):
