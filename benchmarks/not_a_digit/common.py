@@ -21,7 +21,7 @@ from benchmarks.renderings import RENDERINGS  # noqa: E402
 from mnist_digits import pictures  # noqa: E402  (the reader the product runs)
 
 __all__ = ["CACHE", "CLEAN", "HERE", "MODEL", "N_TRAIN", "ROOT", "export_litert", "mnist",
-           "picture_bytes", "pictures"]
+           "picture_bytes", "pictures", "validation_digits"]
 
 CLEAN = {name: render for name, (kind, render) in RENDERINGS.items() if kind == "clean"}
 
@@ -30,6 +30,12 @@ def mnist():
     """MNIST's arrays from $MNIST_DATA (default: ../shared/data/mnist beside the repository)."""
     folder = Path(os.environ.get("MNIST_DATA", ROOT.parent / "shared" / "data" / "mnist"))
     return np.load(folder / "mnist.npz")
+
+
+def validation_digits():
+    """(x, y): the 6,000 training digits the shipped model held out (those after N_TRAIN)."""
+    arrays = mnist()
+    return arrays["x_train"][N_TRAIN:], arrays["y_train"][N_TRAIN:]
 
 
 def picture_bytes(name, digit, index):

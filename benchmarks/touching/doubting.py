@@ -32,12 +32,13 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent.parent), str(HERE.parent), str(HERE.parent / "not_a_digit")]
-from common import mnist  # noqa: E402
+from common import validation_digits  # noqa: E402
 from measure import encoded  # noqa: E402
-from mnist_digits import classifier, pictures, touching  # noqa: E402
+from mnist_digits import pictures, touching  # noqa: E402
 from negatives import negative_pictures  # noqa: E402
 from renderings import DIGITS_PER_FILE, RENDERINGS  # noqa: E402
 from sequence_reader import TRAINED_KINDS  # noqa: E402
+from weighing import recording_answerer  # noqa: E402
 
 RESULTS = HERE.parent / "results" / "touching_doubting.json"
 RULES = ([f"d{s} g{g}" for s, g in itertools.product((0.005, 0.02, 0.05, 0.1, 0.2, 0.5),
@@ -116,14 +117,8 @@ def main():
                         "single digits (and of two digits side by side)")
     parser.add_argument("--negatives", type=int, default=300, help="pictures a kind")
     args = parser.parse_args()
-    import mnist_digit_recognition as mdr
-    arrays = mnist()
-    _, (x, y) = mdr.split_validation(arrays["x_train"], arrays["y_train"], 0.1)
-    classify, gate, reader = (classifier.load_classifier(), classifier.load_gate(),
-                              classifier.load_reader())
-    splitters = []
-    touching.splitter = lambda *networks: splitters.append(Recording(*networks)) or splitters[-1]
-    answer = classifier.picture_answerer(classify, gate, reader)
+    x, y = validation_digits()
+    answer, splitters = recording_answerer(Recording)
     results = {"limit": args.limit, "singles": args.singles, "negatives": args.negatives,
                "rows": {}}
 

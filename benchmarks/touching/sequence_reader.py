@@ -40,7 +40,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent.parent), str(HERE), str(HERE.parent), str(HERE.parent / "not_a_digit")]
-from common import CACHE, mnist  # noqa: E402
+from common import CACHE, validation_digits  # noqa: E402
 from measure import VARIED, encoded, varied_pair  # noqa: E402
 from mnist_digits import classifier, pictures, touching  # noqa: E402
 from renderings import DIGITS_PER_FILE, RENDERINGS  # noqa: E402
@@ -148,10 +148,8 @@ def reader_logits(model, keras):
 
 def measure(args):
     import keras
-    import mnist_digit_recognition as mdr
     from negatives import negative_pictures
-    arrays = mnist()
-    _, (x, y) = mdr.split_validation(arrays["x_train"], arrays["y_train"], 0.1)
+    x, y = validation_digits()
     classify, gate = classifier.load_classifier(), classifier.load_gate()
     readers = [reader_logits(model, keras) for model in args.model]
 

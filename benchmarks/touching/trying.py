@@ -25,7 +25,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent.parent), str(HERE.parent), str(HERE.parent / "not_a_digit")]
-from common import mnist  # noqa: E402
+from common import validation_digits  # noqa: E402
 from mnist_digits import classifier, pictures, touching  # noqa: E402
 from mnist_digits.touching import NUM_CLASSES, TOUCHING  # noqa: E402
 from measure import encoded  # noqa: E402
@@ -64,9 +64,7 @@ def main():
     parser.add_argument("--kinds", nargs="+", default=TRAINED_KINDS,
                         help="negatives.py's kinds (default: five the gate trained on)")
     args = parser.parse_args()
-    import mnist_digit_recognition as mdr
-    arrays = mnist()
-    _, (x, y) = mdr.split_validation(arrays["x_train"], arrays["y_train"], 0.1)
+    x, y = validation_digits()
     classify, gate, reader = (classifier.load_classifier(), classifier.load_gate(),
                               classifier.load_reader())
 

@@ -27,7 +27,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent.parent), str(HERE.parent), str(HERE.parent / "not_a_digit")]
-from common import mnist  # noqa: E402
+from common import validation_digits  # noqa: E402
 from measure import encoded  # noqa: E402
 from mnist_digits import classifier, pictures, touching  # noqa: E402
 from renderings import DIGITS_PER_FILE, RENDERINGS  # noqa: E402
@@ -96,20 +96,25 @@ def number_under(rule, digits, marks_read):
     return None if None in digits else "".join(map(str, digits))
 
 
+def recording_answerer(recorder):
+    """(answer, splitters): classifier.picture_answerer on the shipped networks, the splitter of
+    each picture it reads a `recorder` (a touching.Splitter that records what it read), appended
+    to `splitters`."""
+    classify, gate, reader = (classifier.load_classifier(), classifier.load_gate(),
+                              classifier.load_reader())
+    splitters = []
+    touching.splitter = lambda *networks: splitters.append(recorder(*networks)) or splitters[-1]
+    return classifier.picture_answerer(classify, gate, reader), splitters
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit", type=int, default=600)
     parser.add_argument("--rows", nargs="+", help="only the touching renderings whose names hold "
                         "one of these (default: all four)")
     args = parser.parse_args()
-    import mnist_digit_recognition as mdr
-    arrays = mnist()
-    _, (x, y) = mdr.split_validation(arrays["x_train"], arrays["y_train"], 0.1)
-    classify, gate, reader = (classifier.load_classifier(), classifier.load_gate(),
-                              classifier.load_reader())
-    splitters = []
-    touching.splitter = lambda *networks: splitters.append(Recording(*networks)) or splitters[-1]
-    answer = classifier.picture_answerer(classify, gate, reader)
+    x, y = validation_digits()
+    answer, splitters = recording_answerer(Recording)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results["limit"] = args.limit
     rows = [n for n, (kind, _) in RENDERINGS.items() if kind == "touching"
