@@ -11,7 +11,8 @@ the kinds held out (--limit 0: no digits).
     python benchmarks/touching/trying.py --limit 600 --negatives 300 --rules t1b0.5 t1b0.1
     python benchmarks/touching/trying.py --limit 0 --rules b1 t1b0.25 --kinds stroke_letters doodles words
 
-Writes results/touching_trying.json (each rule's figures merged into what is there).
+Writes results/touching_trying.json, or results/STEM.json with --save-as STEM (each rule's
+figures merged into what is there).
 """
 
 import argparse
@@ -63,7 +64,10 @@ def main():
     parser.add_argument("--rules", nargs="+", default=["b1", "b0.5", "b0.25", "t1b1", "t1b0.25"])
     parser.add_argument("--kinds", nargs="+", default=TRAINED_KINDS,
                         help="negatives.py's kinds (default: five the gate trained on)")
+    parser.add_argument("--save-as", metavar="STEM", default=RESULTS.stem,
+                        help="write results/STEM.json (default: %(default)s)")
     args = parser.parse_args()
+    results_file = RESULTS.with_name(f"{args.save_as}.json")
     x, y = validation_digits()
     classify, gate, reader = (classifier.load_classifier(), classifier.load_gate(),
                               classifier.load_reader())
@@ -75,7 +79,7 @@ def main():
         finally:
             touching.judge_for = PRODUCT_JUDGE_FOR
 
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results = json.loads(results_file.read_text()) if results_file.exists() else {}
     for rule in args.rules:
         results.setdefault(rule, {}).update(
             {"limit": args.limit} if args.limit else {}, negatives=args.negatives)
@@ -104,7 +108,7 @@ def main():
         for rule in args.rules:
             results[rule][kind] = none[rule] / args.negatives
         print(kind, {rule: f"{n / args.negatives:.2%}" for rule, n in none.items()}, flush=True)
-    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    results_file.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":
