@@ -16,7 +16,9 @@ the share answered all "not a digit").
 
     python benchmarks/touching/doubting.py --limit 600 --singles 6000 --negatives 300
 
-Writes results/touching_doubting.json.
+Writes results/touching_doubting.json. With --reader, a study's reader (sequence_reader.py's
+cache/NAME_sSEED.keras, on LiteRT where it has been exported) reads in place of the shipped one,
+for the product's own steps too; --renderings and --no-negatives split a run into parts.
 """
 
 import argparse
@@ -37,7 +39,7 @@ from measure import encoded  # noqa: E402
 from mnist_digits import pictures, touching  # noqa: E402
 from negatives import negative_pictures  # noqa: E402
 from renderings import DIGITS_PER_FILE, RENDERINGS  # noqa: E402
-from sequence_reader import TRAINED_KINDS  # noqa: E402
+from sequence_reader import TRAINED_KINDS, reader_logits  # noqa: E402
 from weighing import recording_answerer  # noqa: E402
 
 RESULTS = HERE.parent / "results" / "touching_doubting.json"
@@ -115,10 +117,15 @@ def main():
     parser.add_argument("--limit", type=int, default=600, help="pictures a touching rendering")
     parser.add_argument("--singles", type=int, default=6000, help="pictures a rendering of "
                         "single digits (and of two digits side by side)")
-    parser.add_argument("--negatives", type=int, default=300, help="pictures a kind")
+    parser.add_argument("--negatives", type=int, default=300, help="pictures a kind (0: none)")
+    parser.add_argument("--reader", help="a study's reader (default: the shipped one)")
+    parser.add_argument("--renderings", nargs="+", help="only the renderings whose names hold one "
+                        "of these (default: all)")
+    parser.add_argument("--save-as", metavar="STEM", default=RESULTS.stem,
+                        help="write results/STEM.json (default: %(default)s)")
     args = parser.parse_args()
     x, y = validation_digits()
-    answer, splitters = recording_answerer(Recording)
+    answer, splitters = recording_answerer(Recording, args.reader and batch_reader(args.reader))
     results = {"limit": args.limit, "singles": args.singles, "negatives": args.negatives,
                "rows": {}}
 
@@ -140,6 +147,8 @@ def main():
         return right, changed
 
     for name, (kind, render) in RENDERINGS.items():
+        if args.renderings and not any(part in name for part in args.renderings):
+            continue
         count = DIGITS_PER_FILE.get(name, 1)
         limit = args.limit if kind == "touching" else args.singles
         right, changed = dict.fromkeys(["before", *RULES], 0), dict.fromkeys(RULES, 0)
@@ -157,7 +166,7 @@ def main():
                                  "answered_otherwise": changed}
         print(f"{name}: the product {right['before'] / limit:.2%}, {SHOWN} "
               f"{right[SHOWN] / limit:.2%} ({changed[SHOWN]} answered otherwise)", flush=True)
-    for kind in TRAINED_KINDS:
+    for kind in TRAINED_KINDS if args.negatives else []:
         none = dict.fromkeys(["before", *RULES], 0)
         for data, _, _ in negative_pictures(kind, args.negatives, 2):
             picture_right, _ = read(data, None)
@@ -167,8 +176,16 @@ def main():
                                  "right": {rule: n / args.negatives for rule, n in none.items()}}
         print(f"{kind}: all \"not a digit\": the product {none['before'] / args.negatives:.2%}, "
               f"{SHOWN} {none[SHOWN] / args.negatives:.2%}", flush=True)
-    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    RESULTS.with_name(f"{args.save_as}.json").write_text(json.dumps(results, indent=1) + "\n")
     print_table(results)
+
+
+def batch_reader(model):
+    """reader(strips (N, 28, 84, 1)) -> logits (N, 21, 11), as classifier.load_reader's, from a
+    study's reader (sequence_reader.reader_logits)."""
+    import keras
+    logits = reader_logits(model, keras)
+    return lambda strips: np.stack([logits(strip[..., 0]) for strip in strips])
 
 
 def print_table(results):

@@ -13,6 +13,8 @@ is its loss, so the digits need no fixed places. Trained on build_touching.py's 
     python benchmarks/touching/sequence_reader.py train --seed 1 --epochs 10     # cache/ctc_s1.keras
     python benchmarks/touching/sequence_reader.py build --count 90000 --seed 2   # cache/wide_s2.npz
     python benchmarks/touching/sequence_reader.py train --marks wide_s1 wide_s2 --epochs 8 --name ctcbig
+    python benchmarks/touching/sequence_reader.py singles --count 15000 --seed 1  # cache/singles_s1.npz
+    python benchmarks/touching/sequence_reader.py train --marks wide_s1 singles_s1 --name ctcsingles
     python benchmarks/touching/sequence_reader.py measure --model cache/ctc_s1.keras --limit 600
     python benchmarks/touching/sequence_reader.py measure --model cache/ctc_s{1,2,3}.keras --save-as NAME
     python benchmarks/touching/sequence_reader.py export --model cache/ctc_s1.keras  # LiteRT
@@ -67,6 +69,28 @@ def build(args):
     np.savez_compressed(CACHE / f"wide_s{args.seed}.npz", marks=np.array(marks, np.float32),
                         holds=np.array(holds))
     print(f"{len(marks)} marks of {args.count} pictures")
+
+
+def singles(args):
+    """Single training digits (of the 54,000 the shipped model trained on) as marks the reader
+    should read as one digit: each one dark on white at 28-112 px (a random size), its ink as
+    the product finds it (pictures.digits_ink), in the reader's strip."""
+    from common import N_TRAIN, mnist
+    from renderings import enlarged
+    arrays = mnist()
+    x, y = arrays["x_train"][:N_TRAIN], arrays["y_train"][:N_TRAIN]
+    rng = np.random.default_rng(args.seed)
+    marks, holds = [], []
+    for index in rng.choice(N_TRAIN, args.count, replace=False):
+        size = int(rng.integers(28, 113))
+        grey = 1 - enlarged(x[index], size)
+        inks, _, soft = pictures.digits_ink(np.pad(grey, size // 4, constant_values=1))
+        if len(inks) == 1:
+            marks.append(touching.wide_mark(inks[0], soft)[0])
+            holds.append(str(y[index]))
+    np.savez_compressed(CACHE / f"singles_s{args.seed}.npz", marks=np.array(marks, np.float32),
+                        holds=np.array(holds))
+    print(f"{len(marks)} marks of {args.count} digits")
 
 
 def reader_network(keras):
@@ -305,6 +329,9 @@ def main():
     command = commands.add_parser("build")
     command.add_argument("--count", type=int, default=45000)
     command.add_argument("--seed", type=int, default=1)
+    command = commands.add_parser("singles")
+    command.add_argument("--count", type=int, default=15000)
+    command.add_argument("--seed", type=int, default=1)
     command = commands.add_parser("train")
     command.add_argument("--seed", type=int, default=1)
     command.add_argument("--epochs", type=int, default=10)
@@ -328,7 +355,7 @@ def main():
     command.add_argument("--model", default=str(CACHE / "ctc_s1.keras"))
     command.add_argument("--ship", action="store_true", help="into the shipped model")
     args = parser.parse_args()
-    {"build": build, "train": train, "measure": measure, "export": export}[args.command](args)
+    {"build": build, "singles": singles, "train": train, "measure": measure, "export": export}[args.command](args)
 
 
 if __name__ == "__main__":

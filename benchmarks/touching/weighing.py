@@ -96,12 +96,13 @@ def number_under(rule, digits, marks_read):
     return None if None in digits else "".join(map(str, digits))
 
 
-def recording_answerer(recorder):
-    """(answer, splitters): classifier.picture_answerer on the shipped networks, the splitter of
-    each picture it reads a `recorder` (a touching.Splitter that records what it read), appended
-    to `splitters`."""
-    classify, gate, reader = (classifier.load_classifier(), classifier.load_gate(),
-                              classifier.load_reader())
+def recording_answerer(recorder, reader=None):
+    """(answer, splitters): classifier.picture_answerer on the shipped networks (`reader` in
+    place of the shipped reader where given: strips -> logits), the splitter of each picture it
+    reads a `recorder` (a touching.Splitter that records what it read), appended to
+    `splitters`."""
+    classify, gate = classifier.load_classifier(), classifier.load_gate()
+    reader = reader or classifier.load_reader()
     splitters = []
     touching.splitter = lambda *networks: splitters.append(recorder(*networks)) or splitters[-1]
     return classifier.picture_answerer(classify, gate, reader), splitters
