@@ -16,9 +16,10 @@ the share answered all "not a digit").
 
     python benchmarks/touching/doubting.py --limit 600 --singles 6000 --negatives 300
 
-Writes results/touching_doubting.json. With --reader, a study's reader (sequence_reader.py's
-cache/NAME_sSEED.keras, on LiteRT where it has been exported) reads in place of the shipped one,
-for the product's own steps too; --renderings and --no-negatives split a run into parts.
+Writes results/touching_doubting.json (or --save-as's). With --reader, a study's reader
+(sequence_reader.py's cache/NAME_sSEED.keras, on LiteRT where it has been exported) reads in
+place of the shipped one, in the product's own steps too. --renderings and --negatives 0 split a
+run into parts, each with its own --save-as (their "rows" merged by hand).
 """
 
 import argparse
@@ -118,7 +119,7 @@ def main():
     parser.add_argument("--singles", type=int, default=6000, help="pictures a rendering of "
                         "single digits (and of two digits side by side)")
     parser.add_argument("--negatives", type=int, default=300, help="pictures a kind (0: none)")
-    parser.add_argument("--reader", help="a study's reader (default: the shipped one)")
+    parser.add_argument("--reader", help="a study's reader, its path (default: the shipped one)")
     parser.add_argument("--renderings", nargs="+", help="only the renderings whose names hold one "
                         "of these (default: all)")
     parser.add_argument("--save-as", metavar="STEM", default=RESULTS.stem,
@@ -127,7 +128,7 @@ def main():
     x, y = validation_digits()
     answer, splitters = recording_answerer(Recording, args.reader and batch_reader(args.reader))
     results = {"limit": args.limit, "singles": args.singles, "negatives": args.negatives,
-               "rows": {}}
+               "reader": args.reader or "shipped", "rows": {}}
 
     def read(data, want):
         """{rule: whether it reads the picture right (all "not a digit" where want is None)},

@@ -14,7 +14,7 @@ is its loss, so the digits need no fixed places. Trained on build_touching.py's 
     python benchmarks/touching/sequence_reader.py build --count 90000 --seed 2   # cache/wide_s2.npz
     python benchmarks/touching/sequence_reader.py train --marks wide_s1 wide_s2 --epochs 8 --name ctcbig
     python benchmarks/touching/sequence_reader.py singles --count 15000 --seed 1  # cache/singles_s1.npz
-    python benchmarks/touching/sequence_reader.py train --marks wide_s1 singles_s1 --name ctcsingles
+    python benchmarks/touching/sequence_reader.py train --marks wide_s1 singles_s1 --name ctcsingles --epochs 8
     python benchmarks/touching/sequence_reader.py measure --model cache/ctc_s1.keras --limit 600
     python benchmarks/touching/sequence_reader.py measure --model cache/ctc_s{1,2,3}.keras --save-as NAME
     python benchmarks/touching/sequence_reader.py export --model cache/ctc_s1.keras  # LiteRT
@@ -336,7 +336,8 @@ def main():
     command.add_argument("--seed", type=int, default=1)
     command.add_argument("--epochs", type=int, default=10)
     command.add_argument("--marks", nargs="+", default=["wide_s1"],
-                         help="build's marks in cache/ to train on (the first's first 2,000 held back)")
+                         help="build's or singles' marks in cache/ to train on (the first's "
+                              "first 2,000 held back: put wide_s1 first)")
     command.add_argument("--name", default="ctc", help="saved as cache/NAME_sSEED.keras")
     command = commands.add_parser("measure")
     command.add_argument("--model", nargs="+", default=[str(CACHE / "ctc_s1.keras")],
