@@ -356,7 +356,9 @@ def main():
     command.add_argument("--model", default=str(CACHE / "ctc_s1.keras"))
     command.add_argument("--ship", action="store_true", help="into the shipped model")
     args = parser.parse_args()
-    {"build": build, "singles": singles, "train": train, "measure": measure, "export": export}[args.command](args)
+    run = {"build": build, "singles": singles, "train": train, "measure": measure,
+           "export": export}
+    run[args.command](args)
 
 
 if __name__ == "__main__":
