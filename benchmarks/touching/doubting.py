@@ -3,10 +3,11 @@ the reader (not_a_digit/reader/) should read too. For each such mark the reader'
 recorded, weighed by both networks (touching.Splitter.weigh) against the mark read as one
 digit, and every rule applied: "dS gG", a mark the gate calls a digit whose "not a digit" and
 "digits that touch" add up to S or more (the gate doubts it); "nS gG", those and also every mark
-the gate calls no digit; "... p", each of the reader's pieces a digit to the gate too. A rule
-takes the reader's digits where it reads two or more and both networks find them e^G likelier
-than the one digit (as touching.READER_GAIN does for the cut's digits). Not kept in the
-product: it reads single digits as two (touching/README.md, "A mark the gate doubts").
+the gate calls no digit; "... p", each of the reader's pieces a digit to the gate too; "... wW",
+only a mark at least W times as wide as it is tall. A rule takes the reader's digits where it
+reads two or more and both networks find them e^G likelier than the one digit (as
+touching.READER_GAIN does for the cut's digits). Not kept in the product: it reads single digits
+as two, whatever the mark's width (touching/README.md, "A mark the gate doubts").
 
 Each picture is read once through the product's own steps (classifier.picture_answerer, the
 shipped networks). The touching renderings of the first LIMIT validation digits, the other
@@ -16,7 +17,9 @@ the share answered all "not a digit").
 
     python benchmarks/touching/doubting.py --limit 600 --singles 6000 --negatives 300
 
-Writes results/touching_doubting.json (or --save-as's). With --reader, a study's reader
+Writes results/touching_doubting.json (or --save-as's), with each rendering's doubted marks
+(dS, S >= 0.005) the reader reads as two or more digits: their doubt, width over height, gain
+(log) and the reader's digits, by picture. With --reader, a study's reader
 (sequence_reader.py's cache/NAME_sSEED.keras, on LiteRT where it has been exported) reads in
 place of the shipped one, in the product's own steps too. --renderings and --negatives 0 split a
 run into parts, each with its own --save-as (their "rows" merged by hand).
@@ -46,6 +49,8 @@ from weighing import recording_answerer  # noqa: E402
 RESULTS = HERE.parent / "results" / "touching_doubting.json"
 RULES = ([f"d{s} g{g}" for s, g in itertools.product((0.005, 0.02, 0.05, 0.1, 0.2, 0.5),
                                                      (0, 1, 2, 4))]
+         + [f"d{s} g{g} w{w}" for s, g, w in itertools.product((0.005, 0.05, 0.2), (1, 4),
+                                                                (0.8, 0.9, 1.0, 1.1, 1.2))]
          + [f"n{s} g{g}{p}" for s, g, p in itertools.product((0.05,), (1, 4, 8), ("", " p"))])
 SHOWN = "d0.05 g1"  # the rule printed as the study runs
 
@@ -73,7 +78,7 @@ class Recording(touching.Splitter):
                 continue  # cut into digits
             logits, digits, _, reader_pieces = self.reader_reading(ink, soft)
             record = {"place": places.index(id(mark)), "no_digit": bool(none),
-                      "doubt": float(score), "reader": digits,
+                      "doubt": float(score), "reader": digits, "aspect": aspect(ink),
                       "one_digit": self.weigh(logits, [(ink, mark)])}
             if reader_pieces is not None:
                 _, pieces_none, _ = self.judge(np.stack([piece for _, piece in reader_pieces]))
@@ -83,11 +88,22 @@ class Recording(touching.Splitter):
         return split_marks, split_sizes
 
 
+def aspect(ink):
+    """The width of a mark's ink over its height."""
+    rows, cols = np.nonzero(ink > 0)
+    return float((np.ptp(cols) + 1) / (np.ptp(rows) + 1))
+
+
 def takes_reader(rule, mark):
-    """Whether `rule` takes the reader's reading of a recorded mark."""
+    """Whether `rule` takes the reader's reading of a recorded mark ("... wW": only a mark at
+    least W times as wide as it is tall)."""
     if "reading" not in mark:
         return False
-    scope, gain, *pieces = rule.split()
+    scope, gain, *rest = rule.split()
+    pieces = [part for part in rest if part == "p"]
+    widths = [float(part[1:]) for part in rest if part.startswith("w")]
+    if widths and mark["aspect"] < widths[0]:
+        return False
     if mark["no_digit"] and scope[0] == "d":
         return False
     if not mark["no_digit"] and mark["doubt"] < float(scope[1:]):
@@ -132,12 +148,13 @@ def main():
 
     def read(data, want):
         """{rule: whether it reads the picture right (all "not a digit" where want is None)},
-        {rule: whether it answers the picture otherwise than the product}."""
+        {rule: whether it answers the picture otherwise than the product}, [each doubted mark
+        the reader reads as two or more digits: doubt, width over height, gain, its digits]."""
         splitters.clear()
         try:
             found = answer(pictures.decode_picture(data))
         except ValueError:  # blank: no digit either
-            return {rule: want is None for rule in ["before", *RULES]}, {}
+            return {rule: want is None for rule in ["before", *RULES]}, {}, []
         before = found.get("digits") or [found["digit"]]
         whole = splitters[-1].whole
         readings = {rule: digits_under(rule, before, whole) for rule in RULES}
@@ -145,7 +162,11 @@ def main():
         right = {rule: all(d is None for d in digits) if want is None else number(digits) == want
                  for rule, digits in readings.items()}
         changed = {rule: digits != before for rule, digits in readings.items()}
-        return right, changed
+        doubted = [[round(mark["doubt"], 4), round(mark["aspect"], 3),
+                    round(mark["reading"] - mark["one_digit"], 2), mark["reader"]]
+                   for mark in whole if "reading" in mark and not mark["no_digit"]
+                   and mark["doubt"] >= 0.005]
+        return right, changed, doubted
 
     for name, (kind, render) in RENDERINGS.items():
         if args.renderings and not any(part in name for part in args.renderings):
@@ -153,10 +174,11 @@ def main():
         count = DIGITS_PER_FILE.get(name, 1)
         limit = args.limit if kind == "touching" else args.singles
         right, changed = dict.fromkeys(["before", *RULES], 0), dict.fromkeys(RULES, 0)
+        doubted = {}  # {picture: its doubted marks the reader reads as two or more digits}
         for index in range(limit):
             digits = [x[(index + k) % len(x)] for k in range(count)]
             want = "".join(str(int(y[(index + k) % len(y)])) for k in range(count))
-            picture_right, picture_changed = read(
+            picture_right, picture_changed, doubted[index] = read(
                 encoded(*render(digits[0], index, *digits[1:])), want)
             for rule in right:
                 right[rule] += picture_right[rule]
@@ -164,13 +186,15 @@ def main():
                 changed[rule] += picture_changed.get(rule, False)
         results["rows"][name] = {"kind": kind, "pictures": limit,
                                  "right": {rule: n / limit for rule, n in right.items()},
-                                 "answered_otherwise": changed}
+                                 "answered_otherwise": changed,
+                                 "doubted": {index: marks for index, marks in doubted.items()
+                                             if marks}}
         print(f"{name}: the product {right['before'] / limit:.2%}, {SHOWN} "
               f"{right[SHOWN] / limit:.2%} ({changed[SHOWN]} answered otherwise)", flush=True)
     for kind in TRAINED_KINDS if args.negatives else []:
         none = dict.fromkeys(["before", *RULES], 0)
         for data, _, _ in negative_pictures(kind, args.negatives, 2):
-            picture_right, _ = read(data, None)
+            picture_right, _, _ = read(data, None)
             for rule in none:
                 none[rule] += picture_right[rule]
         results["rows"][kind] = {"kind": "negatives", "pictures": args.negatives,
