@@ -180,10 +180,12 @@ def camera_noise(rng, size):
     return NOISE[size][top:top + height, left:left + width]
 
 
-def page_on_table(digit, index, patterned, size=PHOTO_SIZE):
+def page_on_table(digit, index, patterned, size=PHOTO_SIZE, slant=0.0):
     """The digit written on a sheet of paper (0.85-0.95 light, 3:4), the sheet 55-80% of the
     photo's height, lying on a table (table_surface), turned by 0-15 degrees either way; light
-    falling off (falling_light); noise; JPEG q85."""
+    falling off (falling_light); noise; JPEG q85. With slant, the photo taken from a little to
+    the side: each of the sheet's corners moved by up to slant of its height each way (a
+    perspective, its sides no longer parallel)."""
     rng = np.random.default_rng(index)
     width, height = size
     page_height = int(rng.uniform(0.55, 0.8) * height)
@@ -199,14 +201,29 @@ def page_on_table(digit, index, patterned, size=PHOTO_SIZE):
     cos, sin = np.cos(angle), np.sin(angle)
     affine = (cos, sin, page_width / 2 - cos * centre[0] - sin * centre[1],
               -sin, cos, page_height / 2 + sin * centre[0] - cos * centre[1])
-    on_photo, mask = (np.asarray(layer.transform(size, Image.Transform.AFFINE, affine,
-                                                 Image.Resampling.BILINEAR, fillcolor=0),
-                                 np.float32) / 255
+    how = (Image.Transform.AFFINE, affine)
+    if slant:
+        corners = np.array([[0, 0], [page_width, 0], [page_width, page_height], [0, page_height]])
+        turned = (corners - [page_width / 2, page_height / 2]) @ np.array([[cos, sin], [-sin, cos]])
+        moved = turned + centre + rng.uniform(-slant, slant, (4, 2)) * page_height
+        how = (Image.Transform.PERSPECTIVE, perspective(moved, corners))
+    on_photo, mask = (np.asarray(layer.transform(size, *how, Image.Resampling.BILINEAR,
+                                                 fillcolor=0), np.float32) / 255
                       for layer in (page, Image.new("L", page.size, 255)))
     # (the sheet's edge softened by the bilinear sampling, as a lens does)
     scene = on_photo + (1 - mask) * table_surface(rng, patterned, size)
     return (grey_image(scene * falling_light(rng, size) + camera_noise(rng, size)), "JPEG",
             {"quality": 85})
+
+
+def perspective(points, to):
+    """Pillow's PERSPECTIVE coefficients of the map taking each of the four points (x, y) to
+    the point of `to` at its place."""
+    rows, values = [], []
+    for (x, y), (u, v) in zip(points, to):
+        rows += [[x, y, 1, 0, 0, 0, -x * u, -y * u], [0, 0, 0, x, y, 1, -x * v, -y * v]]
+        values += [u, v]
+    return tuple(np.linalg.solve(np.array(rows, float), np.array(values, float)))
 
 
 def dark_table(digit, index):
@@ -217,6 +234,12 @@ def dark_table(digit, index):
 def wooden_table(digit, index):
     """A page on a patterned table, wood grain (see page_on_table)."""
     return page_on_table(digit, index, patterned=True)
+
+
+def slanted_page(digit, index):
+    """A page on a dark table photographed a little from the side: its corners moved by up to
+    5% of its height (see page_on_table)."""
+    return page_on_table(digit, index, patterned=False, slant=0.05)
 
 
 def ink_box(digit):
@@ -294,6 +317,7 @@ RENDERINGS = {  # name: (kind, render); kind: clean, hard (soft, coarse, thick o
     "two digits side by side": ("photo", two_digits),
     "page on a dark table, tilted 0-15°": ("page", dark_table),
     "page on a wooden table, tilted 0-15°": ("page", wooden_table),
+    "page on a dark table, at a slant": ("page", slanted_page),
     "two digits touching, boxes overlapping": ("touching", overlapping),
     "two digits joined by a stroke": ("touching", joined),
     "three digits touching, boxes overlapping": ("touching", overlapping),

@@ -1,11 +1,13 @@
 """A sheet of paper photographed on a darker surface (a table, a desk) -> the sheet alone, upright.
 
 `sheet_in(glance)`: on a glance at a picture (the picture reduced: pictures.glance_at), the
-sheet it shows (a large light region, nearly a rectangle, whatever its tilt, with a sharp edge
-against a darker surround and darker marks on it), or None. `cut_out(grey, sheet, factor)`: the
-part of the picture on that sheet, turned upright. An all-paper picture has no darker surround
-and shows no sheet, nor does a picture of light ink on a dark background (its light strokes are
-no rectangle, and hold no darker marks): the reader leaves those as they are.
+sheet it shows (a large light region, nearly a four-sided shape, whatever its tilt, with a sharp
+edge against a darker surround and darker marks on it), or None. `cut_out(grey, sheet, factor)`:
+the part of the picture on that sheet, turned upright; where the sheet is not quite a rectangle
+(a photo taken a little from the side), the table left in its corners painted as paper. An
+all-paper picture has no darker surround and shows no sheet, nor does a picture of light ink on
+a dark background (its light strokes are no four-sided shape, and hold no darker marks): the
+reader leaves those as they are.
 
 NumPy, SciPy and Pillow only.
 """
@@ -14,13 +16,16 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 from scipy import ndimage
 
 PAGE_AREA = 0.15  # the sheet's rectangle covers at least this share of the picture...
 SURROUND = 0.05  # ...and leaves at least this share of it outside (the table)
 ON_THE_BORDER = 0.25  # the darker surround runs along at least this share of the picture's edges
-RECTANGULAR = 0.9  # the light region fills at least this share of its rectangle
+RECTANGULAR = 0.8  # the light region fills at least this share of its rectangle (a page taken
+                   # a little from the side fills 0.85 or more; light falling off across paper
+                   # leaves light regions of 0.69-0.75)...
+FOUR_SIDED = 0.9  # ...and it and its four corners' shape share this much of each
 PAGE_EDGE = 0.15  # the sheet is this much lighter just inside its edge than just outside
 EDGE_WIDTH = 2  # glance pixels either side of the edge where that is measured
 INSET = 2  # glance pixels taken off the sheet all round (its edge, and the fit's error)
@@ -33,6 +38,11 @@ class Sheet(NamedTuple):
     angle: float  # radians, within +-45 degrees: its sides turned by this from the picture's
     half_sizes: tuple  # (along the turned y, x), less INSET all round
     paper: float  # the sheet's typical light
+    # Where the sheet is not quite a rectangle, None where it is: the glance's pixels to paint
+    # over (the table within that rectangle, and the sheet's edge beside it), and each one's
+    # paint: the light of the sheet's nearest pixel kept
+    table: np.ndarray | None
+    paint: np.ndarray | None
 
 
 def sheet_in(glance):
@@ -47,17 +57,37 @@ def sheet_in(glance):
         return None  # a light region with nothing written on it: a bold light stroke, no sheet
     centre, angle, half_sizes = smallest_rectangle(sheet)
     inside = within_rectangle(glance.shape, centre, angle, half_sizes)
-    if not is_a_sheet(glance, sheet, inside, centre, angle, half_sizes):
+    shape = four_sided(sheet, centre, angle)
+    if not is_a_sheet(glance, sheet, inside, shape):
         return None
-    return Sheet(centre, angle, tuple(np.maximum(np.array(half_sizes) - INSET, 1)),
-                 float(np.median(glance[sheet])))
+    half_sizes = tuple(np.maximum(np.array(half_sizes) - INSET, 1))
+    within = within_rectangle(glance.shape, centre, angle, half_sizes)
+    # where the sheet is a rectangle, none: INSET takes off its edge
+    table = within & ndimage.binary_dilation(~sheet, iterations=INSET - 1)
+    paint = None
+    if table.any():
+        nearest = ndimage.distance_transform_edt(table | ~within, return_distances=False,
+                                                 return_indices=True)
+        paint = glance[tuple(nearest)]
+    return Sheet(centre, angle, half_sizes, float(np.median(glance[sheet])),
+                 table if table.any() else None, paint)
 
 
 def cut_out(grey, sheet, factor):
     """The part of the grey picture on the sheet found on its glance (the picture reduced by
-    factor), turned upright."""
-    return upright_crop(grey, factor * (np.array(sheet.centre) + 0.5), sheet.angle,
-                        factor * np.array(sheet.half_sizes), sheet.paper)
+    factor), turned upright; the table within it, if any, painted over as the paper beside it."""
+    upright = upright_crop(grey, factor * (np.array(sheet.centre) + 0.5), sheet.angle,
+                           factor * np.array(sheet.half_sizes), sheet.paper)
+    if sheet.table is None:
+        return upright
+    # the pixels to paint and their paint cut out and turned as the sheet is, on the glance,
+    # then enlarged
+    table, paint = (np.asarray(Image.fromarray(upright_crop(
+        layer.astype(np.float32), np.array(sheet.centre) + 0.5, sheet.angle,
+        np.array(sheet.half_sizes), sheet.paper)).resize(upright.shape[::-1],
+                                                         Image.Resampling.BILINEAR))
+        for layer in (sheet.table, sheet.paint))
+    return np.where(table > 0, paint, upright)
 
 
 def otsu_threshold(values, bins=64):
@@ -107,6 +137,19 @@ def smallest_rectangle(mask):
     return centre, best, tuple((high - low) / 2)
 
 
+def four_sided(mask, centre, angle):
+    """The four-sided shape whose corners are the mask's pixels furthest towards each corner
+    of its rectangle (centre, angle): the sheet's own corners, in a photo taken a little from
+    the side as in one taken from above."""
+    points = np.argwhere(mask & ~ndimage.binary_erosion(mask))
+    along = turned(points - np.array(centre), angle)
+    corners = [points[np.argmax(down * along[:, 0] + right * along[:, 1])]
+               for down, right in ((-1, -1), (-1, 1), (1, 1), (1, -1))]
+    shape = Image.new("1", mask.shape[::-1])
+    ImageDraw.Draw(shape).polygon([(x, y) for y, x in corners], fill=1, outline=1)
+    return np.asarray(shape)
+
+
 def turned(points, angle):
     """(y, x) points in the frame of axes turned by angle (x towards y: clockwise on screen)."""
     cos, sin = math.cos(angle), math.sin(angle)
@@ -130,18 +173,23 @@ def within_rectangle(shape, centre, angle, half_sizes):
             ).reshape(shape)
 
 
-def is_a_sheet(glance, sheet, inside, centre, angle, half_sizes):
-    """The light region is a sheet on a darker surround: its rectangle covers PAGE_AREA of the
-    picture or more and leaves SURROUND of it outside, the region fills RECTANGULAR of it, and
-    its edge is sharp (PAGE_EDGE): not light falling off across paper, not light strokes."""
+def is_a_sheet(glance, sheet, inside, shape):
+    """The light region is a sheet on a darker surround: its rectangle (`inside`) covers
+    PAGE_AREA of the picture or more and leaves SURROUND of it outside, the region fills
+    RECTANGULAR of it, the region and its corners' shape are nearly the same (FOUR_SIDED), and
+    the shape's edge is sharp (PAGE_EDGE): not light falling off across paper, not light
+    strokes."""
     covered = np.count_nonzero(inside) / inside.size
     if not PAGE_AREA <= covered <= 1 - SURROUND:
         return False
     if np.count_nonzero(sheet & inside) < RECTANGULAR * np.count_nonzero(inside):
         return False
-    grown = within_rectangle(glance.shape, centre, angle, np.add(half_sizes, EDGE_WIDTH))
-    shrunk = within_rectangle(glance.shape, centre, angle, np.subtract(half_sizes, EDGE_WIDTH))
-    just_outside, just_inside = grown & ~inside, inside & ~shrunk
+    if np.count_nonzero(sheet & shape) < FOUR_SIDED * max(np.count_nonzero(sheet),
+                                                          np.count_nonzero(shape)):
+        return False  # (a round light region holds the shape of its corners, not the reverse)
+    grown = ndimage.binary_dilation(shape, iterations=EDGE_WIDTH)
+    shrunk = ndimage.binary_erosion(shape, iterations=EDGE_WIDTH)
+    just_outside, just_inside = grown & ~shape, shape & ~shrunk
     if not just_outside.any():
         return False
     return np.median(glance[just_inside]) - np.median(glance[just_outside]) >= PAGE_EDGE
