@@ -22,9 +22,9 @@ from scipy import ndimage
 PAGE_AREA = 0.15  # the sheet's rectangle covers at least this share of the picture...
 SURROUND = 0.05  # ...and leaves at least this share of it outside (the table)
 ON_THE_BORDER = 0.25  # the darker surround runs along at least this share of the picture's edges
-RECTANGULAR = 0.8  # the light region fills at least this share of its rectangle (a page taken
-                   # a little from the side fills 0.85 or more; light falling off across paper
-                   # leaves light regions of 0.69-0.75)...
+RECTANGULAR = 0.9  # the light region fills at least this share of its rectangle; or...
+NEARLY_RECTANGULAR = 0.8  # ...this share (a page taken a little from the side fills 0.85 or
+                          # more; light falling off across paper leaves regions of 0.69-0.75)
 FOUR_SIDED = 0.9  # ...and it and its four corners' shape share this much of each
 PAGE_EDGE = 0.15  # the sheet is this much lighter just inside its edge than just outside
 EDGE_WIDTH = 2  # glance pixels either side of the edge where that is measured
@@ -40,7 +40,7 @@ class Sheet(NamedTuple):
     paper: float  # the sheet's typical light
     # Where the sheet is not quite a rectangle, None where it is: the glance's pixels to paint
     # over (the table within that rectangle, and the sheet's edge beside it), and each one's
-    # paint: the light of the sheet's nearest pixel kept
+    # paint: the light of the nearest paper kept
     table: np.ndarray | None
     paint: np.ndarray | None
 
@@ -58,19 +58,21 @@ def sheet_in(glance):
     centre, angle, half_sizes = smallest_rectangle(sheet)
     inside = within_rectangle(glance.shape, centre, angle, half_sizes)
     shape = four_sided(sheet, centre, angle)
-    if not is_a_sheet(glance, sheet, inside, shape):
+    if not (is_a_sheet(glance, sheet, inside, inside, RECTANGULAR)
+            or is_a_sheet(glance, sheet, inside, shape, NEARLY_RECTANGULAR)):
         return None
     half_sizes = tuple(np.maximum(np.array(half_sizes) - INSET, 1))
     within = within_rectangle(glance.shape, centre, angle, half_sizes)
-    # where the sheet is a rectangle, none: INSET takes off its edge
-    table = within & ndimage.binary_dilation(~sheet, iterations=INSET - 1)
-    paint = None
-    if table.any():
-        nearest = ndimage.distance_transform_edt(table | ~within, return_distances=False,
-                                                 return_indices=True)
-        paint = glance[tuple(nearest)]
-    return Sheet(centre, angle, half_sizes, float(np.median(glance[sheet])),
-                 table if table.any() else None, paint)
+    # The table: off the light region and on or beyond the sheet's four sides (ink written to the
+    # sheet's edge is within them), and the sheet's edge beside it (a glance pixel). Where the
+    # sheet is a rectangle, none: INSET takes off its edge.
+    table = within & ndimage.binary_dilation(~sheet & ~ndimage.binary_erosion(shape))
+    if not table.any():
+        return Sheet(centre, angle, half_sizes, float(np.median(glance[sheet])), None, None)
+    nearest = ndimage.distance_transform_edt(~(within & ~table & light), return_distances=False,
+                                             return_indices=True)  # the nearest paper kept
+    return Sheet(centre, angle, half_sizes, float(np.median(glance[sheet])), table,
+                 glance[tuple(nearest)])
 
 
 def cut_out(grey, sheet, factor):
@@ -173,16 +175,17 @@ def within_rectangle(shape, centre, angle, half_sizes):
             ).reshape(shape)
 
 
-def is_a_sheet(glance, sheet, inside, shape):
+def is_a_sheet(glance, sheet, inside, shape, fill):
     """The light region is a sheet on a darker surround: its rectangle (`inside`) covers
-    PAGE_AREA of the picture or more and leaves SURROUND of it outside, the region fills
-    RECTANGULAR of it, the region and its corners' shape are nearly the same (FOUR_SIDED), and
-    the shape's edge is sharp (PAGE_EDGE): not light falling off across paper, not light
-    strokes."""
+    PAGE_AREA of the picture or more and leaves SURROUND of it outside, the region fills `fill`
+    of it, the region and `shape` (the rectangle, or its corners' four-sided shape) are nearly
+    the same (FOUR_SIDED), and the shape's edge is sharp (PAGE_EDGE): not light falling off
+    across paper, not light strokes. (A sheet running off the picture is no four-sided shape,
+    but may fill its rectangle.)"""
     covered = np.count_nonzero(inside) / inside.size
     if not PAGE_AREA <= covered <= 1 - SURROUND:
         return False
-    if np.count_nonzero(sheet & inside) < RECTANGULAR * np.count_nonzero(inside):
+    if np.count_nonzero(sheet & inside) < fill * np.count_nonzero(inside):
         return False
     if np.count_nonzero(sheet & shape) < FOUR_SIDED * max(np.count_nonzero(sheet),
                                                           np.count_nonzero(shape)):

@@ -420,6 +420,19 @@ def test_a_sheet_photographed_a_little_from_the_side_leaves_no_table(corners):
     assert bar.any(axis=1).sum() <= 20  # the bar alone, along the rows
 
 
+def test_a_stroke_written_to_the_sheets_edge_is_kept():
+    """Ink that reaches the paper's edge is no table: the stroke is cut out with the sheet."""
+    sheet = Image.new("L", (200, 260), 230)
+    ImageDraw.Draw(sheet).rectangle([95, 150, 105, 260], fill=20)
+    photo = Image.new("L", (400, 300), 40)
+    turned = sheet.rotate(8, expand=True, fillcolor=0)
+    mask = Image.new("L", sheet.size, 255).rotate(8, expand=True, fillcolor=0)
+    photo.paste(turned, (200 - turned.width // 2, 150 - turned.height // 2), mask)
+    upright = on_the_page(np.asarray(photo, np.float32) / 255)
+    rows = np.flatnonzero((upright < 0.5).any(axis=1))
+    assert rows.max() >= 0.9 * upright.shape[0]  # down to the cut-out's edge, or nearly
+
+
 def test_the_page_step_leaves_every_other_rendering_as_it_is(test_digits):
     """All paper, light ink on black, ruled lines, a frame: no sheet on a darker surround."""
     x, _ = test_digits
